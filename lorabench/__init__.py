@@ -1,0 +1,1 @@
+"""lorabench: LoRA vs full fine-tuning study, tracked in MLflow."""

@@ -1,0 +1,6 @@
+"""Configuration: the typed schema, its registration with Hydra, and validation."""
+
+from lorabench.config.schema import Config, ConfigError
+from lorabench.config.store import CONF_DIR, compose, register_configs, validate
+
+__all__ = ["CONF_DIR", "Config", "ConfigError", "compose", "register_configs", "validate"]

@@ -1,0 +1,143 @@
+"""Tokenizer, base model and tuning method (LoRA through peft, or all parameters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from lorabench.config.schema import MethodConfig, ModelConfig
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class ModelLoadError(RuntimeError):
+    """Weights or tokenizer could not be loaded; the message says how to point at local files."""
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Parameter counts as logged to MLflow (`model/*`)."""
+
+    additional: int
+    """Parameters the method adds to the base model (LoRA matrices; 0 for full fine-tuning)."""
+    trainable: int
+    total: int
+
+
+def _load_hint(key: str, source: str, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"Could not load {key}={source!r}: {err}\n"
+        f"If this machine is offline or the Hub id needs a licence, download the weights in "
+        f"Hugging Face format once and point at the directory: {key}=/path/to/model "
+        f"(it must contain config.json, the tokenizer files and the weights)."
+    )
+
+
+def build_tokenizer(model_cfg: ModelConfig, cache_dir: str | Path) -> PreTrainedTokenizerBase:
+    """Load the pretrained tokenizer, or build/load the project's tiny one."""
+    tok_cfg = model_cfg.tokenizer
+    if tok_cfg.kind == "tiny":
+        from lorabench.tiny_tokenizer import load_or_build_tiny_tokenizer
+
+        return load_or_build_tiny_tokenizer(Path(cache_dir) / "tokenizers", tok_cfg.vocab_size)
+    source = tok_cfg.name_or_path or model_cfg.pretrained
+    key = "model.tokenizer.name_or_path" if tok_cfg.name_or_path else "model.pretrained"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise _load_hint(key, source, err) from err
+    if tokenizer.pad_token is None:
+        # LLaMA ships no pad token; padded positions are masked out of attention and loss.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def model_config(
+    model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase | None = None
+) -> PretrainedConfig:
+    """The architecture: from `model.architecture` when given, else read from `pretrained`."""
+    if model_cfg.architecture:
+        fields = dict(model_cfg.architecture)
+        model_type = fields.pop("model_type", "llama")
+        if tokenizer is not None and model_cfg.pretrained is None:
+            # A model built from scratch takes its vocabulary and special ids from its tokenizer.
+            fields.update(
+                vocab_size=len(tokenizer),
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        elif "vocab_size" not in fields:
+            fields["vocab_size"] = model_cfg.tokenizer.vocab_size
+        return AutoConfig.for_model(model_type, **fields)
+    try:
+        return AutoConfig.from_pretrained(model_cfg.pretrained)
+    except (OSError, ValueError) as err:
+        raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
+
+
+def build_model(
+    model_cfg: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase | None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    meta: bool = False,
+) -> PreTrainedModel:
+    """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
+
+    With `meta=True` nothing is allocated or downloaded: the model lives on the meta device,
+    which is enough to count parameters.
+    """
+    if meta:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(model_config(model_cfg), dtype=dtype)
+    if model_cfg.pretrained is None:
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_cfg.pretrained, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
+
+
+def apply_method(model: PreTrainedModel, method: MethodConfig) -> PreTrainedModel | PeftModel:
+    """Wrap the model in LoRA adapters, or leave every parameter trainable (full fine-tuning)."""
+    if method.lora is None:
+        model.requires_grad_(True)
+        return model
+    lora = method.lora
+    peft_config = PeftLoraConfig(
+        task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias=lora.bias,
+    )
+    return get_peft_model(model, peft_config)
+
+
+def count_parameters(model: torch.nn.Module) -> ParameterCounts:
+    """Count additional (LoRA), trainable and total parameters; works on the meta device."""
+    additional = trainable = total = 0
+    for name, param in model.named_parameters():
+        n = param.numel()
+        total += n
+        if param.requires_grad:
+            trainable += n
+        if "lora_" in name:
+            additional += n
+    return ParameterCounts(additional=additional, trainable=trainable, total=total)
