@@ -7,11 +7,22 @@ import sys
 from omegaconf import DictConfig
 
 from lorabench.config import validate
+from lorabench.errors import LorabenchError
 from lorabench.launching import DistEnv, check_world_size, needs_launcher, relaunch_under_torchrun
 
 
 def train_main(cfg: DictConfig) -> None:
-    """`train.py`: validate, then dry-run, relaunch under torchrun, or train."""
+    """`train.py`: validate, then dry-run, relaunch under torchrun, or train.
+
+    Errors in the user's input end the process with their message alone (exit code 1).
+    """
+    try:
+        _train_main(cfg)
+    except LorabenchError as err:
+        sys.exit(f"error: {err}")
+
+
+def _train_main(cfg: DictConfig) -> None:
     config = validate(cfg)
     if config.dry_run:
         from lorabench.training import dry_run
@@ -31,6 +42,5 @@ def train_main(cfg: DictConfig) -> None:
     if env.is_main:
         print(f"model saved to {result.model_path}")
         if result.run_id:
-            print(
-                f"mlflow run {result.run_id} ({config.run_name}) in {config.tracking.tracking_uri}"
-            )
+            uri = config.tracking.tracking_uri
+            print(f"mlflow run {result.run_id} ({config.run_name}) in {uri}")

@@ -8,13 +8,10 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from lorabench.config.schema import DataConfig, DataSourceConfig
+from lorabench.errors import DataError
 from lorabench.prompts import tokenize_example
 
 INSTRUCTION_COLUMNS = ("instruction", "input", "output")
-
-
-class DataError(ValueError):
-    """Training data is missing, malformed or too small; the message names the source."""
 
 
 def demo_size(data: DataConfig) -> int:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from lorabench.prompts import format_prompt
+
 RAW_CLASSES: tuple[str, ...] = (
     "math",
     "code",
@@ -629,11 +631,6 @@ def write_jsonl(rows: Iterable[dict[str, str]], path: str | os.PathLike[str]) ->
     return path
 
 
-def _format_prompt(instruction: str, input_: str, output: str) -> str:
-    # The project's prompt template, spelled out so the tokenizer learns its exact pieces.
-    return f"Human: {instruction}{input_}\n\nAssistant: {output}</s>"
-
-
 def tokenizer_training_texts(seed: int = 0, n: int = 4000) -> Iterator[str]:
     """Yield prompt-formatted texts to train the tiny tokenizer on.
 
@@ -643,6 +640,6 @@ def tokenizer_training_texts(seed: int = 0, n: int = 4000) -> Iterator[str]:
     """
     for domain in DOMAINS:
         for row in generate_train_samples(n, domain=domain, seed=seed):
-            yield _format_prompt(row["instruction"], row["input"], row["output"])
+            yield format_prompt(row["instruction"], row["input"]) + row["output"] + "</s>"
     for row in generate_eval_set():
-        yield _format_prompt(row["question"], "", row["std_answer"])
+        yield format_prompt(row["question"]) + row["std_answer"] + "</s>"

@@ -18,12 +18,9 @@ from transformers import (
 )
 
 from lorabench.config.schema import MethodConfig, ModelConfig
+from lorabench.errors import ModelLoadError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class ModelLoadError(RuntimeError):
-    """Weights or tokenizer could not be loaded; the message says how to point at local files."""
 
 
 @dataclass(frozen=True)

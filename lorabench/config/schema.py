@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from lorabench.errors import ConfigError
+
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("cpu", "cuda")
 LAUNCHERS = ("python", "torchrun", "deepspeed")
@@ -25,10 +27,6 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The repository's Hydra config directory (DeepSpeed JSON files live under it)."""
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key."""
 
 
 @dataclass

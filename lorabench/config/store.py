@@ -8,7 +8,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lorabench.config.schema import CONF_DIR, Config, ConfigError
+from lorabench.config.schema import CONF_DIR, Config
+from lorabench.errors import ConfigError
 
 SCHEMA_NAME = "lorabench_schema"
 

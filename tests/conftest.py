@@ -1,0 +1,83 @@
+"""Shared fixtures: every test writes under its own tmp_path (outputs, MLflow store, caches)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lorabench.config import Config, compose, validate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def empty_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its schema created once (creating one takes seconds)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store_file(tmp_path: Path, empty_store_template: Path) -> Path:
+    """This test's own MLflow store file, a copy of the empty template."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_store_template, path)
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, store_file: Path) -> list[str]:
+    """Overrides that send every output of a run into tmp_path."""
+    return [
+        f"training.output_dir={tmp_path}/out",
+        f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.artifact_location={tmp_path}/artifacts",
+        f"cache_dir={tmp_path}/cache",
+        "training.progress_bar=false",
+    ]
+
+
+@pytest.fixture
+def demo_config(isolated: list[str]):
+    """Build a validated demo-profile Config from extra overrides."""
+
+    def make(*overrides: str) -> Config:
+        return validate(compose(["profile=demo", *isolated, *overrides]))
+
+    return make
+
+
+@pytest.fixture
+def store(store_file: Path) -> MlflowClient:
+    """A client on the test's MLflow store."""
+    return MlflowClient(f"sqlite:///{store_file}")
+
+
+def runs_of(client: MlflowClient, experiment: str = "lorabench-demo") -> list:
+    """All runs of an experiment, oldest first."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def run_cli(
+    script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the repository's entry points as a user would."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

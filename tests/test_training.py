@@ -1,0 +1,175 @@
+"""Training the tiny model for real: the loss falls, the MLflow run holds the contract, the
+saved adapter / checkpoint loads, failures are recorded, and interrupted runs resume."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
+
+from lorabench.config import Config
+from lorabench.data import build_train_dataset
+from lorabench.modeling import build_model, build_tokenizer
+from lorabench.prompts import IGNORE_INDEX
+from lorabench.training import train
+from tests.conftest import REPO_ROOT, run_cli, runs_of
+
+CONTRACT_METRICS = {
+    "train/loss",
+    "train/learning_rate",
+    "train/grad_norm",
+    "train/tokens_per_second",
+    "train/hours_per_epoch",
+    "train/gpu_hours",
+    "model/additional_params",
+    "model/trainable_params",
+    "model/total_params",
+    "system/peak_memory_gb",
+}
+SHORT_RUN = ("data=math_0.25m", "training.max_steps=12", "training.save_steps=6")
+
+
+def fixed_batch_loss(model: torch.nn.Module, cfg: Config) -> float:
+    """Mean loss on the first 8 training samples, the same batch before and after training."""
+    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
+    rows = build_train_dataset(cfg.data, tokenizer, cfg.method.max_length).select(range(8))
+    batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)(
+        list(rows)
+    )
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def base_model(cfg: Config) -> torch.nn.Module:
+    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
+    return build_model(cfg.model, tokenizer, seed=cfg.training.seed)
+
+
+@pytest.mark.parametrize("method", ["lora", "ft"])
+def test_training_lowers_loss_and_logs_the_contract(demo_config, store, method: str) -> None:
+    cfg = demo_config(f"method={method}", *SHORT_RUN)
+    before = fixed_batch_loss(base_model(cfg), cfg)
+
+    result = train(cfg)
+
+    if method == "lora":
+        assert result.model_path.name == "adapter"
+        trained = PeftModel.from_pretrained(base_model(cfg), str(result.model_path))
+    else:
+        assert result.model_path.name == "model"
+        trained = AutoModelForCausalLM.from_pretrained(str(result.model_path))
+    after = fixed_batch_loss(trained, cfg)
+    assert after < before - 0.1, (before, after)
+
+    (run,) = runs_of(store)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"tiny+{method}(math_0.25m)"
+    assert CONTRACT_METRICS <= set(run.data.metrics)
+    metrics = run.data.metrics
+    assert metrics["model/total_params"] >= metrics["model/trainable_params"] > 0
+    if method == "lora":
+        assert metrics["model/additional_params"] == metrics["model/trainable_params"]
+    else:
+        assert metrics["model/additional_params"] == 0
+        assert metrics["model/trainable_params"] == metrics["model/total_params"]
+    assert metrics["train/tokens_per_second"] > 0 and metrics["train/hours_per_epoch"] > 0
+    loss_steps = [m.step for m in store.get_metric_history(run.info.run_id, "train/loss")]
+    assert loss_steps[0] == 1 and loss_steps[-1] == 12  # per-step, logging_steps=1 in demo
+
+    params = run.data.params
+    assert params["method.name"] == method and params["model.name"] == "tiny"
+    assert float(params["method.learning_rate"]) == cfg.method.learning_rate
+    tags = run.data.tags
+    assert len(tags["config_hash"]) == 16 and tags["profile"] == "demo" and tags["git_commit"]
+    assert Path(tags["model_path"]) == result.model_path.resolve()
+
+    artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
+    assert "config" in artifacts and ("adapter" in artifacts) == (method == "lora")
+    resolved_yaml = Path(store.download_artifacts(run.info.run_id, "config/resolved.yaml"))
+    assert yaml.safe_load(resolved_yaml.read_text())["method"]["name"] == method
+
+
+def test_missing_local_weights_fail_the_run_with_a_hint(
+    tmp_path: Path, isolated: list[str], store
+) -> None:
+    result = run_cli(
+        "train.py",
+        "profile=demo",
+        *isolated,
+        "model=causal-lm",
+        "model.name=mine",
+        f"model.pretrained={tmp_path}/no-such-model",
+        "method=ft",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "no-such-model" in result.stderr and "model.pretrained=/path/to/model" in result.stderr
+    (run,) = runs_of(store)
+    assert run.info.status == "FAILED"
+    assert "no-such-model" in run.data.tags["error"]
+
+
+def test_offline_hub_model_says_how_to_use_local_weights(tmp_path: Path, isolated) -> None:
+    result = run_cli(
+        "train.py", *isolated, "model=llama-7b", "hardware=cpu", "method=ft", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "huggyllama/llama-7b" in result.stderr
+    assert "model.pretrained=/path/to/model" in result.stderr
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for a checkpoint")
+        time.sleep(0.2)
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_into_the_same_run(
+    tmp_path: Path, isolated: list[str], store
+) -> None:
+    total_steps, save_every = 40, 5
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "profile=demo",
+        *isolated,
+        "data=math_0.25m",
+        f"training.max_steps={total_steps}",
+        f"training.save_steps={save_every}",
+    ]
+    out = tmp_path / "out"
+    with open(tmp_path / "first.log", "w") as log:  # a file: a full pipe would stall training
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        _wait_for(lambda: (out / f"checkpoint-{save_every}").is_dir(), 240, proc)
+        proc.send_signal(signal.SIGTERM)  # what torchrun and Slurm send
+        proc.wait(timeout=60)
+
+    (killed,) = runs_of(store)
+    assert killed.info.status == "KILLED"
+    logged_before = len(store.get_metric_history(killed.info.run_id, "train/learning_rate"))
+    resumed_from = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert resumed_from < total_steps
+
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    (run,) = runs_of(store)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    history = store.get_metric_history(run.info.run_id, "train/learning_rate")
+    # The second session logged only the steps after the checkpoint, up to the end.
+    assert len(history) == logged_before + (total_steps - resumed_from)
+    assert max(m.step for m in history) == total_steps
