@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format mlflow-ui clean
+.PHONY: install demo report test test-fast lint format mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install lorabench with its dev tools
 
-demo: $(STAMP)  ## train the paper's LoRA × FT × data grid on the tiny model, offline on CPU
-	$(PY) train.py -m profile=demo method=lora,ft data=0.6m,2m,4m
+demo: $(STAMP)  ## the paper's LoRA × FT × data grid on the tiny model, offline on CPU, + report
+	$(PY) sweep.py -m profile=demo method=lora,ft data=0.6m,2m,4m
+	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
 	@echo
-	@echo "Runs are in the MLflow store mlruns/mlflow.db (experiment lorabench-demo)."
-	@echo "Open them with:  make mlflow-ui   (then http://127.0.0.1:5000)"
+	@echo "Runs: MLflow store mlruns/mlflow.db, experiment lorabench-demo."
+	@echo "Tables and figures: reports/demo/report.md"
+	@echo "Open the runs with:  make mlflow-ui   (then http://127.0.0.1:5000)"
+
+report: $(STAMP)  ## tables and figures of the demo experiment from MLflow
+	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .
@@ -42,4 +47,4 @@ mlflow-ui: $(STAMP)  ## browse the local store
 		--default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf outputs multirun .cache
+	rm -rf outputs multirun reports .cache

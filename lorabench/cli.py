@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lorabench.config import validate
 from lorabench.errors import LorabenchError
-from lorabench.launching import DistEnv, check_world_size, needs_launcher, relaunch_under_torchrun
+from lorabench.launching import DistEnv, check_world_size, needs_launcher, relaunch
 
 
 def train_main(cfg: DictConfig) -> None:
@@ -20,6 +21,46 @@ def train_main(cfg: DictConfig) -> None:
         _train_main(cfg)
     except LorabenchError as err:
         sys.exit(f"error: {err}")
+
+
+def sweep_entry(cfg: DictConfig, train_script: str) -> None:
+    """`sweep.py`: one grid point (of a multirun), or an experiment's rows."""
+    from lorabench.sweeping import sweep_main
+
+    try:
+        sweep_main(cfg, train_script)
+    except LorabenchError as err:
+        sys.exit(f"error: {err}")
+
+
+def evaluate_main(cfg: DictConfig) -> None:
+    """`evaluate.py`: validate, then print the judge's cost (dry run) or evaluate."""
+    try:
+        _evaluate_main(cfg)
+    except LorabenchError as err:
+        sys.exit(f"error: {err}")
+
+
+def _evaluate_main(cfg: DictConfig) -> None:
+    config = validate(cfg)
+    from lorabench.evaluation import estimate, evaluate
+
+    if config.dry_run:
+        items, calls, tokens = estimate(config)
+        print(f"eval_items={items}")
+        print(f"judge_calls={calls}")
+        print(f"estimated_tokens={tokens}")
+        return
+    result = evaluate(config)
+    agg = result.aggregate
+    for category, score in agg.category_means.items():
+        print(f"{category:>15}: {score:.3f}")
+    if agg.average is None:
+        print(f"average: undefined (no judged item in {', '.join(agg.missing_categories)})")
+    else:
+        print(f"average: {agg.average:.3f} (95% CI {agg.ci_low:.3f}-{agg.ci_high:.3f})")
+    print(f"judged {agg.judged}, could not judge {agg.unjudged}; mlflow run {result.run_id}")
+    print(f"generations: {result.generations_path}\njudgements: {result.judgements_path}")
 
 
 def _train_main(cfg: DictConfig) -> None:
@@ -34,7 +75,11 @@ def _train_main(cfg: DictConfig) -> None:
         return
     env = DistEnv.from_environ()
     if needs_launcher(config, env):
-        sys.exit(relaunch_under_torchrun(config, sys.argv))
+        # This job's own overrides, not sys.argv: under `-m` argv holds the whole sweep, and
+        # only a failure may end the process (the next job of a sweep runs in this one).
+        if code := relaunch(config, sys.argv[0], list(HydraConfig.get().overrides.task)):
+            sys.exit(code)
+        return
     check_world_size(config, env)
     from lorabench.training import train
 

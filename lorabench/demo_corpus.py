@@ -40,9 +40,6 @@ RAW_CLASSES: tuple[str, ...] = (
 DOMAINS = ("general", "math")
 """Training domains: ``general`` spans all classes, ``math`` is school-math word problems only."""
 
-# Like BELLE's eval set: open-ended classes carry no gold answer.
-_CLASSES_WITHOUT_GOLD = frozenset({"brainstorming", "generation"})
-
 # One question in five is reserved for eval (see the module docstring).
 _HELD_OUT_BUCKETS = 5
 # Rejection sampling normally needs ~1.25 draws per item; this bound only catches an exhausted
@@ -601,8 +598,7 @@ def _eval_rows(raw_class: str, n: int, rng: random.Random) -> list[dict[str, str
         )
         question = _question(item)
         seen.add(question)
-        gold = "" if raw_class in _CLASSES_WITHOUT_GOLD else item.output
-        rows.append({"question": question, "std_answer": gold, "class": raw_class})
+        rows.append({"question": question, "std_answer": item.output, "class": raw_class})
     return rows
 
 
@@ -610,8 +606,9 @@ def generate_eval_set(n_per_class: int = 5, *, seed: int = 1234) -> list[dict[st
     """Generate a BELLE-format eval set: rows ``{"question", "std_answer", "class"}``.
 
     ``n_per_class`` distinct rows per raw class, grouped in :data:`RAW_CLASSES` order. Only
-    held-out questions are used, so none appears verbatim in training data of any seed. As in
-    BELLE, ``brainstorming`` and ``generation`` rows have an empty ``std_answer``. Every class
+    held-out questions are used, so none appears verbatim in training data of any seed. Unlike
+    BELLE's, every row has a gold answer (the demo's open-ended answers are templated), so the
+    offline reference judge can score all 9 categories and the macro average is defined. Every class
     holds at least 30 distinct held-out questions; asking for more than one holds raises
     RuntimeError.
     """

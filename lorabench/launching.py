@@ -1,4 +1,4 @@
-"""Process topology: which rank this is, and starting torchrun when the hardware asks for it."""
+"""Process topology: which rank this is, and starting the launcher the hardware names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from lorabench.config.schema import Config, ConfigError
+from lorabench.config.schema import Config
+from lorabench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class DistEnv:
 
 
 def needs_launcher(cfg: Config, env: DistEnv) -> bool:
-    """Several processes, or DeepSpeed (MPI fallback under plain python), need torchrun."""
+    """Several processes, or DeepSpeed (MPI fallback under plain python), need a launcher."""
     wants = cfg.hardware.world_size > 1 or cfg.hardware.deepspeed is not None
     return wants and not env.launched
 
@@ -52,22 +53,38 @@ def check_world_size(cfg: Config, env: DistEnv) -> None:
         )
 
 
-def relaunch_under_torchrun(cfg: Config, argv: list[str]) -> int:
-    """Run this same command again under torchrun on this node; returns its exit code.
+def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
+    """The command that runs `script` with these Hydra overrides under the hardware's launcher.
 
-    Multi-node jobs are started by the cluster (e.g. the Slurm launcher), one torchrun per node.
+    Multi-node jobs are started by the cluster (e.g. the Slurm launcher), one launcher per node.
     """
-    if cfg.hardware.num_nodes > 1:
+    hw = cfg.hardware
+    if hw.num_nodes > 1:
         raise ConfigError(
-            f"hardware.num_nodes={cfg.hardware.num_nodes}: start one torchrun per node "
-            "(e.g. through the Slurm launcher); train.py only starts single-node jobs itself"
+            f"hardware.num_nodes={hw.num_nodes}: start one launcher per node (e.g. through the "
+            "Slurm launcher); train.py only starts single-node jobs itself"
         )
-    cmd = [
+    if hw.launcher == "deepspeed":
+        # --no_local_rank: Hydra would reject the --local_rank argument deepspeed adds.
+        return [
+            "deepspeed",
+            "--no_local_rank",
+            f"--num_gpus={hw.num_processes}",
+            script,
+            *overrides,
+        ]
+    # Validation allows only torchrun here (plain python cannot run several processes).
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
-        f"--nproc_per_node={cfg.hardware.num_processes}",
-        *argv,
+        f"--nproc_per_node={hw.num_processes}",
+        script,
+        *overrides,
     ]
-    return subprocess.call(cmd)
+
+
+def relaunch(cfg: Config, script: str, overrides: list[str]) -> int:
+    """Run this job again under its launcher; returns the launcher's exit code."""
+    return subprocess.call(launch_command(cfg, script, overrides))

@@ -1,13 +1,28 @@
 """The paper's prompt template and tokenisation with an exact loss mask.
 
-`Human: {instruction}{input}\\n\\nAssistant: {output}</s>`; the loss covers the response and EOS
-only. Prompt and response are tokenised separately and concatenated, so no token straddles the
-boundary after "Assistant: " and the first response token can never be masked or merged into the
-prompt (BELLE issue #337); generation tokenises the same prompt string the same way.
+One turn is ``Human: {human}\\n\\nAssistant: `` (the prompt, masked) followed by
+``{assistant}</s>`` (the response and EOS, trained); a single-turn sample has
+``human = instruction + input``, which gives the paper's
+``Human: {instruction}{input}\\n\\nAssistant: {output}</s>``. A multi-turn conversation is its
+turns one after the other, with BOS once at the very start; every assistant turn is trained.
+
+Each segment (prompt, response, prompt, response, ...) is tokenised on its own and the ids are
+concatenated, so a token boundary always falls exactly where a segment starts. BELLE's code
+tokenised the whole text and masked ``len(tokenize(prompt))`` positions; with LLaMA's tokenizer
+the trailing space of "Assistant: " merges with the answer's first character (``▁H``), so that
+count masked the answer's first token (BELLE issue #337). Here nothing can straddle the boundary.
+
+Segments after the first are tokenised as *continuations* (see :func:`_continuation_ids`):
+without BOS and without the dummy-prefix space a SentencePiece tokenizer puts in front of a
+text's start. The first prompt is tokenised exactly as generation tokenises it
+(:func:`encode_prompt`), so the model sees at training time exactly the prompt ids it gets at
+inference, and its targets are exactly the response's characters followed by EOS.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -15,10 +30,29 @@ from transformers import PreTrainedTokenizerBase
 IGNORE_INDEX = -100
 """Label of positions excluded from the loss (PyTorch's cross-entropy default)."""
 
+Turn = tuple[str, str]
+"""One exchange of a conversation: ``(human_text, assistant_text)``."""
+
+# Per tokenizer: its EOS string and that string's ids, once checked (see _anchor_ids).
+_ANCHOR_IDS: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[str, list[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 def format_prompt(instruction: str, input_text: str = "") -> str:
     """The prompt part of the template, up to and including "Assistant: "."""
     return f"Human: {instruction}{input_text}\n\nAssistant: "
+
+
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase, instruction: str, input_text: str = ""
+) -> list[int]:
+    """Ids of a single-turn prompt, BOS first: what generation feeds the model.
+
+    Training masks exactly these ids at the start of every sample, so the prompt the model is
+    trained after and the prompt it is asked to continue at evaluation are the same ids.
+    """
+    return tokenizer.encode(format_prompt(instruction, input_text), add_special_tokens=True)
 
 
 @dataclass(frozen=True)
@@ -36,14 +70,106 @@ def tokenize_example(
     output: str,
     max_length: int,
 ) -> TokenizedExample | None:
-    """Tokenise one sample; None when truncation leaves no response token to train on."""
-    prompt_ids = tokenizer(format_prompt(instruction, input_text), add_special_tokens=True)[
-        "input_ids"
-    ]
-    response_ids = tokenizer(output, add_special_tokens=False)["input_ids"]
-    response_ids = [*response_ids, tokenizer.eos_token_id]
-    input_ids = (prompt_ids + response_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
-    if all(label == IGNORE_INDEX for label in labels):
+    """Tokenise one instruction sample: the one-turn case of :func:`tokenize_conversation`."""
+    return tokenize_conversation(tokenizer, [(instruction + input_text, output)], max_length)
+
+
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, turns: Sequence[Turn], max_length: int
+) -> TokenizedExample | None:
+    """Tokenise a conversation of ``(human, assistant)`` turns with its exact loss mask.
+
+    Prompts are masked; every response and the EOS closing it are trained. Truncation simply
+    cuts the ids at ``max_length``, as BELLE's code did, then drops the masked positions left
+    after the last trained one (a later turn's prompt cut short carries no loss). Returns None
+    when no trained position survives, i.e. when the first prompt alone takes ``max_length``
+    tokens or more; the caller counts such samples. The prompt is deliberately not cut from the
+    left to make room for a response: an answer trained after a mutilated instruction teaches
+    the model to answer questions it was not asked, prompts that long are rare at the paper's
+    length of 1024, and the model would be trained on prompt ids that generation never produces.
+    """
+    if not turns:
+        raise ValueError("a conversation needs at least one (human, assistant) turn")
+    if max_length < 1:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError("the tokenizer has no eos_token; responses must end with one")
+
+    first_human, first_response = turns[0]
+    later_texts = [first_response]
+    for human, assistant in turns[1:]:
+        later_texts += [format_prompt(human), assistant]
+    later_ids = _continuation_ids(tokenizer, later_texts)
+
+    input_ids = encode_prompt(tokenizer, first_human)
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for index, ids in enumerate(later_ids):
+        if index % 2 == 0:  # a response, closed by EOS: trained
+            ids = [*ids, eos_id]
+            labels += ids
+        else:  # the next turn's prompt: masked
+            labels += [IGNORE_INDEX] * len(ids)
+        input_ids += ids
+
+    input_ids, labels = input_ids[:max_length], labels[:max_length]
+    end = len(labels)
+    while end > 0 and labels[end - 1] == IGNORE_INDEX:
+        end -= 1
+    if end == 0:
         return None
-    return TokenizedExample(input_ids=input_ids, labels=labels)
+    return TokenizedExample(input_ids=input_ids[:end], labels=labels[:end])
+
+
+def _continuation_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Ids of each text as it continues earlier text: no BOS and no dummy-prefix space.
+
+    A LLaMA-style SentencePiece tokenizer treats every string it encodes as the start of a text
+    and prepends "▁": encoded alone, the answer "Hello" becomes ``▁H el l o``. After the prompt's
+    own trailing "▁" (the space of "Assistant: ") that would train a spurious second space, and
+    stripping it afterwards is not possible in general because the prefix is merged into the
+    first piece. Instead each text is encoded right after the EOS token's string and the EOS ids
+    are dropped. Special tokens are split off the raw text before normalisation and the model,
+    so nothing merges across them, and text after a special token is the continuation of a text
+    (transformers' non-legacy LLaMA tokenizer adds no prefix there; byte-level BPEs never do).
+    This asks the tokenizer itself rather than assuming its conventions (no hard-coded "▁", no
+    offsets, which not every tokenizer reports faithfully), so it is tokenizer-agnostic; for
+    later prompts EOS is even the token that really precedes them. Tokenizers that do prepend a
+    space after special tokens (LLaMA loaded with ``legacy=True``) are refused, not patched.
+    """
+    anchor = tokenizer.eos_token
+    anchor_ids = _anchor_ids(tokenizer)
+    n = len(anchor_ids)
+    out = []
+    for text in texts:
+        # encode() rather than __call__: the same ids, at about half the per-call overhead.
+        ids = tokenizer.encode(anchor + text, add_special_tokens=False)
+        if ids[:n] != anchor_ids:
+            raise ValueError(
+                f"the tokenizer does not keep its eos_token {anchor!r} apart from the text that "
+                "follows it, so response boundaries cannot be made exact"
+            )
+        out.append(ids[n:])
+    return out
+
+
+def _anchor_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The EOS string's ids, once the tokenizer is known to continue text after it exactly.
+
+    Refuses a tokenizer that encodes text after a special token as if a space preceded it. The
+    result is cached per tokenizer (and EOS string): the check costs three encodes.
+    """
+    anchor = tokenizer.eos_token
+    cached = _ANCHOR_IDS.get(tokenizer)
+    if cached is not None and cached[0] == anchor:
+        return cached[1]
+    bare, spaced = (tokenizer.encode(anchor + t, add_special_tokens=False) for t in ("x", " x"))
+    if bare == spaced:
+        raise ValueError(
+            "the tokenizer encodes text after a special token as if a space preceded it (e.g. a "
+            "LLaMA tokenizer loaded with legacy=True), so every response would be trained with a "
+            "spurious leading space; load it with legacy=False"
+        )
+    anchor_ids = tokenizer.encode(anchor, add_special_tokens=False)
+    _ANCHOR_IDS[tokenizer] = (anchor, anchor_ids)
+    return anchor_ids

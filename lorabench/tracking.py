@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
+import logging
 import subprocess
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -15,14 +19,25 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+from mlflow.utils.validation import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_TAG_VAL_LENGTH,
+)
 from omegaconf import DictConfig, OmegaConf
 
 from lorabench.config.schema import TrackingConfig
+from lorabench.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
+# Config keys of the evaluation stage and the sweep: not training params, not part of the
+# training hash.
+NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep")
 RUN_ID_FILE = "mlflow_run_id"
 RESOLVED_CONFIG_ARTIFACT = "config/resolved.yaml"
-# Keys that change how a run executes, not what it computes: left out of the config hash.
+# Keys that change how a run executes, not what it computes: left out of the config hash, and
+# free to change when a run is resumed.
 HASH_EXCLUDED_KEYS = (
     "tracking",
     "training.progress_bar",
@@ -32,12 +47,61 @@ HASH_EXCLUDED_KEYS = (
 )
 
 
+# Several processes may log into one sqlite store (grid points run in parallel, `mlflow ui` on
+# the same file). MLflow waits up to 20 s for a lock on each statement (its own `PRAGMA
+# busy_timeout`, which overrides a `?timeout=` in the URI), then raises "database is locked".
+# Such calls are retried after these pauses; the locked call's transaction was rolled back, so a
+# retry neither loses nor repeats a write.
+LOCKED_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+_retrying = threading.local()
+
+
+class LockRetryingClient(MlflowClient):
+    """An MlflowClient whose public calls are retried while a sqlite store is locked."""
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        return functools.partial(_retry_while_locked, attr)
+
+
+def _retry_while_locked(call: Any, *args: Any, **kwargs: Any) -> Any:
+    if getattr(_retrying, "active", False):
+        return call(*args, **kwargs)  # called by another client method, which retries
+    _retrying.active = True
+    try:
+        for delay in LOCKED_RETRY_DELAYS:
+            try:
+                return call(*args, **kwargs)
+            except MlflowException as err:
+                if "database is locked" not in str(err):
+                    raise
+                name = getattr(call, "__name__", "call")
+                log.warning("MLflow store is locked; retrying %s in %.0f s", name, delay)
+                time.sleep(delay)
+        return call(*args, **kwargs)
+    finally:
+        _retrying.active = False
+
+
+@functools.cache
+def _create_sqlite_store(uri: str) -> None:
+    """Create (or check) a sqlite store's tables, one process at a time: MLflow creates them
+    without a lock, and processes opening a new store together fail on each other's tables."""
+    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
 def client_for(tracking: TrackingConfig) -> MlflowClient:
-    """An MLflow client on the configured store (creating a local sqlite file's folder)."""
+    """An MLflow client on the configured store (creating a local sqlite store on first use)."""
     uri = tracking.tracking_uri
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+        _create_sqlite_store(uri)
+    return LockRetryingClient(tracking_uri=uri)
 
 
 def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
@@ -67,16 +131,26 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A stable hash of what a run computes: the resolved config without run-time keys."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    flat = flatten(resolved)
-    kept = {
-        k: v
-        for k, v in flat.items()
-        if not any(k == x or k.startswith(f"{x}.") for x in HASH_EXCLUDED_KEYS)
-    }
+def training_params(cfg: DictConfig) -> dict[str, Any]:
+    """The flattened resolved config without the evaluation's keys (they vary per evaluation)."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in flat.items() if not _under(k, NON_TRAINING_KEYS)}
+
+
+def config_hash(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> str:
+    """A stable hash of what a training computes (or of the config `keys`, e.g. `("eval",
+    "judge")`), leaving out run-time keys."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    if keys is None:
+        skipped = NON_TRAINING_KEYS + HASH_EXCLUDED_KEYS
+        kept = {k: v for k, v in flat.items() if not _under(k, skipped)}
+    else:
+        kept = {k: v for k, v in flat.items() if _under(k, keys)}
     return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:16]
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == x or key.startswith(f"{x}.") for x in prefixes)
 
 
 def git_commit() -> str:
@@ -106,10 +180,14 @@ class Run:
         batch = [Metric(k, float(v), _now_ms(), step) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params; values over MLflow's length limit live only in the config artifact."""
-        items = [Param(k, str(v)) for k, v in params.items() if len(str(v)) <= MAX_PARAM_VAL_LENGTH]
-        self.client.log_batch(self.run_id, params=items)
+    def log_metric_steps(self, entries: list[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) entries in as few requests as MLflow allows."""
+        now = _now_ms()
+        metrics = [Metric(k, float(v), now, step) for k, v, step in entries]
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(
+                self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH]
+            )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set several tags in one request."""
@@ -127,6 +205,22 @@ class Run:
         return [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
 
 
+def _check_same_params(
+    run_id: str, logged: Mapping[str, str], params: Mapping[str, str], output_dir: Path
+) -> None:
+    changed = sorted(
+        k
+        for k in params.keys() | logged.keys()
+        if params.get(k) != logged.get(k) and not _under(k, HASH_EXCLUDED_KEYS)
+    )
+    if changed:
+        diffs = ", ".join(f"{k}: {logged.get(k)!r} -> {params.get(k)!r}" for k in changed[:5])
+        raise ConfigError(
+            f"{output_dir} holds run {run_id}, trained with other settings ({diffs}); "
+            "resume it unchanged, or use another training.output_dir or training.resume=false"
+        )
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -138,30 +232,49 @@ def tracked_run(
     output_dir: Path,
     *,
     resume: bool = True,
+    params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> Iterator[Run]:
     """Open the grid point's run, or reopen the one recorded in `output_dir` when resuming.
 
-    The run ends FINISHED when the block completes, KILLED on Ctrl-C, and FAILED with the error
-    as a tag on any other exception, which is re-raised: a run is never left RUNNING.
+    `params` are logged on a new run; a reopened run must have been logged with the same values
+    (else ConfigError, before the run is touched). The run closes as `reopened_run` says.
     """
     client = client_for(tracking)
+    params = {k: str(v) for k, v in (params or {}).items() if len(str(v)) <= MAX_PARAM_VAL_LENGTH}
     id_file = output_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
     if run_id is not None:
         try:
-            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            logged = client.get_run(run_id).data
         except MlflowException:
             run_id = None  # recorded in another store: start afresh here
+        else:
+            _check_same_params(run_id, logged.params, params, output_dir)
     if run_id is None:
         run_id = client.create_run(
             experiment_id(client, tracking), run_name=run_name, tags=dict(tags or {})
         ).info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         output_dir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(run_id)
-    run = Run(client, run_id)
-    try:
+    with reopened_run(client, run_id) as run:
         yield run
+
+
+@contextmanager
+def reopened_run(client: MlflowClient, run_id: str) -> Iterator[Run]:
+    """Mark a run RUNNING for the block, then close it, never leaving it RUNNING.
+
+    FINISHED when the block completes, KILLED on Ctrl-C or SIGTERM (as KeyboardInterrupt), and
+    FAILED with the error as the `error` tag on any other exception, which is re-raised. An
+    `error` tag from an earlier attempt is removed first.
+    """
+    if "error" in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, "error")
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    try:
+        yield Run(client, run_id)
     except KeyboardInterrupt:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
@@ -171,3 +284,27 @@ def tracked_run(
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def find_run(client: MlflowClient, tracking: TrackingConfig, ref: str) -> Run:
+    """A run by id, or the newest run of that name in the configured experiment."""
+    try:
+        return Run(client, client.get_run(ref).info.run_id)
+    except MlflowException:
+        pass
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    runs = []
+    if experiment is not None:
+        escaped = ref.replace("'", "\\'")
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.run_name = '{escaped}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    if not runs:
+        raise ConfigError(
+            f"run={ref!r}: no run with that id, nor of that name in experiment "
+            f"{tracking.experiment_name!r} of {tracking.tracking_uri}"
+        )
+    return Run(client, runs[0].info.run_id)

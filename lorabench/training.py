@@ -7,14 +7,17 @@ adapter or checkpoint → metrics. Only rank 0 talks to MLflow.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import resource
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import OmegaConf
 from transformers import (
     DataCollatorForSeq2Seq,
@@ -24,6 +27,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from lorabench.chaining import resolve_base_model
 from lorabench.config.schema import Config
 from lorabench.data import build_train_dataset
 from lorabench.launching import DistEnv
@@ -40,12 +44,15 @@ from lorabench.tracking import (
     RESOLVED_CONFIG_ARTIFACT,
     Run,
     config_hash,
-    flatten,
     git_commit,
     tracked_run,
+    training_params,
 )
 
 log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "training_complete.json"
+"""Written into the output directory when training has finished and the model is saved."""
 
 # Trainer log keys → the MLflow contract's per-step metric names.
 STEP_METRICS = {
@@ -106,7 +113,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         data_seed=training.seed,
         report_to="none",
         deepspeed=str(deepspeed) if deepspeed else None,
-        gradient_checkpointing=hw.gradient_checkpointing,
+        activation_checkpointing=hw.activation_checkpointing,
         dataloader_num_workers=hw.dataloader_num_workers,
         use_cpu=hw.device == "cpu",
         ddp_backend="gloo" if hw.device == "cpu" and hw.world_size > 1 else None,
@@ -125,31 +132,47 @@ def peak_memory_gb(device: str) -> float:
 class ContractMetricsCallback(TrainerCallback):
     """Logs per-step metrics under the contract's names and measures this session's throughput.
 
-    It also saves a checkpoint at the last step, so that re-running a finished run resumes at
-    its end instead of retraining the tail.
+    Step metrics are buffered and written in batches: one synchronous MLflow write per step
+    cost a third of a tiny model's step time. The buffer is flushed every `flush_every` logged
+    steps, at each checkpoint (so a resumed run's history matches its checkpoint), and when
+    training ends or fails.
     """
 
-    def __init__(self, run: Run | None) -> None:
+    def __init__(self, run: Run | None, flush_every: int = 50) -> None:
         self.run = run
+        self.flush_every = flush_every
         self.session: dict[str, float] = {}
+        self._pending: list[tuple[str, float, int]] = []
+        self._pending_steps = 0
+
+    def flush(self) -> None:
+        """Write the buffered step metrics."""
+        if self.run is not None and self._pending:
+            self.run.log_metric_steps(self._pending)
+        self._pending, self._pending_steps = [], 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
         self._tokens0 = state.num_input_tokens_seen
         self._epoch0 = state.epoch or 0.0
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps:
-            control.should_save = True
-
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
             return
-        metrics = {STEP_METRICS[k]: v for k, v in logs.items() if k in STEP_METRICS}
+        metrics = [
+            (STEP_METRICS[k], v, state.global_step) for k, v in logs.items() if k in STEP_METRICS
+        ]
         if metrics:
-            self.run.log_metrics(metrics, step=state.global_step)
+            self._pending.extend(metrics)
+            self._pending_steps += 1
+            if self._pending_steps >= self.flush_every:
+                self.flush()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.flush()
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.flush()  # inside the timed span: its cost counts against throughput
         self.session = {
             "seconds": time.perf_counter() - self._start,
             "tokens": float(state.num_input_tokens_seen - self._tokens0),
@@ -199,12 +222,62 @@ def dry_run(cfg: Config) -> ParameterCounts:
     return count_parameters(model)
 
 
+def completed_result(output_dir: Path) -> TrainResult | None:
+    """The result recorded by a finished training in `output_dir`, if there is one."""
+    marker = output_dir / COMPLETE_MARKER
+    if not marker.is_file():
+        return None
+    record = json.loads(marker.read_text())
+    return TrainResult(
+        run_id=record["run_id"],
+        output_dir=output_dir,
+        model_path=Path(record["model_path"]),
+        counts=ParameterCounts(**record["counts"]),
+        metrics=record["metrics"],
+    )
+
+
+def _record_completion(result: TrainResult) -> None:
+    record = {
+        "run_id": result.run_id,
+        "model_path": str(result.model_path),
+        "counts": asdict(result.counts),
+        "metrics": result.metrics,
+    }
+    (result.output_dir / COMPLETE_MARKER).write_text(json.dumps(record, indent=2))
+
+
 def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
-    """Train one grid point; log it to MLflow as one run (rank 0 only) and save the result."""
+    """Train one grid point; log it to MLflow as one run (rank 0 only) and save the result.
+
+    With `training.resume` (the default) a finished output directory is not trained again, and
+    an unfinished one continues from its last checkpoint into the same MLflow run.
+    """
     env = env or DistEnv.from_environ()
     output_dir = Path(cfg.training.output_dir)
+    if cfg.training.resume and (done := completed_result(output_dir)) is not None:
+        log.info("%s already finished training; nothing to do", output_dir)
+        return done
+    if cfg.hardware.deepspeed is not None and cfg.hardware.device == "cpu":
+        # DeepSpeed picks its accelerator once, by probing the machine: a CPU config run on a box
+        # with a CUDA build of torch would get the CUDA one while the Trainer keeps the model on
+        # the CPU. Nothing has asked DeepSpeed yet at this point (the Trainer does).
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     resolved = OmegaConf.structured(cfg)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    tags = {
+        "config_hash": config_hash(resolved),
+        "git_commit": git_commit(),
+        "profile": cfg.profile,
+    }
+    if cfg.tracking.parent_run_id is not None:
+        tags[MLFLOW_PARENT_RUN_ID] = cfg.tracking.parent_run_id
+    model_cfg = cfg.model
+    if cfg.base_run is not None:
+        # Before the run opens: a base run that is missing or unfinished is an input error.
+        base_run_id, base_model = resolve_base_model(cfg)
+        model_cfg = replace(cfg.model, pretrained=str(base_model))
+        tags["base_run_id"] = base_run_id
 
     tracking = (
         tracked_run(
@@ -212,24 +285,20 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
             cfg.run_name,
             output_dir,
             resume=cfg.training.resume,
-            tags={
-                "config_hash": config_hash(resolved),
-                "git_commit": git_commit(),
-                "profile": cfg.profile,
-            },
+            params=training_params(resolved),
+            tags=tags,
         )
         if env.is_main and cfg.tracking.enabled
         else contextlib.nullcontext(None)
     )
     with tracking as run:
         if run is not None:
-            run.log_params(flatten(OmegaConf.to_container(resolved, resolve=True)))
             run.log_text(OmegaConf.to_yaml(resolved, resolve=True), RESOLVED_CONFIG_ARTIFACT)
         args = training_arguments(cfg)
-        tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
+        tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
         dataset = build_train_dataset(cfg.data, tokenizer, cfg.method.max_length)
-        model = build_model(cfg.model, tokenizer, dtype=load_dtype(cfg), seed=cfg.training.seed)
-        if cfg.hardware.gradient_checkpointing and cfg.method.lora is not None:
+        model = build_model(model_cfg, tokenizer, dtype=load_dtype(cfg), seed=cfg.training.seed)
+        if cfg.hardware.activation_checkpointing and cfg.method.lora is not None:
             model.enable_input_require_grads()  # frozen embeddings would cut the graph
         model = apply_method(model, cfg.method)
         counts = count_parameters(model)
@@ -249,21 +318,27 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
         previous_gpu_hours = 0.0
         if run is not None:
             previous_gpu_hours = max(run.metric_history("train/gpu_hours"), default=0.0)
-        trainer.train(resume_from_checkpoint=_resume_checkpoint(cfg))
+        try:
+            trainer.train(resume_from_checkpoint=_resume_checkpoint(cfg))
+        finally:
+            callback.flush()  # what was logged before a failure or interrupt is kept
 
         model_path = output_dir / ("adapter" if cfg.method.lora is not None else "model")
         trainer.save_model(str(model_path))  # every rank: ZeRO-3 gathers the weights
         metrics = _summary_metrics(callback.session, counts, cfg, previous_gpu_hours)
+        result = TrainResult(
+            run_id=run.run_id if run is not None else None,
+            output_dir=output_dir,
+            model_path=model_path,
+            counts=counts,
+            metrics=metrics,
+        )
         if run is not None:
             tokenizer.save_pretrained(str(model_path))
             run.log_metrics(metrics, step=trainer.state.global_step)
             run.set_tags({"model_path": str(model_path.resolve())})
             if cfg.method.lora is not None:
                 run.log_artifacts(model_path, "adapter")
-    return TrainResult(
-        run_id=run.run_id if run is not None else None,
-        output_dir=output_dir,
-        model_path=model_path,
-        counts=counts,
-        metrics=metrics,
-    )
+        if env.is_main:
+            _record_completion(result)
+    return result

@@ -15,6 +15,20 @@ from lorabench.config import Config, compose, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The training metrics every run must hold (DESIGN.md, "The MLflow contract").
+CONTRACT_METRICS = {
+    "train/loss",
+    "train/learning_rate",
+    "train/grad_norm",
+    "train/tokens_per_second",
+    "train/hours_per_epoch",
+    "train/gpu_hours",
+    "model/additional_params",
+    "model/trainable_params",
+    "model/total_params",
+    "system/peak_memory_gb",
+}
+
 
 @pytest.fixture(scope="session")
 def empty_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -40,6 +54,7 @@ def isolated(tmp_path: Path, store_file: Path) -> list[str]:
         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_location={tmp_path}/artifacts",
         f"cache_dir={tmp_path}/cache",
+        f"eval.output_dir={tmp_path}/eval",
         "training.progress_bar=false",
     ]
 

@@ -9,9 +9,9 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from lorabench.config import CONF_DIR, ConfigError, compose, validate
-from tests.conftest import run_cli
+from tests.conftest import run_cli, runs_of
 
-GROUPS = ("model", "data", "method", "hardware", "tracking", "profile")
+GROUPS = ("model", "data", "method", "hardware", "tracking", "eval", "judge", "profile")
 # Options that need a value the user must supply.
 REQUIRED_EXTRA = {("model", "causal-lm"): ["model.name=my-lm", "model.pretrained=/models/my-lm"]}
 
@@ -128,10 +128,10 @@ def test_unknown_group_option_lists_the_available_ones() -> None:
     ],
 )
 def test_cli_rejects_bad_input_before_building_anything(
-    tmp_path: Path, isolated: list[str], override: str, message: str
+    tmp_path: Path, isolated: list[str], store, override: str, message: str
 ) -> None:
     result = run_cli("train.py", "profile=demo", *isolated, override, cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "cache").exists()  # no tokenizer was built
-    assert not (tmp_path / "mlflow.db").exists()  # no run was opened
+    assert runs_of(store) == []  # no run was opened

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from lorabench.config import compose
+from lorabench.config import ConfigError, compose
 from lorabench.config.schema import TrackingConfig
 from lorabench.tracking import RUN_ID_FILE, config_hash, flatten, tracked_run
 
@@ -22,8 +22,10 @@ def tracking(tmp_path: Path, store_file: Path) -> TrackingConfig:
 
 
 def test_finished_run_keeps_params_metrics_and_artifacts(tracking, store, tmp_path) -> None:
-    with tracked_run(tracking, "tiny+lora(2m)", tmp_path / "out", tags={"profile": "x"}) as run:
-        run.log_params({"method.name": "lora", "too.long": "x" * 10_000})
+    params = {"method.name": "lora", "too.long": "x" * 10_000}
+    with tracked_run(
+        tracking, "tiny+lora(2m)", tmp_path / "out", params=params, tags={"profile": "x"}
+    ) as run:
         run.log_metrics({"train/loss": 2.5}, step=3)
         run.log_text("a: 1\n", "config/resolved.yaml")
     got = store.get_run(run.run_id)
@@ -62,6 +64,26 @@ def test_resume_reopens_the_run_recorded_in_the_output_dir(tracking, store, tmp_
     with tracked_run(tracking, "r", out, resume=False) as fresh:
         pass
     assert fresh.run_id != first.run_id
+
+
+def test_resume_with_other_settings_is_refused_before_touching_the_run(
+    tracking, store, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with tracked_run(tracking, "r", out, params={"method.learning_rate": 1e-4}) as first:
+            raise RuntimeError("boom")
+    with pytest.raises(ConfigError, match=r"method\.learning_rate: '0\.0001' -> '0\.5'"):
+        with tracked_run(tracking, "r", out, params={"method.learning_rate": 0.5}):
+            pass
+    assert store.get_run(first.run_id).info.status == "FAILED"
+    # Run-time keys may change; a successful resume clears the earlier error.
+    same = {"method.learning_rate": 1e-4, "training.progress_bar": False}
+    with tracked_run(tracking, "r", out, params=same) as resumed:
+        pass
+    got = store.get_run(resumed.run_id)
+    assert resumed.run_id == first.run_id and got.info.status == "FINISHED"
+    assert "error" not in got.data.tags
 
 
 def test_config_hash_tracks_what_is_computed_not_where_it_is_logged() -> None:

@@ -20,20 +20,8 @@ from lorabench.data import build_train_dataset
 from lorabench.modeling import build_model, build_tokenizer
 from lorabench.prompts import IGNORE_INDEX
 from lorabench.training import train
-from tests.conftest import REPO_ROOT, run_cli, runs_of
+from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
-CONTRACT_METRICS = {
-    "train/loss",
-    "train/learning_rate",
-    "train/grad_norm",
-    "train/tokens_per_second",
-    "train/hours_per_epoch",
-    "train/gpu_hours",
-    "model/additional_params",
-    "model/trainable_params",
-    "model/total_params",
-    "system/peak_memory_gb",
-}
 SHORT_RUN = ("data=math_0.25m", "training.max_steps=12", "training.save_steps=6")
 
 
@@ -173,3 +161,14 @@ def test_interrupted_run_resumes_from_its_checkpoint_into_the_same_run(
     # The second session logged only the steps after the checkpoint, up to the end.
     assert len(history) == logged_before + (total_steps - resumed_from)
     assert max(m.step for m in history) == total_steps
+
+
+def test_rerunning_a_finished_training_does_nothing(demo_config, store) -> None:
+    cfg = demo_config("method=lora", "data=math_0.25m", "training.max_steps=3")
+    first = train(cfg)
+    steps = [m.step for m in store.get_metric_history(first.run_id, "train/loss")]
+    again = train(cfg)
+    assert again.run_id == first.run_id and again.metrics == first.metrics
+    assert [m.step for m in store.get_metric_history(first.run_id, "train/loss")] == steps
+    (run,) = runs_of(store)
+    assert run.info.status == "FINISHED"

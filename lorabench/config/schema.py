@@ -22,6 +22,9 @@ LAUNCHERS = ("python", "torchrun", "deepspeed")
 TOKENIZER_KINDS = ("pretrained", "tiny")
 DATA_FORMATS = ("instruction", "conversations")
 DATA_DOMAINS = ("general", "math")
+BATCHING_MODES = ("padded", "grouped", "packed")
+JUDGES = ("openai", "reference")
+REFERENCE_METRICS = ("f1", "rouge_l")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
@@ -93,8 +96,12 @@ class DataSourceConfig:
     """One training data source: a Hub dataset or a local JSON / JSON Lines file."""
 
     hub: str | None = None
+    """Hub dataset id, read with `datasets.load_dataset(hub, split=split)`."""
     path: str | None = None
+    """Local file: JSON Lines (one object per line; BELLE's `.json` files are this) or a JSON
+    array of objects (told apart by the first character)."""
     split: str = "train"
+    """Split of a Hub dataset (ignored for local files)."""
     format: str = "instruction"
     """`instruction` (instruction/input/output) or `conversations` (multi-turn)."""
 
@@ -105,14 +112,28 @@ class DataConfig:
 
     name: str = MISSING
     """Used in run names: `0.6m`, `2m`, `4m`, `math_0.25m`."""
-    num_samples: int = MISSING
-    """Exact number of samples drawn (seeded) from the sources."""
+    num_samples: int | None = MISSING
+    """Exact number of samples drawn (seeded) from the sources' valid rows; null: every valid
+    row. Asking for more than the sources hold is an error, not a smaller run."""
+    nominal_samples: int | None = None
+    """The scale as the paper names it, when `num_samples` is null (math_0.25m: 250,000 while
+    the release holds fewer rows); sizes the demo corpus. Defaults to `num_samples`."""
     sources: list[DataSourceConfig] = field(default_factory=list)
     domain: str = "general"
     demo_fraction: float | None = None
     """When set (by `profile=demo`), train on the project's generated demo corpus with
-    round(num_samples * demo_fraction) samples instead of the sources."""
+    round((num_samples or nominal_samples) * demo_fraction) samples instead of the sources."""
     seed: int = 42
+    """Seed of the subsample (and of the demo corpus)."""
+    max_bad_fraction: float = 0.01
+    """Largest share of a source's rows that may fail validation (they are skipped and
+    reported); past it preparation stops, naming the source and its first bad lines."""
+    batching: str = "grouped"
+    """`padded`: every sequence padded to the max length (fixed shapes); `grouped`: dynamic
+    padding with length-grouped sampling; `packed`: each micro batch concatenated into one row
+    with per-sample position ids, no attention across samples."""
+    num_proc: int | None = None
+    """Processes for preparation (validation of Hub data, tokenisation); null: one per core."""
 
 
 @dataclass
@@ -131,7 +152,8 @@ class HardwareConfig:
     """DeepSpeed config: a name under conf/deepspeed/ (`zero2`, `zero3`) or a JSON file path."""
     precision: str | None = None
     """Overrides the method's precision (CPUs cannot run fp16)."""
-    gradient_checkpointing: bool = False
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
     dataloader_num_workers: int = 0
 
     @property
@@ -148,6 +170,8 @@ class TrackingConfig:
     """Artifact root for experiments this project creates (local stores only)."""
     experiment_name: str = "lorabench"
     enabled: bool = True
+    parent_run_id: str | None = None
+    """Nest the run under this one (set by sweep.py for its grid points)."""
 
 
 @dataclass
@@ -167,6 +191,84 @@ class TrainingConfig:
 
 
 @dataclass
+class DecodingConfig:
+    """Sampling settings for answer generation (the paper's: nearly greedy)."""
+
+    do_sample: bool = True
+    temperature: float = 0.001
+    top_k: int = 30
+    top_p: float = 0.85
+    repetition_penalty: float = 1.2
+    max_new_tokens: int = 512
+
+
+@dataclass
+class EvalConfig:
+    """The evaluation set and how answers are generated on it."""
+
+    name: str = MISSING
+    """`belle` (BELLE's 1,000 items) or `demo` (the project's generated set)."""
+    path: str | None = None
+    """Local eval set in BELLE's JSON Lines format; None: download `url`, or generate the demo."""
+    url: str | None = None
+    sha256: str | None = None
+    demo_per_class: int = 0
+    """> 0: generate the demo eval set with this many items per raw class."""
+    limit: int | None = None
+    """Evaluate only the first N items (a quick look; the scores are then not comparable)."""
+    batch_size: int = 8
+    seed: int = 42
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    output_dir: str = "outputs/eval"
+    """Where evaluations of a model_path or base model keep their files (a training run's
+    evaluation lives in its output directory)."""
+
+
+@dataclass
+class JudgeConfig:
+    """Who scores the answers."""
+
+    name: str = MISSING
+    """`openai` (an LLM behind an OpenAI-compatible API) or `reference` (offline, vs gold)."""
+    model: str = "gpt-3.5-turbo"
+    base_url: str | None = None
+    """Any OpenAI-compatible server (vLLM, llama.cpp, Ollama); None: OpenAI's."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the key (never put the key in a config)."""
+    concurrency: int = 16
+    max_retries: int = 6
+    timeout: float = 60.0
+    prompts: str = "project"
+    """`project` (this project's per-category instructions), `belle` (BELLE's eval_prompt.json,
+    downloaded) or a path to a file in that format."""
+    cache_path: str = "judge_cache.sqlite"
+    """Relative paths are under `cache_dir`."""
+
+
+@dataclass
+class SweepConfig:
+    """sweep.py's settings (they change what a sweep runs, not what a grid point computes)."""
+
+    force: bool = False
+    """Train and evaluate again grid points that already have a finished, evaluated run."""
+    plan: bool = False
+    """List the grid points, what would happen to each, and estimated GPU hours; run nothing."""
+    evaluate: bool = True
+    """Evaluate each grid point after training."""
+    rows: list[list[str]] = field(default_factory=list)
+    """Explicit grid points as override lists (experiment configs), run in dependency order."""
+    model_map: dict[str, str] = field(default_factory=dict)
+    """Model options that rows' `model=` overrides stand for under this profile (the demo maps
+    llama-7b / llama-13b to its tiny models)."""
+    mean_tokens_per_sample: int = 300
+    """For plan's estimate: BELLE's instructions plus answers average a few hundred tokens."""
+    gpu_flops: float = 312e12
+    """For plan's estimate: peak bf16 FLOP/s of one GPU (A100)."""
+    expected_mfu: float = 0.4
+    """For plan's estimate: the share of peak a training run achieves."""
+
+
+@dataclass
 class Config:
     """The root configuration that `conf/config.yaml` composes."""
 
@@ -176,11 +278,21 @@ class Config:
     hardware: HardwareConfig = MISSING
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = MISSING
+    judge: JudgeConfig = MISSING
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     profile: str = "paper"
     run_name: str = MISSING
     cache_dir: str = ".cache/lorabench"
     dry_run: bool = False
-    """Build the model on the meta device, print parameter counts, and exit."""
+    """train.py: build the model on the meta device, print parameter counts, and exit.
+    evaluate.py: print the judge calls and tokens an evaluation would spend, and exit."""
+    base_run: str | None = None
+    """Start from this run's result (id or name), e.g. `llama-7b+ft(2m)` for incremental tuning."""
+    run: str | None = None
+    """evaluate.py: the MLflow run (id or name) whose model to evaluate and log into."""
+    model_path: str | None = None
+    """evaluate.py: a model or LoRA adapter directory to evaluate (logged to a run of its own)."""
 
     def __post_init__(self) -> None:
         _check_model(self.model)
@@ -189,6 +301,8 @@ class Config:
         _check_hardware(self.hardware)
         self.deepspeed_config_path()  # existence check
         _check_training(self.training)
+        _check_eval(self.eval)
+        _check_judge(self.judge)
         self.gradient_accumulation_steps()  # divisibility check
         if self.hardware.device == "cpu" and self.precision == "fp16":
             raise ConfigError(
@@ -276,17 +390,31 @@ def _check_method(m: MethodConfig) -> None:
 
 
 def _check_data(d: DataConfig) -> None:
-    _positive("data.num_samples", d.num_samples)
+    if d.num_samples is not None:
+        _positive("data.num_samples", d.num_samples)
+    if d.nominal_samples is not None:
+        _positive("data.nominal_samples", d.nominal_samples)
     _one_of("data.domain", d.domain, DATA_DOMAINS)
-    if d.demo_fraction is not None and not 0 < d.demo_fraction <= 1:
-        _fail("data.demo_fraction", d.demo_fraction, "must be in (0, 1]")
+    if d.demo_fraction is not None:
+        if not 0 < d.demo_fraction <= 1:
+            _fail("data.demo_fraction", d.demo_fraction, "must be in (0, 1]")
+        if d.num_samples is None and d.nominal_samples is None:
+            _fail("data.nominal_samples", None, "needed to size the demo corpus (num_samples=null)")
     if d.demo_fraction is None and not d.sources:
         _fail("data.sources", [], "name at least one source (or use profile=demo)")
+    if not 0 <= d.max_bad_fraction <= 1:
+        _fail("data.max_bad_fraction", d.max_bad_fraction, "must be in [0, 1]")
+    _one_of("data.batching", d.batching, BATCHING_MODES)
+    if d.num_proc is not None:
+        _positive("data.num_proc", d.num_proc)
     for i, s in enumerate(d.sources):
         key = f"data.sources[{i}]"
         if (s.hub is None) == (s.path is None):
             _fail(key, {"hub": s.hub, "path": s.path}, "set exactly one of hub and path")
         _one_of(f"{key}.format", s.format, DATA_FORMATS)
+        # Only when the sources are used: the demo profile keeps the preset's sources unread.
+        if s.path is not None and d.demo_fraction is None and not Path(s.path).is_file():
+            _fail(f"{key}.path", s.path, "no such file")
 
 
 def _check_hardware(h: HardwareConfig) -> None:
@@ -298,6 +426,12 @@ def _check_hardware(h: HardwareConfig) -> None:
     _non_negative("hardware.dataloader_num_workers", h.dataloader_num_workers)
     if h.precision is not None:
         _one_of("hardware.precision", h.precision, PRECISIONS)
+    if h.launcher == "python" and (h.world_size > 1 or h.deepspeed is not None):
+        _fail(
+            "hardware.launcher",
+            h.launcher,
+            "plain python starts one process without DeepSpeed; use torchrun or deepspeed",
+        )
 
 
 def _check_training(t: TrainingConfig) -> None:
@@ -306,3 +440,26 @@ def _check_training(t: TrainingConfig) -> None:
     _positive("training.save_total_limit", t.save_total_limit)
     if t.max_steps == 0 or t.max_steps < -1:
         _fail("training.max_steps", t.max_steps, "must be -1 (use epochs) or > 0")
+
+
+def _check_eval(e: EvalConfig) -> None:
+    if e.path is None and e.url is None and e.demo_per_class <= 0:
+        _fail("eval.path", None, "give a local eval set, a url, or demo_per_class > 0")
+    _positive("eval.batch_size", e.batch_size)
+    if e.limit is not None:
+        _positive("eval.limit", e.limit)
+    d = e.decoding
+    _positive("eval.decoding.temperature", d.temperature)
+    _positive("eval.decoding.max_new_tokens", d.max_new_tokens)
+    _positive("eval.decoding.repetition_penalty", d.repetition_penalty)
+    if not 0 < d.top_p <= 1:
+        _fail("eval.decoding.top_p", d.top_p, "must be in (0, 1]")
+
+
+def _check_judge(j: JudgeConfig) -> None:
+    _one_of("judge.name", j.name, JUDGES)
+    if j.name == "reference":
+        _one_of("judge.model", j.model, REFERENCE_METRICS)
+    _positive("judge.concurrency", j.concurrency)
+    _non_negative("judge.max_retries", j.max_retries)
+    _positive("judge.timeout", j.timeout)

@@ -15,8 +15,12 @@ SCHEMA_NAME = "lorabench_schema"
 
 
 def register_configs() -> None:
-    """Register the root schema, which `conf/config.yaml` extends (`- lorabench_schema`)."""
+    """Register the root schema, which `conf/config.yaml` extends (`- lorabench_schema`), and
+    the resolver that names runs."""
+    from lorabench.chaining import run_name
+
     ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    OmegaConf.register_new_resolver("lorabench_run_name", run_name, replace=True)
 
 
 def validate(cfg: DictConfig) -> Config:

@@ -1,0 +1,40 @@
+"""The study's tables and figures from MLflow, beside the paper's numbers.
+
+    runs = load_runs("sqlite:///mlruns/mlflow.db", "lorabench-demo")  # tidy table, 1 row a run
+    write_tables(runs, "reports/demo")      # Table 4 and the appendix table, Markdown and CSV
+    write_figures(runs, "reports/demo/figures")                   # PNG and SVG
+    import_paper_runs("sqlite:///mlruns/mlflow.db", "lorabench")  # the paper's rows in MLflow
+
+`python -m lorabench.report` does all of it from the command line.
+"""
+
+from lorabench.analysis.figures import (
+    log_to_run,
+    pareto_front,
+    plot_category_heatmap,
+    plot_cost,
+    plot_data_scaling,
+    plot_model_size,
+    write_figures,
+)
+from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
+from lorabench.analysis.runs import AnalysisError, load_runs, project_root
+from lorabench.analysis.tables import appendix_table, table4, write_tables
+
+__all__ = [
+    "AnalysisError",
+    "appendix_table",
+    "import_paper_runs",
+    "load_runs",
+    "log_to_run",
+    "paper_frame",
+    "pareto_front",
+    "plot_category_heatmap",
+    "plot_cost",
+    "plot_data_scaling",
+    "plot_model_size",
+    "project_root",
+    "table4",
+    "write_figures",
+    "write_tables",
+]

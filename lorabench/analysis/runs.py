@@ -1,0 +1,343 @@
+"""Runs of an experiment (or of one sweep) as a tidy table: one row per run, one column per
+quantity the paper reports.
+
+Names follow the MLflow contract (DESIGN.md): params `model.name`, `method.name`, `data.*`,
+`base_run`; tags `eval_judge`, `eval_set`, `source`, `sweep`; metrics `eval/score/<category>`,
+`eval/average_score[_ci_low|_ci_high]`, `model/*`, `train/hours_per_epoch`, `train/gpu_hours`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from lorabench.errors import LorabenchError
+from lorabench.eval_set import CATEGORIES
+from lorabench.metrics import macro_average
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = (
+    "run_name",
+    "base_model",
+    "method",
+    "data",
+    "num_samples",
+    "base_run",
+    *CATEGORIES,
+    "average_score",
+    "ci_low",
+    "ci_high",
+    "additional_params",
+    "base_params",
+    "hours_per_epoch",
+    "gpu_hours",
+    "judge",
+    "eval_set",
+    "evaluated",
+    "status",
+    "source",
+    "profile",
+    "run_id",
+    "parent_run_id",
+)
+"""The tidy table's columns. Scores are in [0, 1]; `num_samples` is the training set's size
+(rows kept, else the configured size); `base_params` the base model's parameter count (without
+LoRA's); `evaluated` is False for runs that hold no `eval/` score at all."""
+
+PAPER_RUN_PREFIX = "[paper] "
+"""Run-name prefix of the paper's reference runs in MLflow (see paper_runs.import_paper_runs)."""
+
+NOT_EVALUATED = "not evaluated"
+"""The section label of runs without evaluation metrics."""
+
+_RUN_NAME = re.compile(
+    r"^(?P<model>[^+]+)(?:\+(?P<chain>.+))?\+(?P<method>[\w.-]+)\((?P<data>[^()]+)\)$"
+)
+_SCALE = re.compile(r"(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
+
+
+class AnalysisError(LorabenchError):
+    """There is nothing (valid) to tabulate or plot; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """Runs whose scores are comparable: the same judge on the same eval set."""
+
+    judge: str | None
+    eval_set: str | None
+    runs: pd.DataFrame
+
+    @property
+    def evaluated(self) -> bool:
+        return self.judge is not None
+
+    @property
+    def label(self) -> str:
+        if not self.evaluated:
+            return NOT_EVALUATED
+        return f"judge {self.judge} on eval set {self.eval_set}"
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe form of the label."""
+        return re.sub(r"[^A-Za-z0-9.]+", "-", self.label).strip("-").lower()
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository a notebook or command runs in: the nearest directory at or above `start`
+    (default: the working directory) holding `pyproject.toml`, else `start` itself."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / "pyproject.toml").is_file()), here)
+
+
+def load_runs(
+    tracking_uri: str,
+    experiment: str,
+    *,
+    parent_run_id: str | None = None,
+    include_paper: bool = False,
+) -> pd.DataFrame:
+    """The finished runs of `experiment` (or of the sweep `parent_run_id`) as a tidy table.
+
+    Sweep parent runs (tag `sweep=true`, or the parent of another run) are left out; so are the
+    paper's reference runs (tag `source=paper`) unless `include_paper`. Runs that did not finish
+    (FAILED, KILLED, still RUNNING) are left out and counted in `df.attrs["excluded"]`
+    ({status: count}), with a warning. Runs without evaluation metrics are kept, with
+    `evaluated=False`.
+
+    Raises AnalysisError when the experiment does not exist or holds no finished run.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise AnalysisError(
+                f"no MLflow store at {path}: train runs first, or point at yours "
+                "(tracking_uri=... or MLFLOW_TRACKING_URI)"
+            )
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise AnalysisError(
+            f"no experiment {experiment!r} in {tracking_uri} (experiments there: "
+            f"{', '.join(known) or 'none'}); train runs first or pass another experiment"
+        )
+    filter_string = ""
+    if parent_run_id is not None:
+        filter_string = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    runs = list(_search(client, exp.experiment_id, filter_string))
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    kept: list[Run] = []
+    excluded: Counter[str] = Counter()
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("sweep", "").lower() == "true" or run.info.run_id in parents:
+            continue
+        if tags.get("source") == "paper" and not include_paper:
+            continue
+        if run.info.status != "FINISHED":
+            excluded[run.info.status] += 1
+            continue
+        kept.append(run)
+    where = f"experiment {experiment!r}" + (
+        f" (sweep {parent_run_id})" if parent_run_id is not None else ""
+    )
+    if excluded:
+        log.warning("%s: left out %s", where, _counts(excluded))
+    if not kept:
+        detail = f"; left out {_counts(excluded)}" if excluded else ""
+        raise AnalysisError(
+            f"{where} in {tracking_uri} has no finished run{detail}: "
+            "train (python train.py ...) and evaluate (python evaluate.py run=...) first"
+        )
+    names = {r.info.run_id: r.info.run_name for r in runs}
+    frame = frame_from_records(_record(r, names) for r in kept)
+    frame.attrs["excluded"] = dict(excluded)
+    frame.attrs["source"] = f"{where} in {tracking_uri}"
+    return frame
+
+
+def _counts(counter: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A tidy table from dicts keyed by COLUMNS (missing keys are empty).
+
+    The average score is the logged one; where it is missing but all 9 categories are scored,
+    it is their macro average (as the paper computes it).
+    """
+    frame = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
+    for column in (*CATEGORIES, "average_score", "ci_low", "ci_high", "hours_per_epoch"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    for column in ("num_samples", "additional_params", "base_params", "gpu_hours"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    scored = frame[list(CATEGORIES)].notna().all(axis=1) & frame["average_score"].isna()
+    for i in frame.index[scored]:
+        frame.loc[i, "average_score"] = macro_average(frame.loc[i, list(CATEGORIES)].to_dict())
+    frame["evaluated"] = frame["evaluated"].fillna(False).astype(bool)
+    for column in ("judge", "eval_set"):  # scored, but by whom or on what is not recorded
+        frame.loc[frame["evaluated"] & frame[column].isna(), column] = "unknown"
+    for column in ("base_run", "judge", "eval_set", "parent_run_id", "profile", "run_id"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    name = run.info.run_name or run.info.run_id
+    parsed = parse_run_name(tags.get("paper_run") or name)
+    scores = {c: metrics.get(f"eval/score/{c}") for c in CATEGORIES}
+    evaluated = any(k.startswith("eval/score/") or k == "eval/average_score" for k in metrics)
+    additional = metrics.get("model/additional_params")
+    total = metrics.get("model/total_params")
+    base_model = _param(params, "model.name") or parsed.get("model")
+    base_params = total - (additional or 0) if total is not None else model_size(base_model)
+    base_run = _param(params, "base_run") or tags.get("base_run_id")
+    base_run = names.get(base_run, base_run)  # a run id → that run's name
+    if base_run is None and "chain" in parsed:
+        base_run = f"{parsed['model']}+{parsed['chain']}"
+    data = _param(params, "data.name") or parsed.get("data")
+    return {
+        "run_name": name,
+        "base_model": base_model,
+        "method": _param(params, "method.name") or parsed.get("method"),
+        "data": data,
+        "num_samples": metrics.get("data/rows_kept") or _configured_samples(params, data),
+        "base_run": base_run,
+        **scores,
+        "average_score": metrics.get("eval/average_score"),
+        "ci_low": metrics.get("eval/average_score_ci_low"),
+        "ci_high": metrics.get("eval/average_score_ci_high"),
+        "additional_params": additional,
+        "base_params": base_params,
+        "hours_per_epoch": metrics.get("train/hours_per_epoch"),
+        "gpu_hours": metrics.get("train/gpu_hours"),
+        "judge": tags.get("eval_judge", "unknown") if evaluated else None,
+        "eval_set": tags.get("eval_set", "unknown") if evaluated else None,
+        "evaluated": evaluated,
+        "status": run.info.status,
+        "source": "paper" if tags.get("source") == "paper" else "ours",
+        "profile": tags.get("profile"),
+        "run_id": run.info.run_id,
+        "parent_run_id": tags.get("mlflow.parentRunId"),
+    }
+
+
+def _param(params: Mapping[str, str], key: str) -> str | None:
+    value = params.get(key)
+    return None if value in (None, "", "None", "null") else value
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _configured_samples(params: Mapping[str, str], data: str | None) -> float | None:
+    n = _number(_param(params, "data.num_samples")) or _number(
+        _param(params, "data.nominal_samples")
+    )
+    if n is None and data is not None:
+        n = data_scale(data)
+    fraction = _number(_param(params, "data.demo_fraction"))
+    if n is not None and fraction is not None:
+        n = round(n * fraction)
+    return n
+
+
+def parse_run_name(name: str) -> dict[str, str]:
+    """`llama-7b+ft(2m)+lora(math_0.25m)` → model, chain (`ft(2m)`), method, data; {} if the
+    name is not of that form."""
+    match = _RUN_NAME.match(name)
+    return {k: v for k, v in match.groupdict().items() if v} if match else {}
+
+
+def data_scale(name: str) -> float | None:
+    """The number of samples a data name states: `0.6m` → 600,000; `math_0.25m` → 250,000."""
+    match = _SCALE.search(name)
+    if match is None:
+        return None
+    factor = {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+    return float(match.group(1)) * factor
+
+
+MODEL_SIZES = {"llama-7b": 6_738_415_616, "llama-13b": 13_015_864_320}
+"""Parameter counts of the paper's base models, for runs that logged none (the paper's own)."""
+
+
+def model_size(name: str | None) -> float | None:
+    """A known base model's parameter count (`llama-7b` → 6.74e9); None for others, whose
+    runs log it (`model/total_params`)."""
+    size = MODEL_SIZES.get(name or "")
+    return float(size) if size is not None else None
+
+
+def sections(runs: pd.DataFrame) -> list[Section]:
+    """Split runs into groups of comparable scores (judge × eval set), evaluated ones first in
+    order of appearance, then the runs without evaluation metrics."""
+    out = []
+    evaluated = runs[runs["evaluated"]]
+    keys = list(zip(evaluated["judge"], evaluated["eval_set"], strict=True))
+    for judge, eval_set in dict.fromkeys(keys):
+        part = evaluated[[k == (judge, eval_set) for k in keys]]
+        out.append(Section(judge, eval_set, part))
+    rest = runs[~runs["evaluated"]]
+    if len(rest):
+        out.append(Section(None, None, rest))
+    return out
+
+
+def missing_categories(row: Mapping[str, Any]) -> list[str]:
+    """The categories a run has no score for."""
+    return [c for c in CATEGORIES if _isnan(row.get(c))]
+
+
+def _isnan(value: Any) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Paper order: by base model size, single-stage runs before chained ones, LoRA before FT,
+    then by data size."""
+    key = pd.DataFrame(
+        {
+            "size": runs["base_params"].fillna(0).to_numpy(),
+            "model": runs["base_model"].fillna("").to_numpy(),
+            "chained": runs["base_run"].notna().to_numpy(),
+            "method": runs["method"].map({"lora": 0, "ft": 1}).fillna(2).to_numpy(),
+            "samples": runs["num_samples"].fillna(0).to_numpy(),
+            "name": runs["run_name"].to_numpy(),
+        }
+    ).reset_index(drop=True)
+    order = key.sort_values(list(key.columns), kind="stable").index
+    return runs.iloc[order]

@@ -1,0 +1,338 @@
+"""The paper's Table 4 and its per-category appendix table, regenerated from a tidy run table
+(runs.load_runs or paper_runs.paper_frame), as CSV and Markdown, beside the paper's values.
+
+Matching a run to a paper row: by exact run name (`llama-7b+lora(2m)`). With `paper_model`,
+a run's own base model is replaced by the paper's model it stands for first, so `tiny+lora(2m)`
+is compared with `llama-7b+lora(2m)` when `paper_model="llama-7b"` (or
+`{"tiny": "llama-7b", "tiny-13b": "llama-13b"}`): an explicit choice, never a default.
+
+Scores from different judges (or eval sets) are never put in one table: the Markdown holds one
+table per judge and eval set, each under its own heading, and the CSV carries both columns.
+Runs without evaluation metrics get a section of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lorabench.analysis.paper_runs import PAPER_EVAL_SET, PAPER_JUDGE, PaperRow, paper_values
+from lorabench.analysis.runs import (
+    PAPER_RUN_PREFIX,
+    AnalysisError,
+    Section,
+    missing_categories,
+    sections,
+    sort_runs,
+)
+from lorabench.errors import ConfigError
+from lorabench.eval_set import CATEGORIES
+
+PaperModel = str | Mapping[str, str] | None
+"""How runs of other base models are compared with the paper: None (exact run names only), a
+base model name (every run against the paper's rows of that model), or a mapping of base models
+(`{"tiny": "llama-7b", "tiny-13b": "llama-13b"}`, as the demo's `sweep.model_map` inverted)."""
+
+
+def parse_paper_model(text: str | None) -> PaperModel:
+    """`llama-7b` → "llama-7b"; `tiny:llama-7b,tiny-13b:llama-13b` → a mapping."""
+    if not text:
+        return None
+    if ":" not in text:
+        return text
+    pairs = [item.split(":", 1) for item in text.split(",") if item.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise ConfigError(f"paper_model: expected a model or model:paper_model,..., got {text!r}")
+    return {ours.strip(): theirs.strip() for ours, theirs in pairs}
+
+
+def paper_match(row: Any, paper_model: PaperModel = None) -> PaperRow | None:
+    """The paper's row for a run: the same run name, or, with `paper_model`, the name with the
+    run's base model replaced by the paper's model it stands for."""
+    name = str(row["run_name"]).removeprefix(PAPER_RUN_PREFIX)
+    model = row["base_model"]
+    target = paper_model.get(model) if isinstance(paper_model, Mapping) else paper_model
+    if target and isinstance(model, str) and name.startswith(f"{model}+"):
+        name = f"{target}{name[len(model) :]}"
+    return paper_values().get(name)
+
+
+def _ordered(runs: pd.DataFrame) -> list[Section]:
+    if runs.empty:
+        raise AnalysisError("no runs to tabulate")
+    return [Section(s.judge, s.eval_set, sort_runs(s.runs)) for s in sections(runs)]
+
+
+def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFrame:
+    """Table 4, one row per run: average score with its interval, additional parameters and
+    training hours per epoch, each beside the paper's value; `diff_average_score` = ours -
+    paper. Rows grouped by judge and eval set (columns `judge`, `eval_set`)."""
+    rows = []
+    for section in _ordered(runs):
+        for _, run in section.runs.iterrows():
+            paper = paper_match(run, paper_model)
+            rows.append(
+                {
+                    "run_name": run["run_name"],
+                    "judge": section.judge,
+                    "eval_set": section.eval_set,
+                    "evaluated": run["evaluated"],
+                    "average_score": run["average_score"],
+                    "ci_low": run["ci_low"],
+                    "ci_high": run["ci_high"],
+                    "paper_run": paper.run_name if paper else None,
+                    "paper_average_score": paper.average_score if paper else None,
+                    "diff_average_score": _diff(
+                        run["average_score"], paper and paper.average_score
+                    ),
+                    "additional_params": run["additional_params"],
+                    "paper_additional_params": paper.additional_params if paper else None,
+                    "hours_per_epoch": run["hours_per_epoch"],
+                    "paper_hours_per_epoch": paper.hours_per_epoch if paper else None,
+                    "gpu_hours": run["gpu_hours"],
+                    "missing_categories": _missing_text(run),
+                    "source": run["source"],
+                    "run_id": run["run_id"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def appendix_table(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFrame:
+    """The appendix table, one row per run: the 9 category scores and their average, the
+    paper's (`paper_<category>`) and the differences (`diff_<category>`)."""
+    rows = []
+    keys = [*CATEGORIES, "average_score"]
+    for section in _ordered(runs):
+        for _, run in section.runs.iterrows():
+            paper = paper_match(run, paper_model)
+            theirs = {**paper.scores, "average_score": paper.average_score} if paper else {}
+            if run["source"] == "paper":
+                # A paper row against itself: only the average, recomputed from the categories,
+                # says something (that they reproduce Table 4).
+                theirs = {"average_score": theirs.get("average_score")}
+            rows.append(
+                {
+                    "run_name": run["run_name"],
+                    "judge": section.judge,
+                    "eval_set": section.eval_set,
+                    "evaluated": run["evaluated"],
+                    **{k: run[k] for k in keys},
+                    "paper_run": paper.run_name if paper else None,
+                    **{f"paper_{k}": theirs.get(k) for k in keys},
+                    **{f"diff_{k}": _diff(run[k], theirs.get(k)) for k in keys},
+                    "missing_categories": _missing_text(run),
+                    "source": run["source"],
+                    "run_id": run["run_id"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _missing_text(run: pd.Series) -> str:
+    return ";".join(missing_categories(run)) if run["evaluated"] else ""
+
+
+def _diff(ours: float | None, theirs: float | None) -> float | None:
+    if _missing(ours) or _missing(theirs):
+        return None
+    return ours - theirs
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+# Markdown ---------------------------------------------------------------------------------------
+
+
+def table4_markdown(table: pd.DataFrame) -> str:
+    """Table 4 (from `table4`) as Markdown, one table per judge and eval set."""
+    headers = [
+        "Run",
+        "Average score (95% CI)",
+        "Paper",
+        "Δ",
+        "Additional params",
+        "Paper",
+        "Hours per epoch",
+        "Paper",
+        "GPU hours",
+    ]
+
+    def cells(row: pd.Series) -> list[str]:
+        return [
+            _name(row),
+            _average_cell(row),
+            _score(row["paper_average_score"]),
+            _signed(row["diff_average_score"]),
+            format_count(row["additional_params"]),
+            format_count(row["paper_additional_params"]),
+            format_hours(row["hours_per_epoch"]),
+            format_hours(row["paper_hours_per_epoch"]),
+            format_hours(row["gpu_hours"]),
+        ]
+
+    return _document(
+        "Table 4: average score, additional parameters and training time", table, headers, cells
+    )
+
+
+def appendix_markdown(table: pd.DataFrame) -> str:
+    """The appendix table (from `appendix_table`) as Markdown; each score is followed by its
+    difference from the paper's in brackets where the run matches a paper row."""
+    headers = ["Run", *CATEGORIES, "Average"]
+
+    def cells(row: pd.Series) -> list[str]:
+        out = [_name(row)]
+        for key in (*CATEGORIES, "average_score"):
+            value, diff = row[key], row[f"diff_{key}"]
+            text = _score(value) if row["evaluated"] else NOT_EVALUATED_CELL
+            out.append(text if _missing(diff) else f"{text} ({_signed(diff)})")
+        return out
+
+    return _document(
+        "Appendix: score per category (in brackets: difference from the paper)",
+        table,
+        headers,
+        cells,
+    )
+
+
+NOT_EVALUATED_CELL = "not evaluated"
+
+
+def _document(title: str, table: pd.DataFrame, headers: Sequence[str], cells: Any) -> str:
+    keys = [
+        (None, None) if _missing(j) else (j, e)
+        for j, e in zip(table["judge"], table["eval_set"], strict=True)
+    ]
+    groups = list(dict.fromkeys(keys))
+    evaluated = [g for g in groups if g[0] is not None]
+    lines = [f"## {title}", ""]
+    if len(evaluated) > 1:
+        lines += [
+            f"> **{len(evaluated)} different judges / eval sets.** Their scores are not "
+            "comparable, so each has its own table below.",
+            "",
+        ]
+    elif not evaluated:
+        lines += ["> **No run has evaluation metrics**: no scores to show.", ""]
+    for judge, eval_set in groups:
+        part = table[[k == (judge, eval_set) for k in keys]]
+        n = f"{len(part)} run{'s' if len(part) != 1 else ''}"
+        if judge is None:
+            lines += [
+                f"### Not evaluated ({n})",
+                "",
+                "> These runs hold no `eval/` metrics: evaluate them with "
+                "`python evaluate.py run=<run name>`.",
+                "",
+            ]
+        else:
+            lines += [f"### Judge `{judge}`, eval set `{eval_set}` ({n})", ""]
+            if part["paper_run"].notna().any() and (judge, eval_set) != (
+                PAPER_JUDGE,
+                PAPER_EVAL_SET,
+            ):
+                lines += [
+                    f"> The paper's scores come from `{PAPER_JUDGE}` (April 2023) on BELLE's "
+                    f"1,000-item eval set; Δ here compares them with `{judge}` on "
+                    f"`{eval_set}`, a different scale.",
+                    "",
+                ]
+        lines += _markdown_rows(headers, [cells(row) for _, row in part.iterrows()])
+        undefined = part[part["evaluated"] & part["missing_categories"].ne("")]
+        if len(undefined):
+            lines.append("")
+            for _, row in undefined.iterrows():
+                missing = row["missing_categories"].replace(";", ", ")
+                lines.append(
+                    f"- `{row['run_name']}`: no score for {missing}, so its average (the "
+                    "macro average of the 9 categories) is undefined."
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _markdown_rows(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    aligns = ["---"] + ["--:"] * (len(headers) - 1)
+    return [line(headers), line(aligns), *(line(r) for r in rows)]
+
+
+def _name(row: pd.Series) -> str:
+    name = f"`{row['run_name']}`"
+    return f"{name} (paper)" if row.get("source") == "paper" else name
+
+
+def _average_cell(row: pd.Series) -> str:
+    if not row["evaluated"]:
+        return NOT_EVALUATED_CELL
+    if _missing(row["average_score"]):
+        return "undefined"
+    text = _score(row["average_score"])
+    if not _missing(row["ci_low"]) and not _missing(row["ci_high"]):
+        text += f" ({row['ci_low']:.3f}–{row['ci_high']:.3f})"
+    return text
+
+
+def _score(value: Any) -> str:
+    return "" if _missing(value) else f"{value:.3f}"
+
+
+def _signed(value: Any) -> str:
+    return "" if _missing(value) else f"{value:+.3f}"
+
+
+def format_count(value: Any) -> str:
+    """17,891,328 → `17.9M`; 0 → `0`; missing → empty."""
+    if _missing(value):
+        return ""
+    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def format_hours(hours: Any) -> str:
+    """Hours with a unit fit for the scale: `7.0 h`, `12.5 min`, `3.2 s`."""
+    if _missing(hours):
+        return ""
+    if hours >= 1:
+        return f"{hours:.3g} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.3g} min"
+    return f"{hours * 3600:.3g} s"
+
+
+# Files ------------------------------------------------------------------------------------------
+
+
+def write_tables(
+    runs: pd.DataFrame, out_dir: str | Path, *, paper_model: PaperModel = None
+) -> dict[str, Path]:
+    """Write `table4.{csv,md}`, `appendix.{csv,md}` and `runs.csv` (the tidy table) into
+    `out_dir`; returns them by name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t4 = table4(runs, paper_model=paper_model)
+    app = appendix_table(runs, paper_model=paper_model)
+    files = {
+        "runs.csv": out / "runs.csv",
+        "table4.csv": out / "table4.csv",
+        "table4.md": out / "table4.md",
+        "appendix.csv": out / "appendix.csv",
+        "appendix.md": out / "appendix.md",
+    }
+    runs.to_csv(files["runs.csv"], index=False)
+    t4.to_csv(files["table4.csv"], index=False)
+    app.to_csv(files["appendix.csv"], index=False)
+    files["table4.md"].write_text(table4_markdown(t4), encoding="utf-8")
+    files["appendix.md"].write_text(appendix_markdown(app), encoding="utf-8")
+    return files

@@ -1,0 +1,68 @@
+"""Judges: score model answers on the eval set, per item, with explicit failures.
+
+    from lorabench.judging import JudgeRequest, OpenAIJudge, ReferenceJudge
+
+    judge = OpenAIJudge("gpt-3.5-turbo", cache_path=".cache/judge/openai.sqlite")
+    judge.preflight()                       # before generating: key, server, model name
+    n_calls, tokens = judge.estimate(reqs)  # a dry run: nothing is sent
+    judgements = judge.judge_all(reqs)      # in order; failures have score None
+    metrics = judge.stats.as_metrics()      # eval/judge_calls, eval/judge_cache_hits, ...
+
+`base` holds the interface and records, `parsing` reads scores out of replies, `prompts` builds
+judge messages (the project's instructions or BELLE's), `cache` is the sqlite reply cache.
+"""
+
+from lorabench.judging.base import (
+    STATUSES,
+    CostEstimate,
+    Judge,
+    JudgeError,
+    Judgement,
+    JudgeRequest,
+    JudgeStats,
+    Status,
+)
+from lorabench.judging.cache import JudgeCache, cache_key
+from lorabench.judging.openai_judge import DEFAULT_CACHE_PATH, OpenAIJudge, estimate_tokens
+from lorabench.judging.parsing import ParsedScore, parse_score, parse_score_detail
+from lorabench.judging.prompts import (
+    BELLE_PROMPT_COMMIT,
+    BELLE_PROMPT_SHA256,
+    BELLE_PROMPT_URL,
+    PROJECT_LAYOUT,
+    PROJECT_PROMPTS,
+    JudgePrompts,
+    Layout,
+    download_belle_prompts,
+    load_belle_prompts,
+)
+from lorabench.judging.reference_judge import ReferenceJudge
+
+__all__ = [
+    "BELLE_PROMPT_COMMIT",
+    "BELLE_PROMPT_SHA256",
+    "BELLE_PROMPT_URL",
+    "DEFAULT_CACHE_PATH",
+    "PROJECT_LAYOUT",
+    "PROJECT_PROMPTS",
+    "STATUSES",
+    "CostEstimate",
+    "Judge",
+    "JudgeCache",
+    "JudgeError",
+    "JudgePrompts",
+    "JudgeRequest",
+    "JudgeStats",
+    "Judgement",
+    "Layout",
+    "OpenAIJudge",
+    "ParsedScore",
+    "ReferenceJudge",
+    "Status",
+    "cache_key",
+    "download_belle_prompts",
+    "estimate_tokens",
+    "load_belle_prompts",
+    "parse_score",
+    "parse_score_detail",
+]

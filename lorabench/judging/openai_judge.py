@@ -1,0 +1,515 @@
+"""An LLM judge behind any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM,
+llama.cpp, Ollama), concurrent, cached, retried and auditable.
+
+- Concurrency: `AsyncOpenAI` on an asyncio loop, at most `concurrency` requests in flight.
+- Retries: the client's own retries are off (`max_retries=0`); this module retries 408, 409,
+  429, 5xx, timeouts and connection errors with exponential backoff and equal jitter
+  (`backoff_base * 2**n`, capped at `backoff_max`, times a random factor in [0.5, 1]). A
+  `Retry-After` (or `retry-after-ms`) header is honoured: the wait is at least what the server
+  asked for, and every other request in flight holds off for that long too. A server asking
+  for more than `max_retry_after` seconds (a quota, not a burst) ends that item's retries.
+  Other 4xx are not retried: the item gets an `error` judgement with the server's message.
+- Cache: every reply (including ones with no readable score) is written to the sqlite cache as
+  soon as it arrives, keyed by model, sampling settings and the full prompt; identical prompts
+  within a batch are sent once. Errors are not cached, so a rerun retries exactly those.
+- The API key is read from the environment variable named by `api_key_env` when a request is
+  about to be made, handed to the client, and never stored on the judge, logged, cached or put
+  in a judgement (error texts are scrubbed of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+from tqdm.auto import tqdm
+
+from lorabench.errors import ConfigError
+from lorabench.judging.base import CostEstimate, Judge, JudgeError, Judgement, JudgeRequest
+from lorabench.judging.cache import CachedReply, JudgeCache, cache_key
+from lorabench.judging.parsing import parse_score_detail
+from lorabench.judging.prompts import PROJECT_PROMPTS, JudgePrompts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_PATH = Path(".cache/judge/openai.sqlite")
+"""Where replies are cached unless told otherwise (git-ignored)."""
+
+EXPECTED_REPLY_TOKENS = 100
+"""Completion tokens assumed per call in estimates: a score and a sentence or two of reasons."""
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{3,}")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one prompt's calls ended with: a reply, or an error reason."""
+
+    reply: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""
+    status: int | None = None
+    """The HTTP status of a non-retryable error response."""
+
+
+class OpenAIJudge(Judge):
+    """Scores answers with a chat model over the OpenAI API (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: str = "gpt-3.5-turbo",
+        *,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        cache_path: str | Path | None = DEFAULT_CACHE_PATH,
+        prompts: JudgePrompts = PROJECT_PROMPTS,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_retry_after: float = 120.0,
+        recheck_parse_failures: bool = False,
+    ) -> None:
+        """
+        Args:
+            model: the judge model's name as the server knows it (the paper: gpt-3.5-turbo).
+            base_url: an OpenAI-compatible server, e.g. `http://localhost:8000/v1` (vLLM);
+                None for the client's default (OpenAI, or `OPENAI_BASE_URL`).
+            api_key_env: the environment variable holding the API key; None for a local
+                server that needs none (a placeholder key is sent).
+            concurrency: requests in flight at once.
+            max_retries: retries per item after the first attempt, on retryable failures.
+            timeout: seconds per request before it counts as timed out (and is retried).
+            temperature: sampling temperature (0, as in BELLE's judge).
+            max_tokens: cap on reply tokens; None leaves it to the server.
+            cache_path: sqlite file of replies; None keeps the cache in memory only.
+            prompts: per-class instructions and layout (`PROJECT_PROMPTS` or
+                `load_belle_prompts(path)`).
+            backoff_base: first retry's wait in seconds (doubles per retry).
+            backoff_max: cap on a single backoff wait.
+            max_retry_after: a `Retry-After` longer than this ends the item's retries.
+            recheck_parse_failures: ask again for cached replies that held no valid score
+                (useful with temperature > 0; by default a paid reply is reused as it is).
+        """
+        super().__init__()
+        checks = {
+            "concurrency": (concurrency, concurrency >= 1, "at least 1"),
+            "max_retries": (max_retries, max_retries >= 0, "0 or more"),
+            "timeout": (timeout, timeout > 0, "positive"),
+            "temperature": (temperature, temperature >= 0, "0 or more"),
+            "max_tokens": (max_tokens, max_tokens is None or max_tokens >= 1, "null or >= 1"),
+            "backoff_base": (backoff_base, backoff_base >= 0, "0 or more"),
+            "backoff_max": (backoff_max, backoff_max >= backoff_base, ">= backoff_base"),
+            "max_retry_after": (max_retry_after, max_retry_after >= 0, "0 or more"),
+        }
+        for key, (value, ok, rule) in checks.items():
+            if not ok:
+                raise ConfigError(f"judge.{key}: must be {rule}, got {value!r}")
+        if not model:
+            raise ConfigError("judge.model: must name a model")
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.prompts = prompts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.recheck_parse_failures = recheck_parse_failures
+        self.cache = JudgeCache(":memory:" if cache_path is None else cache_path)
+        self._rng = random.Random()
+        self._resume_at = 0.0  # loop time before which no request is sent (after a Retry-After)
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    def params(self) -> dict[str, object]:
+        """Settings that define the judge's scores, for run parameters (no secrets)."""
+        return {
+            "name": self.name,
+            "model": self.model,
+            "base_url": self.base_url,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "prompts": self.prompts.source,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
+            f"cache={self.cache.path!r}, prompts={self.prompts.source!r})"
+        )
+
+    def close(self) -> None:
+        """Close the cache file."""
+        self.cache.close()
+
+    def __enter__(self) -> OpenAIJudge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- planning: prompts, keys, what the cache already has --------------------------------
+
+    def prompt_for(self, request: JudgeRequest) -> str:
+        """The exact user message sent for `request`."""
+        return self.prompts.build(request.item, request.answer)
+
+    def key_for(self, prompt: str) -> str:
+        """The cache key of a prompt under this judge's model and settings."""
+        return cache_key(
+            self.model, prompt, temperature=self.temperature, max_tokens=self.max_tokens
+        )
+
+    def _plan(
+        self, requests: Sequence[JudgeRequest]
+    ) -> tuple[list[str], dict[str, str], dict[str, CachedReply]]:
+        """Per request its key; the unique prompts by key; the usable cached replies."""
+        keys: list[str] = []
+        prompts: dict[str, str] = {}
+        for request in requests:
+            prompt = self.prompt_for(request)
+            key = self.key_for(prompt)
+            keys.append(key)
+            prompts.setdefault(key, prompt)
+        cached = self.cache.get_many(list(prompts))
+        if self.recheck_parse_failures:
+            cached = {
+                k: c for k, c in cached.items() if parse_score_detail(c.reply).score is not None
+            }
+        return keys, prompts, cached
+
+    def estimate(self, requests: Sequence[JudgeRequest]) -> CostEstimate:
+        """Calls `judge_all(requests)` would make now and their rough token count.
+
+        Cache hits and duplicate prompts cost nothing and are not counted. Tokens are counted
+        with tiktoken when it is installed and has the model's encoding, otherwise estimated
+        (one token per CJK character, one per four other characters); each call adds
+        `EXPECTED_REPLY_TOKENS` (or `max_tokens` if lower) for the reply.
+        """
+        _, prompts, cached = self._plan(requests)
+        to_call = [p for k, p in prompts.items() if k not in cached]
+        reply = min(EXPECTED_REPLY_TOKENS, self.max_tokens or EXPECTED_REPLY_TOKENS)
+        count = _token_counter(self.model)
+        return CostEstimate(len(to_call), sum(count(p) + 8 + reply for p in to_call))
+
+    # ---- judging -----------------------------------------------------------------------------
+
+    def _judge_all(self, requests: Sequence[JudgeRequest], progress: bool) -> list[Judgement]:
+        keys, prompts, cached = self._plan(requests)
+        to_call = {k: p for k, p in prompts.items() if k not in cached}
+        per_key = {k: n for k, n in Counter(keys).items() if k in to_call}
+        bar = tqdm(
+            total=len(requests), desc=f"judging ({self.name})", unit="item", disable=not progress
+        )
+        bar.update(len(requests) - sum(per_key.values()))
+        outcomes: dict[str, _Outcome] = {}
+        try:
+            if to_call:
+                api_key = self._api_key()
+                outcomes = _run(
+                    self._call_all(api_key, to_call, lambda key: bar.update(per_key[key]))
+                )
+        finally:
+            bar.close()
+
+        judgements: list[Judgement] = []
+        paid: set[str] = set()
+        for request, key in zip(requests, keys, strict=True):
+            if key in cached:
+                hit = cached[key]
+                outcome = _Outcome(hit.reply, hit.prompt_tokens, hit.completion_tokens)
+                from_cache = True
+            else:
+                outcome = outcomes[key]
+                from_cache = key in paid  # a duplicate of a prompt already sent in this batch
+                paid.add(key)
+            judgements.append(self._judgement(request, outcome, from_cache))
+        return judgements
+
+    def _judgement(self, request: JudgeRequest, outcome: _Outcome, cached: bool) -> Judgement:
+        common = {"item": request.item, "answer": request.answer, "judge": self.name}
+        if outcome.reply is None:
+            return Judgement(**common, score=None, status="error", reason=outcome.error)
+        parsed = parse_score_detail(outcome.reply)
+        return Judgement(
+            **common,
+            score=parsed.score,
+            status="ok" if parsed.score is not None else "parse_failure",
+            reason=parsed.reason,
+            reply=outcome.reply,
+            cached=cached,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+        )
+
+    async def _call_all(
+        self, api_key: str, prompts: dict[str, str], on_done: Callable[[str], None]
+    ) -> dict[str, _Outcome]:
+        self._resume_at = 0.0
+        semaphore = asyncio.Semaphore(self.concurrency)
+        async with self._client(api_key) as client:
+
+            async def one(key: str, prompt: str) -> tuple[str, _Outcome]:
+                async with semaphore:
+                    outcome = await self._call(client, prompt, api_key)
+                if outcome.reply is not None:
+                    # Written as it arrives: an interrupted run keeps what it paid for.
+                    self.cache.put(
+                        key,
+                        model=self.model,
+                        prompt=prompt,
+                        reply=outcome.reply,
+                        prompt_tokens=outcome.prompt_tokens,
+                        completion_tokens=outcome.completion_tokens,
+                    )
+                else:
+                    log.warning("judge request failed: %s", outcome.error)
+                on_done(key)
+                return key, outcome
+
+            results = await asyncio.gather(*(one(k, p) for k, p in prompts.items()))
+        return dict(results)
+
+    async def _call(
+        self, client: openai.AsyncOpenAI, prompt: str, api_key: str, preflight: bool = False
+    ) -> _Outcome:
+        """One prompt, with retries; never raises for HTTP trouble (see `_Outcome.error`)."""
+        loop = asyncio.get_running_loop()
+        extra: dict[str, Any] = {}
+        if preflight:
+            extra["max_tokens"] = 1
+        elif self.max_tokens is not None:
+            extra["max_tokens"] = self.max_tokens
+        failure = ""
+        for attempt in range(self.max_retries + 1):
+            hold = self._resume_at - loop.time()
+            if hold > 0:
+                await asyncio.sleep(hold)
+            if preflight:
+                self.stats.preflight_calls += 1
+            else:
+                self.stats.calls += 1
+                self.stats.retries += attempt > 0
+            retry_after: float | None = None
+            try:
+                response = await client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=self.temperature,
+                    **extra,
+                )
+            except openai.APIStatusError as err:
+                failure = _redact(f"HTTP {err.status_code}: {_message(err)}", api_key)
+                if not _retryable(err.status_code):
+                    return _Outcome(None, error=failure, status=err.status_code)
+                retry_after = _retry_after(err.response.headers)
+            except openai.APITimeoutError:
+                failure = f"timed out after {self.timeout:g}s"
+            except openai.APIConnectionError as err:
+                failure = _redact(f"connection error: {err.__cause__ or err}", api_key)
+            except openai.APIError as err:  # e.g. a 200 whose body is not a chat completion
+                return _Outcome(None, error=_redact(f"invalid response: {err}", api_key))
+            else:
+                outcome = _reply_of(response)
+                if not preflight:
+                    self.stats.prompt_tokens += outcome.prompt_tokens
+                    self.stats.completion_tokens += outcome.completion_tokens
+                return outcome
+            if attempt == self.max_retries:
+                break
+            if retry_after is not None and retry_after > self.max_retry_after:
+                return _Outcome(
+                    None,
+                    error=f"{failure} (server asked to retry after {retry_after:g}s, more than "
+                    f"max_retry_after={self.max_retry_after:g}s)",
+                )
+            wait = self._backoff(attempt, retry_after)
+            if retry_after is not None:
+                self._resume_at = max(self._resume_at, loop.time() + retry_after)
+            log.info(
+                "judge request failed (%s); retry %d/%d in %.2fs",
+                failure,
+                attempt + 1,
+                self.max_retries,
+                wait,
+            )
+            await asyncio.sleep(wait)
+        attempts = self.max_retries + 1
+        return _Outcome(None, error=f"gave up after {attempts} attempts; last: {failure}")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry number `attempt + 1`: jittered exponential, ≥ Retry-After."""
+        wait = min(self.backoff_max, self.backoff_base * 2**attempt)
+        wait *= self._rng.uniform(0.5, 1.0)
+        return wait if retry_after is None else max(wait, retry_after)
+
+    def _client(self, api_key: str) -> openai.AsyncOpenAI:
+        kwargs: dict[str, Any] = {"api_key": api_key, "max_retries": 0, "timeout": self.timeout}
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
+        return openai.AsyncOpenAI(**kwargs)
+
+    def _api_key(self) -> str:
+        if self.api_key_env is None:
+            return "no-key"  # a local server that checks none; the client insists on one
+        key = os.environ.get(self.api_key_env, "").strip()
+        if not key:
+            raise JudgeError(
+                f"judge {self.name}: the environment variable {self.api_key_env} holding the "
+                "API key is not set (or empty). Export it, or for a local server that needs no "
+                "key set judge.api_key_env=null."
+            )
+        return key
+
+    # ---- preflight ---------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Fail fast, before any generation, when judging cannot work.
+
+        Checks that the key is in the environment, then sends one chat completion of at most
+        one token with the configured model: it exercises exactly what judging uses (URL,
+        authentication, model name, chat endpoint) and costs a few tokens. The models endpoint
+        is not used because vLLM and llama.cpp serve only the list (`GET /v1/models`), not
+        `GET /v1/models/{id}`, and llama.cpp accepts any model name in chat requests anyway.
+        Transient failures are retried as in judging. Callers may skip this when
+        `estimate(requests).calls == 0` (everything cached: nothing will be sent).
+        """
+        api_key = self._api_key()
+        where = self.base_url or "the OpenAI API"
+
+        async def check() -> _Outcome:
+            async with self._client(api_key) as client:
+                return await self._call(client, "得分:", api_key, preflight=True)
+
+        outcome = _run(check())
+        if outcome.reply is not None:
+            return
+        if outcome.status in (401, 403):
+            raise JudgeError(
+                f"judge {self.name}: {where} rejected the API key from ${self.api_key_env} "
+                f"({outcome.error})"
+            )
+        if outcome.status == 404:
+            raise JudgeError(
+                f"judge {self.name}: {where} does not serve model {self.model!r} "
+                f"({outcome.error}); set judge.model to a model it serves (and judge.base_url "
+                "to the right server)"
+            )
+        raise JudgeError(f"judge {self.name}: preflight request to {where} failed: {outcome.error}")
+
+
+def _reply_of(response: Any) -> _Outcome:
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return _Outcome(None, error="the server returned no choices")
+    content = choices[0].message.content
+    return _Outcome(content or "", prompt_tokens, completion_tokens)
+
+
+def _retryable(status: int) -> bool:
+    return status in _RETRYABLE_STATUS or status >= 500
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, `Retry-After` seconds or date)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _message(err: openai.APIStatusError) -> str:
+    body = err.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return err.message
+
+
+def _redact(text: str, api_key: str) -> str:
+    """Remove the key, and anything shaped like an OpenAI key, from a message."""
+    if api_key and len(api_key) >= 4:
+        text = text.replace(api_key, "***")
+    return _SECRET_LIKE.sub("sk-***", text)
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop
+    (a notebook): then it runs on a fresh loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _token_counter(model: str) -> Callable[[str], int]:
+    try:
+        import tiktoken
+
+        encoding = tiktoken.encoding_for_model(model)
+        return lambda text: len(encoding.encode(text))
+    except Exception:  # not installed, unknown model, or no network for the BPE file
+        return estimate_tokens
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count: one per CJK character, one per four other characters."""
+    cjk = sum(1 for ch in text if _is_cjk(ch))
+    return cjk + (len(text) - cjk + 3) // 4
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x3000 <= code <= 0x303F
+        or 0xFF00 <= code <= 0xFFEF
+        or 0x20000 <= code <= 0x2FFFF
+    )

@@ -1,0 +1,248 @@
+"""Sweeps: each grid point trains then evaluates as one MLflow run, nested under a parent run.
+
+A grid point whose configuration already has a FINISHED, evaluated run is skipped; a failed or
+killed one is recorded as such (the run ends FAILED or KILLED with its error) and the sweep goes
+on; re-running a sweep resumes unfinished points from their checkpoints. An experiment config
+can list explicit rows (`sweep.rows`, e.g. `experiment=paper_table4`); they run in dependency
+order, a chained row after the row that trains its base run.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from lorabench.config import validate
+from lorabench.config.schema import Config, TrackingConfig
+from lorabench.errors import ConfigError, LorabenchError
+from lorabench.launching import DistEnv, launch_command, needs_launcher
+from lorabench.tracking import RUN_ID_FILE, client_for, config_hash, experiment_id
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+"""In the Hydra sweep directory: the parent run that the sweep's grid points nest under."""
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    """What a sweep would do for one grid point."""
+
+    run_name: str
+    action: str
+    """`skip` (finished and evaluated), `resume` (has a checkpoint) or `train`."""
+    estimated_gpu_hours: float
+
+
+def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
+    """Create the sweep's parent run (tagged `sweep=true` and with its overrides)."""
+    client = client_for(tracking)
+    joined = " ".join(overrides)
+    return client.create_run(
+        experiment_id(client, tracking),
+        run_name=f"sweep {joined}".strip()[:250],
+        tags={"sweep": "true", "overrides": joined},
+    ).info.run_id
+
+
+def close_parent(client: MlflowClient, run_id: str) -> None:
+    """FINISHED when every grid point finished, else FAILED naming the others."""
+    children = client.search_runs(
+        [client.get_run(run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+    )
+    unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
+    client.set_tag(run_id, "grid_points", len(children))
+    if unfinished:
+        client.set_tag(run_id, "unfinished_points", ", ".join(unfinished)[:5000])
+    status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
+    client.set_terminated(run_id, RunStatus.to_string(status))
+
+
+def _tracking_of(config: DictConfig) -> TrackingConfig:
+    return OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
+    )
+
+
+class SweepCallback(Callback):
+    """Opens a multirun's parent run before the first job and closes it after the last (Hydra
+    runs both hooks in the launching process, whatever the launcher)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.sweep.plan:
+            return
+        run_id = open_parent(_tracking_of(config), config.hydra.overrides.task)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_RUN_FILE).write_text(run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        path = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
+        if path.is_file():
+            close_parent(client_for(_tracking_of(config)), path.read_text().strip())
+
+
+def finished_run(cfg: Config) -> str | None:
+    """A FINISHED run of this exact training config (evaluated with this eval config when the
+    sweep evaluates), or None."""
+    resolved = OmegaConf.structured(cfg)
+    client = client_for(cfg.tracking)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
+    if experiment is None:
+        return None
+    query = f"tags.config_hash = '{config_hash(resolved)}' and attributes.status = 'FINISHED'"
+    if cfg.sweep.evaluate:
+        query += f" and tags.eval_hash = '{config_hash(resolved, ('eval', 'judge'))}'"
+    runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def estimated_gpu_hours(cfg: Config) -> float:
+    """GPU hours from training FLOPs: 6·N per token for full fine-tuning, 4·N for LoRA (the
+    frozen base needs no weight gradients); tokens = samples × mean length × epochs."""
+    from lorabench.training import dry_run
+
+    total = dry_run(cfg).total
+    samples = (cfg.data.num_samples or cfg.data.nominal_samples) * (cfg.data.demo_fraction or 1.0)
+    tokens = samples * cfg.sweep.mean_tokens_per_sample * cfg.method.epochs
+    flops = tokens * (4 if cfg.method.lora is not None else 6) * total
+    return flops / (cfg.sweep.gpu_flops * cfg.sweep.expected_mfu) / 3600
+
+
+def plan(cfg: Config) -> PointPlan:
+    """What `run_point` would do with this grid point, without doing it."""
+    if not cfg.sweep.force and finished_run(cfg) is not None:
+        action = "skip"
+    elif any(Path(cfg.training.output_dir).glob("checkpoint-*")):
+        action = "resume"
+    else:
+        action = "train"
+    return PointPlan(cfg.run_name, action, estimated_gpu_hours(cfg))
+
+
+def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
+    """Train and evaluate one grid point; returns `skipped`, `finished` or `failed`.
+
+    A failure is recorded in MLflow and logged, not raised, so the sweep goes on; Ctrl-C (or
+    SIGTERM) stops the sweep, leaving the point KILLED and resumable.
+    """
+    from lorabench.evaluation import evaluate
+    from lorabench.training import train
+
+    if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
+        log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
+        return "skipped"
+    try:
+        if needs_launcher(cfg, DistEnv.from_environ()):
+            # Every rank gets the same overrides (parent run, output directory); rank 0 opens
+            # the point's run and records its id in the output directory.
+            parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
+            command = launch_command(cfg, train_script, [*overrides, parent])
+            if code := subprocess.call(command):
+                raise LorabenchError(f"training exited with code {code}")
+            run_id = (Path(cfg.training.output_dir) / RUN_ID_FILE).read_text().strip()
+        else:
+            run_id = train(cfg).run_id
+        if cfg.sweep.evaluate:
+            evaluate(_updated(cfg, run=run_id))
+    except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
+        log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
+        return "failed"
+    return "finished"
+
+
+def _updated(cfg: Config, **changes: Any) -> Config:
+    return validate(OmegaConf.merge(OmegaConf.structured(cfg), changes))
+
+
+def ordered_rows(rows: Sequence[Sequence[str]], names: Sequence[str]) -> list[int]:
+    """Row indices with every chained row after the row named by its `base_run`."""
+    base_of = {}
+    for i, row in enumerate(rows):
+        bases = [o.split("=", 1)[1].strip("'\"") for o in row if o.startswith("base_run=")]
+        base_of[i] = bases[0] if bases else None
+    order: list[int] = []
+    pending = list(range(len(rows)))
+    while pending:
+        ready = [
+            i
+            for i in pending
+            if base_of[i] is None
+            or base_of[i] in {names[j] for j in order}
+            or base_of[i] not in names
+        ]
+        if not ready:
+            raise ConfigError(f"sweep.rows: circular base_run among {[names[i] for i in pending]}")
+        order.extend(ready)
+        pending = [i for i in pending if i not in ready]
+    return order
+
+
+def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[str, str]:
+    """Run an experiment's rows under one parent run; returns each run name's outcome."""
+    base = [o for o in overrides if not o.startswith("experiment=")]
+    rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
+    configs = [validate(hydra_compose(config_name="config", overrides=[*base, *r])) for r in rows]
+    names = [c.run_name for c in configs]
+    order = ordered_rows(rows, names)
+    if cfg.sweep.plan:
+        return {names[i]: _print_plan(configs[i]) for i in order}
+    parent = open_parent(cfg.tracking, overrides)
+    outcomes = {}
+    try:
+        for i in order:
+            point = _updated(configs[i], tracking={"parent_run_id": parent})
+            outcomes[names[i]] = run_point(point, [*base, *rows[i]], train_script)
+    finally:
+        close_parent(client_for(cfg.tracking), parent)
+    return outcomes
+
+
+def _mapped_model(override: str, model_map: dict[str, str]) -> str:
+    """`model=llama-7b` → `model=tiny`, `base_run='llama-7b+ft(2m)'` → `base_run='tiny+ft(2m)'`."""
+    key, _, value = override.partition("=")
+    if key == "model" and value in model_map:
+        return f"model={model_map[value]}"
+    if key == "base_run":
+        head, plus, rest = value.strip("'\"").partition("+")
+        if head in model_map:
+            return f"base_run='{model_map[head]}{plus}{rest}'"
+    return override
+
+
+def _print_plan(cfg: Config) -> str:
+    p = plan(cfg)
+    print(f"{p.run_name}: {p.action} (~{p.estimated_gpu_hours:.3g} GPU hours)")
+    return p.action
+
+
+def sweep_main(cfg: DictConfig, train_script: str) -> None:
+    """`sweep.py`: one grid point of a multirun, or an experiment's rows in order."""
+    config = validate(cfg)
+    overrides = list(HydraConfig.get().overrides.task)
+    if config.sweep.rows:
+        outcomes = run_rows(config, overrides, train_script)
+        if not config.sweep.plan:
+            for name, outcome in outcomes.items():
+                print(f"{name}: {outcome}")
+        return
+    parent_file = Path(HydraConfig.get().sweep.dir) / PARENT_RUN_FILE
+    if parent_file.is_file():
+        config = _updated(config, tracking={"parent_run_id": parent_file.read_text().strip()})
+    if config.sweep.plan:
+        _print_plan(config)
+        return
+    outcome = run_point(config, overrides, train_script)
+    print(f"{config.run_name}: {outcome}")

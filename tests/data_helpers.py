@@ -1,0 +1,49 @@
+"""Helpers of the data tests: a tokenizer, configs, and source files with known defects."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from lorabench.config.schema import DataConfig, DataSourceConfig
+from lorabench.tiny_tokenizer import build_tiny_tokenizer
+
+
+@functools.cache
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """The project's tiny tokenizer, built once per test process."""
+    return build_tiny_tokenizer()
+
+
+def good_row(i: int) -> dict[str, str]:
+    """A valid, distinct instruction row."""
+    return {
+        "instruction": f"问题{i}：",
+        "input": "" if i % 2 else f"输入{i}",
+        "output": f"答案{i}。",
+    }
+
+
+def write_lines(path: Path, rows: Iterable[Any]) -> Path:
+    """JSON Lines: dicts and lists are JSON-encoded, str and bytes written as they are."""
+    with path.open("wb") as f:
+        for row in rows:
+            if isinstance(row, bytes):
+                line = row
+            elif isinstance(row, str):
+                line = row.encode("utf-8", "surrogatepass")
+            else:
+                line = json.dumps(row, ensure_ascii=False).encode("utf-8")
+            f.write(line + b"\n")
+    return path
+
+
+def data_config(*sources: DataSourceConfig | Path, **fields: Any) -> DataConfig:
+    """A DataConfig over local files (Paths become instruction-format sources)."""
+    resolved = [DataSourceConfig(path=str(s)) if isinstance(s, Path) else s for s in sources]
+    return DataConfig(**{"name": "test", "num_samples": None, "sources": resolved, **fields})

@@ -1,0 +1,342 @@
+"""A real HTTP server on 127.0.0.1 that speaks enough of the OpenAI API to test judges against.
+
+    with FakeOpenAIServer(latency=0.2) as server:
+        judge = OpenAIJudge(base_url=server.base_url, ...)
+
+Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`. Behaviour is
+scriptable per request: `server.push(rate_limited(1), server_error(), reply("得分: 1"))` makes
+the next three chat requests answer 429 (with Retry-After), 500 and a normal reply; once the
+script is used up, `responder(request_json)` (if given) or `default` answers. Every request is
+recorded (path, headers, JSON body, arrival time), so tests can count calls and check where the
+API key was sent.
+
+It lives under tests/ because it is test infrastructure, not part of the installed package;
+`bench/judge_throughput.py` imports it from the checkout (`tests.fake_openai_server`) or runs it
+as a separate process: `python tests/fake_openai_server.py --latency 0.2` prints `port=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_REPLY = "得分：0.8 理由：回答基本正确，但不够完整。"
+
+
+@dataclass(frozen=True)
+class Action:
+    """How the server answers one chat request."""
+
+    status: int = 200
+    content: str | None = DEFAULT_REPLY
+    """The assistant message (status 200); None sends `"content": null`."""
+    delay: float = 0.0
+    """Seconds to wait before answering, on top of the server's latency (for timeouts)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    error: str = ""
+    """Error message for non-200 answers."""
+    code: str | None = None
+    """OpenAI error code for non-200 answers (e.g. `model_not_found`)."""
+
+
+def reply(content: str | None = DEFAULT_REPLY, delay: float = 0.0) -> Action:
+    """A normal 200 reply with this assistant message."""
+    return Action(content=content, delay=delay)
+
+
+def rate_limited(retry_after: float | None = 1.0) -> Action:
+    """429 Too Many Requests, with a `Retry-After` header (seconds) unless None."""
+    headers = () if retry_after is None else (("Retry-After", f"{retry_after:g}"),)
+    return Action(status=429, headers=headers, error="Rate limit reached", code="rate_limit")
+
+
+def server_error(status: int = 500) -> Action:
+    """A 5xx answer."""
+    return Action(status=status, error="The server had an error", code=None)
+
+
+def slow(seconds: float, content: str = DEFAULT_REPLY) -> Action:
+    """A reply that only comes after `seconds` (a client with a shorter timeout gives up)."""
+    return Action(content=content, delay=seconds)
+
+
+def bad_request(message: str = "bad request") -> Action:
+    """400, which a client must not retry."""
+    return Action(status=400, error=message, code="invalid_request_error")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Header names in lower case."""
+    body: Any
+    time: float
+    """`time.monotonic()` on arrival."""
+
+
+@dataclass
+class FakeOpenAIServer:
+    """An OpenAI-compatible server in a background thread (see the module docstring)."""
+
+    latency: float = 0.0
+    """Seconds every chat reply takes (the benchmark uses 0.2)."""
+    models: Iterable[str] = ("gpt-3.5-turbo",)
+    """Model names the server accepts; others get 404 `model_not_found`."""
+    api_key: str | None = None
+    """When set, requests without `Authorization: Bearer <api_key>` get 401."""
+    default: Action = field(default_factory=reply)
+    responder: Callable[[dict[str, Any]], Action] | None = None
+    """Decides the answer from the request JSON once the script is used up."""
+    requests: list[RecordedRequest] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.models = frozenset(self.models)
+        self._script: deque[Action] = deque()
+        self._lock = threading.Lock()
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._in_flight = 0
+        self.max_in_flight = 0
+        """Most chat requests being answered at the same time so far."""
+        self._thread: threading.Thread | None = None
+
+    # ---- control -----------------------------------------------------------------------------
+
+    def push(self, *actions: Action) -> None:
+        """Queue answers for the next chat requests, in order."""
+        with self._lock:
+            self._script.extend(actions)
+
+    def start(self) -> FakeOpenAIServer:
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        httpd = _Server(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False  # don't wait for handlers still sleeping on a slow reply
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- inspection --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """The `base_url` to give an OpenAI client."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        """The chat-completion requests received so far."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    @property
+    def chat_calls(self) -> int:
+        return len(self.chat_requests)
+
+    def reset(self) -> None:
+        """Forget recorded requests and any unused script."""
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+            self.max_in_flight = 0
+
+    # ---- behaviour ---------------------------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_action(self, body: dict[str, Any]) -> Action:
+        with self._lock:
+            if self._script:
+                return self._script.popleft()
+        if self.responder is not None:
+            return self.responder(body)
+        return self.default
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # The stdlib's listen backlog of 5 drops connections when a client opens 16 at once
+    # (the kernel then retries the SYN a second later): real servers queue far more.
+    request_queue_size = 1024
+
+
+def _error_body(message: str, code: str | None, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms on Linux). Real servers set TCP_NODELAY too.
+    disable_nagle_algorithm = True
+    server_state: FakeOpenAIServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet: the tests capture logs and look for secrets in them
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError):
+            pass  # the client gave up (timeout) before a slow reply was sent
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        state = self.server_state
+        state._record(self._recorded(None))
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") == "/v1/models":
+            data = [_model(name) for name in sorted(state.models)]
+            self._send(200, {"object": "list", "data": data})
+        elif self.path.startswith("/v1/models/"):
+            name = self.path[len("/v1/models/") :]
+            if name in state.models:
+                self._send(200, _model(name))
+            else:
+                self._model_not_found(name)
+        else:
+            self._send(404, _error_body(f"no route {self.path}", None, "invalid_request_error"))
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        state = self.server_state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = None
+        state._record(self._recorded(body))
+        if not self._authorised():
+            return
+        if self.path != "/v1/chat/completions" or not isinstance(body, dict):
+            self._send(404, _error_body(f"no route {self.path}", None, "invalid_request_error"))
+            return
+        if body.get("model") not in state.models:
+            self._model_not_found(str(body.get("model")))
+            return
+        action = state._next_action(body)
+        with state._lock:
+            state._in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state._in_flight)
+        try:
+            time.sleep(state.latency + action.delay)
+        finally:
+            with state._lock:
+                state._in_flight -= 1
+        if action.status != 200:
+            kind = "rate_limit_error" if action.status == 429 else "server_error"
+            if 400 <= action.status < 429:
+                kind = "invalid_request_error"
+            self._send(action.status, _error_body(action.error, action.code, kind), action.headers)
+            return
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        completion = len(action.content or "")
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-fake-{time.monotonic_ns()}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": action.content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_chars,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt_chars + completion,
+                },
+            },
+            action.headers,
+        )
+
+    def _recorded(self, body: Any) -> RecordedRequest:
+        return RecordedRequest(
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+        )
+
+    def _authorised(self) -> bool:
+        key = self.server_state.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._send(401, _error_body("Incorrect API key provided", "invalid_api_key", "auth"))
+        return False
+
+    def _model_not_found(self, name: str) -> None:
+        message = f"The model `{name}` does not exist or you do not have access to it."
+        self._send(404, _error_body(message, "model_not_found", "invalid_request_error"))
+
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
+
+
+def main() -> None:
+    """Serve until killed; prints `port=N` once listening (used by the benchmark)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--model", action="append", default=None)
+    args = parser.parse_args()
+    server = FakeOpenAIServer(latency=args.latency, models=args.model or ("gpt-3.5-turbo",))
+    server.start()
+    print(f"port={server.port}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""`python -m lorabench.report`: every table and figure of an experiment, or the paper's alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from analysis_helpers import assert_real_image, demo_run, demo_sweep, experiment
+
+from lorabench.analysis.figures import FIGURES
+from lorabench.errors import ConfigError
+from lorabench.report import main, parse_args
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", "lorabench.report", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_report_of_a_sweep_logged_to_its_parent(store, store_file, tmp_path):
+    parent, children = demo_sweep(store, tmp_path / "artifacts")
+    out = tmp_path / "report"
+    result = report_cli(
+        "experiment=lorabench-demo",
+        f"tracking_uri=sqlite:///{store_file}",
+        f"parent_run={parent}",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"logged them as artifacts analysis/ of run {parent}" in result.stdout
+    for name in ("table4.csv", "appendix.csv", "runs.csv"):
+        assert len(pd.read_csv(out / name)) == len(children)
+    for name in FIGURES:
+        assert_real_image(out / "figures" / f"{name}.png")
+        assert_real_image(out / "figures" / f"{name}.svg")
+    page = (out / "report.md").read_text()
+    assert "## Table 4" in page and "![data_scaling](figures/data_scaling.png)" in page
+    logged = {a.path for a in store.list_artifacts(parent, "analysis")}
+    assert {"analysis/report.md", "analysis/table4.csv", "analysis/figures"} <= logged
+
+
+def test_paper_alone_needs_no_mlflow(tmp_path):
+    result = report_cli("paper=true", "out=paper", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "paper" / "table4.csv")
+    assert len(table) == 8 and table["diff_average_score"].abs().max() <= 0.001
+    assert "cost_gpu_hours not drawn" in result.stdout
+    assert_real_image(tmp_path / "paper" / "figures" / "data_scaling.png")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_import_paper_twice(store_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["import_paper=true", "experiment=lorabench", f"tracking_uri=sqlite:///{store_file}"]
+    main(args)
+    main(args)
+    out = capsys.readouterr().out
+    assert "8 imported, 0 already there" in out and "0 imported, 8 already there" in out
+    assert not (tmp_path / "reports").exists()  # an import alone writes no report
+
+
+def test_clear_errors(store, store_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"tracking_uri=sqlite:///{store_file}"
+    with pytest.raises(SystemExit, match="error: no experiment 'lorabench-demo'"):
+        main(["experiment=lorabench-demo", uri])
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    with pytest.raises(SystemExit, match="has no finished run"):
+        main(["experiment=lorabench-demo", uri])
+    with pytest.raises(SystemExit, match="'colour=red': expected key=value with key one of"):
+        main(["colour=red"])
+    # Runs without eval metrics: tables that say so, figures skipped with the reason.
+    demo_run(store, exp, "lora", "2m", judge=None)
+    main(["experiment=lorabench-demo", uri, "out=rep"])
+    assert "data_scaling not drawn: no run has evaluation metrics" in capsys.readouterr().out
+    assert "No run has evaluation metrics" in (tmp_path / "rep" / "table4.md").read_text()
+
+
+def test_parse_args():
+    options = parse_args(["paper=TRUE", "overlay=no", "paper_model=llama-7b", "log_to=none"])
+    assert options.paper and not options.overlay and options.paper_model == "llama-7b"
+    assert options.log_to is None and options.experiment == "lorabench"
+    with pytest.raises(ConfigError, match="paper: expected true or false"):
+        parse_args(["paper=maybe"])
+
+
+def test_tracking_uri_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow-server:5000")
+    assert parse_args([]).tracking_uri == "http://mlflow-server:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert parse_args([]).tracking_uri == "sqlite:///mlruns/mlflow.db"

@@ -1,0 +1,69 @@
+"""`python -m lorabench.data prepare …` as a user runs it: a summary, then a cache hit; bad data
+ends with the error alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorabench.data.__main__ import main
+from tests.conftest import REPO_ROOT
+
+
+def summary(stdout: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+
+
+def test_prepare_prints_a_summary_then_hits_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["prepare", "profile=demo", "data=0.6m", f"cache_dir={tmp_path}/cache"]
+
+    first = subprocess.run(
+        [sys.executable, "-m", "lorabench.data", *args],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert first.returncode == 0, first.stderr
+    lines = summary(first.stdout)
+    assert lines["data"] == "0.6m"
+    assert lines["rows_read"] == lines["rows_valid"] == lines["rows_kept"] == "600"
+    assert lines["skipped_bad_json"] == lines["skipped_no_trainable_token"] == "0"
+    assert int(lines["tokens"]) > 600 and float(lines["mean_length"]) > 1
+    assert float(lines["p95_length"]) >= float(lines["mean_length"])
+    assert 0.5 < float(lines["nonpad_share_grouped"]) <= 1
+    assert Path(lines["cache_path"]).parent == tmp_path / "cache" / "data"
+    assert lines["cache_hit"] == "false"
+    assert "tokenising" in first.stderr  # the progress bar
+
+    assert main(args) == 0  # the same command again, in this process
+    assert summary(capsys.readouterr().out) == {**lines, "cache_hit": "true"}
+
+
+def test_bad_data_ends_with_the_error_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"instruction": "q", "output": "a"}\nnot json\n')
+    code = main(
+        [
+            "prepare",
+            "model=tiny",
+            "hardware=cpu",
+            f"data.sources=[{{path: '{source}'}}]",
+            "data.num_samples=null",
+            f"cache_dir={tmp_path}/cache",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: {source}: 1 of 2 rows fail validation" in err
+    assert "lines 2 (bad_json)" in err and "Traceback" not in err

@@ -1,0 +1,158 @@
+"""evaluate.py end to end: generation on the demo eval set, the offline and the OpenAI judge
+(over real HTTP on 127.0.0.1), metrics and artifacts in MLflow, and nothing paid for twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lorabench.config import compose, validate
+from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation import evaluate
+from lorabench.training import train
+from tests.conftest import REPO_ROOT, run_cli, runs_of
+from tests.fake_openai_server import FakeOpenAIServer
+
+SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
+KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LoRA adapter, trained once for the module (no tracking)."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = validate(
+        compose(
+            [
+                "profile=demo",
+                "data=math_0.25m",
+                "training.max_steps=4",
+                f"training.output_dir={root}/out",
+                f"cache_dir={root}/cache",
+                "tracking.enabled=false",
+                "training.progress_bar=false",
+            ]
+        )
+    )
+    return train(cfg).model_path
+
+
+def openai_judge(server: FakeOpenAIServer) -> list[str]:
+    return ["judge=openai", f"judge.base_url={server.base_url}", f"judge.api_key_env={KEY_ENV}"]
+
+
+def test_training_run_is_evaluated_into_the_same_run(demo_config, store) -> None:
+    cfg = demo_config("data=math_0.25m", "training.max_steps=3", *SMALL_EVAL)
+    trained = train(cfg)
+    result = evaluate(demo_config(*SMALL_EVAL, "run='tiny+lora(math_0.25m)'"))
+
+    assert result.run_id == trained.run_id
+    (run,) = runs_of(store)
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED"
+    assert {f"eval/score/{c}" for c in CATEGORIES} <= set(metrics)
+    assert metrics["eval/average_score_ci_low"] <= metrics["eval/average_score"]
+    assert metrics["eval/average_score"] <= metrics["eval/average_score_ci_high"]
+    assert metrics["eval/judge_calls"] == 0  # the reference judge calls nobody
+    assert "train/loss" in metrics  # the training metrics are still there
+    assert run.data.tags["eval_judge"] == "reference:f1" and run.data.tags["eval_items"] == "20"
+    artifacts = {a.path for a in store.list_artifacts(run.info.run_id, "eval")}
+    assert artifacts == {"eval/generations.jsonl", "eval/judgements.jsonl"}
+    rows = [json.loads(line) for line in result.judgements_path.read_text().splitlines()]
+    assert len(rows) == 20 and {r["category"] for r in rows} == set(CATEGORIES)
+    assert all(r["status"] == "ok" and 0 <= r["score"] <= 1 for r in rows)
+
+
+def test_judging_again_reuses_the_generations(demo_config, adapter: Path, tmp_path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(adapter, model)
+    first = evaluate(demo_config(*SMALL_EVAL, f"model_path={model}"))
+    shutil.rmtree(model.parent / "model")
+    model.mkdir()  # still a directory, but nothing to load: generating again would fail
+    second = evaluate(demo_config(*SMALL_EVAL, f"model_path={model}", "judge.model=rouge_l"))
+    assert second.generations_path == first.generations_path
+    assert second.run_id == first.run_id
+    assert second.judgements_path != first.judgements_path
+
+
+def test_openai_judge_pays_once_and_never_records_the_key(
+    demo_config, adapter: Path, store, tmp_path, monkeypatch, capfd
+) -> None:
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv(KEY_ENV, key)
+    with FakeOpenAIServer(api_key=key) as server:
+        cfg = demo_config(*SMALL_EVAL, f"model_path={adapter}", *openai_judge(server))
+        first = evaluate(cfg)
+        calls_after_first = server.chat_calls
+        second = evaluate(cfg)
+        assert server.chat_calls == calls_after_first  # the second evaluation made no call
+    assert first.metrics["eval/judge_calls"] == 20 and calls_after_first == 21  # + preflight
+    assert second.metrics["eval/judge_calls"] == 0
+    assert second.metrics["eval/judge_cache_hits"] == 20
+    assert first.aggregate.average == pytest.approx(0.8)  # the server's "得分：0.8"
+
+    # The key is nowhere on disk (store, artifacts, caches, outputs) nor in the output.
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert key not in out and key not in err
+
+
+def test_missing_key_stops_before_generating(tmp_path: Path, isolated, adapter, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with FakeOpenAIServer() as server:
+        result = run_cli(
+            "evaluate.py",
+            "profile=demo",
+            *isolated,
+            *SMALL_EVAL,
+            f"model_path={adapter}",
+            *openai_judge(server),
+            cwd=tmp_path,
+        )
+        assert server.chat_calls == 0
+    assert result.returncode == 1 and KEY_ENV in result.stderr
+    assert not list((tmp_path / "eval").rglob("generations.jsonl"))
+
+
+def test_unknown_judge_model_stops_before_generating(demo_config, adapter, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with FakeOpenAIServer(models=("gpt-4o",)) as server:
+        cfg = demo_config(*SMALL_EVAL, f"model_path={adapter}", *openai_judge(server))
+        with pytest.raises(Exception, match="gpt-3.5-turbo"):
+            evaluate(cfg)
+    assert not list((tmp_path / "eval").rglob("generations.jsonl"))
+
+
+def test_dry_run_prints_calls_and_tokens_without_calling(tmp_path: Path, isolated, adapter):
+    with FakeOpenAIServer() as server:
+        result = run_cli(
+            "evaluate.py",
+            "profile=demo",
+            *isolated,
+            *SMALL_EVAL,
+            f"model_path={adapter}",
+            *openai_judge(server),
+            "dry_run=true",
+            cwd=tmp_path,
+        )
+        assert server.chat_calls == 0
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert lines["eval_items"] == "20" and lines["judge_calls"] == "20"
+    assert int(lines["estimated_tokens"]) > 0
+
+
+def test_belle_eval_set_loads_through_the_eval_config(isolated) -> None:
+    belle = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"
+    if not belle.is_file():
+        pytest.skip("BELLE's eval set is not beside the repo")
+    from lorabench.evaluation import load_items
+
+    cfg = validate(compose([*isolated, f"eval.path={belle}"]))
+    assert len(load_items(cfg.eval, cfg.cache_dir)) == 1000

@@ -1,0 +1,150 @@
+"""sweep.py: grid points as nested MLflow runs, skipped when done, resumed when killed, chained
+runs that start from their base run, and the plan mode."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorabench.training import train
+from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
+
+EVAL_METRICS = {"eval/average_score", "eval/score/others", "eval/judge_calls"}
+FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
+
+
+def _children(store, parent_id: str) -> list:
+    return [r for r in runs_of(store) if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+def _parents(store) -> list:
+    return [r for r in runs_of(store) if r.data.tags.get("sweep") == "true"]
+
+
+@pytest.mark.slow
+def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) -> None:
+    args = ["-m", "profile=demo", "method=lora,ft", "data=0.6m,math_0.25m", *isolated, *FAST]
+    args = [a for a in args if not a.startswith("training.output_dir=")]
+    args.append(f"training.output_dir={tmp_path}/out/${{run_name}}")
+    first = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-4000:]
+
+    (parent,) = _parents(store)
+    children = _children(store, parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["grid_points"] == "4"
+    assert sorted(r.info.run_name for r in children) == [
+        "tiny+ft(0.6m)",
+        "tiny+ft(math_0.25m)",
+        "tiny+lora(0.6m)",
+        "tiny+lora(math_0.25m)",
+    ]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert CONTRACT_METRICS | EVAL_METRICS <= set(run.data.metrics), run.info.run_name
+
+    second = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert second.stdout.count(": skipped") == 4
+    assert len([r for r in runs_of(store) if "sweep" not in r.data.tags]) == 4
+
+
+@pytest.mark.slow
+def test_killed_grid_point_resumes_on_the_next_sweep(tmp_path: Path, isolated, store) -> None:
+    total, every = 30, 5
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "sweep.py"),
+        "profile=demo",
+        "data=math_0.25m",
+        *isolated,
+        f"training.max_steps={total}",
+        f"training.save_steps={every}",
+        "eval.demo_per_class=1",
+        "eval.decoding.max_new_tokens=4",
+    ]
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        checkpoint = tmp_path / "out" / f"checkpoint-{every}"
+        while not checkpoint.is_dir():
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            subprocess.run(["sleep", "0.2"])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    (killed,) = runs_of(store)
+    assert killed.info.status == "KILLED"
+
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = runs_of(store)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    steps = [m.step for m in store.get_metric_history(run.info.run_id, "train/learning_rate")]
+    assert max(steps) == total and len(steps) < 2 * total  # resumed, not started over
+    assert "eval/average_score" in run.data.metrics
+
+
+def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
+    base = train(demo_config("method=ft", "data=0.6m", "training.max_steps=40"))
+    chained = train(
+        demo_config(
+            "method=lora",
+            "data=math_0.25m",
+            "base_run='tiny+ft(0.6m)'",
+            "training.max_steps=2",
+            f"training.output_dir={base.output_dir.parent}/chained",
+        )
+    )
+    fresh = train(
+        demo_config(
+            "method=lora",
+            "data=math_0.25m",
+            "training.max_steps=2",
+            f"training.output_dir={base.output_dir.parent}/fresh",
+        )
+    )
+    run = store.get_run(chained.run_id)
+    assert run.info.run_name == "tiny+ft(0.6m)+lora(math_0.25m)"
+    assert run.data.tags["base_run_id"] == base.run_id
+
+    def first_loss(run_id: str) -> float:
+        return store.get_metric_history(run_id, "train/loss")[0].value
+
+    assert first_loss(chained.run_id) < first_loss(fresh.run_id) - 0.5
+
+
+def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store) -> None:
+    result = run_cli(
+        "sweep.py",
+        "profile=demo",
+        "experiment=paper_table4",
+        "sweep.plan=true",
+        *isolated,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if "GPU hours" in line]
+    names = [line.split(":")[0] for line in lines]
+    assert len(names) == 8 and all(": train (~" in line for line in lines)
+    assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+lora(math_0.25m)")
+    assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
+    assert "tiny-13b+lora(2m)" in names
+    assert runs_of(store) == []
+
+
+def test_plan_estimates_gpu_hours_of_the_papers_runs(tmp_path: Path, isolated) -> None:
+    result = run_cli(
+        "sweep.py", "-m", "method=lora,ft", "data=2m", "sweep.plan=true", *isolated, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    hours = {
+        line.split(":")[0]: float(line.split("~")[1].split()[0])
+        for line in result.stdout.splitlines()
+        if "GPU hours" in line
+    }
+    # FT does 1.5x the FLOPs per token of LoRA but 3 epochs to LoRA's 4.
+    assert hours["llama-7b+ft(2m)"] / hours["llama-7b+lora(2m)"] == pytest.approx(
+        6 * 3 / (4 * 4), rel=0.01
+    )
