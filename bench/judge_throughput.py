@@ -12,8 +12,15 @@ compete with the judge for this process's interpreter lock.
 The floor is items × latency / concurrency (12.5 s for 1,000 × 0.2 s / 16); the target is
 <= 15 s. The cached re-run must make 0 calls (target <= 2 s).
 
+Generation part: the tiny demo model (random weights, the project tokenizer) answers the demo
+eval questions with the paper's decoding, batched (`--batch-size`, left padding) and one by one,
+alternating, up to `--new-tokens` each (random weights rarely emit EOS, so nearly all answers
+run to the limit on both sides).
+`generation_speedup=` is one-by-one seconds over batched seconds.
+
 Prints `name=value` lines: the settings, `judge_seconds=`, `judge_calls=`, `judge_floor_seconds=`,
-`cached_seconds=`, `cached_calls=`.
+`cached_seconds=`, `cached_calls=`, `generation_batched_seconds=`, `generation_single_seconds=`,
+`generation_speedup=`.
 """
 
 from __future__ import annotations
@@ -113,16 +120,57 @@ def judge_benchmark(
     }
 
 
+def generation_benchmark(questions: int, batch_size: int, new_tokens: int) -> dict[str, object]:
+    """Seconds to answer `questions` demo questions batched and one by one (median of 3 each)."""
+    import statistics
+
+    from lorabench.config import compose, validate
+    from lorabench.generation import generate_answers
+    from lorabench.modeling import build_model, build_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = validate(compose(["profile=demo", f"cache_dir={tmp}"]))
+        tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
+        model = build_model(cfg.model, tokenizer, seed=0)
+    decoding = cfg.eval.decoding
+    decoding.max_new_tokens = new_tokens
+    texts = [row["question"] for row in generate_eval_set(5)][:questions]
+
+    def timed(size: int) -> float:
+        start = time.perf_counter()
+        for _ in generate_answers(
+            model, tokenizer, texts, decoding, batch_size=size, progress=False
+        ):
+            pass
+        return time.perf_counter() - start
+
+    timed(batch_size)  # warm-up
+    batched, single = [], []
+    for _ in range(3):
+        batched.append(timed(batch_size))
+        single.append(timed(1))
+    b, s = statistics.median(batched), statistics.median(single)
+    return {
+        "generation_questions": len(texts),
+        "generation_batch_size": batch_size,
+        "generation_batched_seconds": round(b, 3),
+        "generation_single_seconds": round(s, 3),
+        "generation_speedup": round(s / b, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--new-tokens", type=int, default=32)
     args = parser.parse_args()
 
     figures = judge_benchmark(args.items, args.latency, args.concurrency)
-    # generation_speedup= (batched vs one-by-one generation on the tiny model) is added here by
-    # the generation part of issue 4: compute it in its own function and merge it into figures.
+    figures.update(generation_benchmark(args.questions, args.batch_size, args.new_tokens))
     for name, value in figures.items():
         print(f"{name}={value}", flush=True)
 

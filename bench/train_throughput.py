@@ -51,16 +51,14 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoModelForCausalLM,
-    DataCollatorForSeq2Seq,
     Trainer,
     TrainerCallback,
     TrainingArguments,
 )
 
 from lorabench.config import Config, compose, validate
-from lorabench.data import build_train_dataset
+from lorabench.data import build_train_dataset, make_collator, trainer_arguments
 from lorabench.modeling import build_tokenizer, model_config
-from lorabench.prompts import IGNORE_INDEX
 from lorabench.training import load_dtype, train, training_arguments
 
 NO_PERIODIC_SAVE = 1_000_000
@@ -197,6 +195,8 @@ def baseline_arguments(cfg: Config) -> TrainingArguments:
         use_cpu=hw.device == "cpu",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=not training.progress_bar,
+        # The same batching (length-grouped sampling by default) as the project's data path.
+        **trainer_arguments(cfg.data.batching),
     )
 
 
@@ -241,8 +241,8 @@ def run_baseline(base: Baseline) -> float:
         model=baseline_model(base.cfg, base.tokenizer),
         args=baseline_arguments(base.cfg),
         train_dataset=base.dataset,
-        data_collator=DataCollatorForSeq2Seq(
-            base.tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX
+        data_collator=make_collator(
+            base.cfg.data.batching, base.tokenizer, base.cfg.method.max_length
         ),
         processing_class=base.tokenizer,
         callbacks=[timer],

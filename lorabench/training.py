@@ -20,7 +20,6 @@ import torch
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import OmegaConf
 from transformers import (
-    DataCollatorForSeq2Seq,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -29,7 +28,14 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from lorabench.chaining import resolve_base_model
 from lorabench.config.schema import Config
-from lorabench.data import build_train_dataset
+from lorabench.data import (
+    PreparedData,
+    make_collator,
+    nonpad_share,
+    prepare_train_data,
+    sample_lengths,
+    trainer_arguments,
+)
 from lorabench.launching import DistEnv
 from lorabench.modeling import (
     DTYPES,
@@ -39,7 +45,6 @@ from lorabench.modeling import (
     build_tokenizer,
     count_parameters,
 )
-from lorabench.prompts import IGNORE_INDEX
 from lorabench.tracking import (
     RESOLVED_CONFIG_ARTIFACT,
     Run,
@@ -119,6 +124,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         ddp_backend="gloo" if hw.device == "cpu" and hw.world_size > 1 else None,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=not training.progress_bar,
+        **trainer_arguments(cfg.data.batching),
     )
 
 
@@ -178,6 +184,18 @@ class ContractMetricsCallback(TrainerCallback):
             "tokens": float(state.num_input_tokens_seen - self._tokens0),
             "epochs": (state.epoch or 0.0) - self._epoch0,
         }
+
+
+def _nonpad(cfg: Config, prepared: PreparedData) -> float:
+    """Share of the tokens the configured batching feeds the model that are not padding."""
+    return nonpad_share(
+        sample_lengths(prepared.dataset),
+        cfg.data.batching,
+        micro_batch_size=cfg.hardware.micro_batch_size,
+        max_length=cfg.method.max_length,
+        sampler_batch_size=cfg.hardware.micro_batch_size * cfg.gradient_accumulation_steps(),
+        seed=cfg.training.seed,
+    )
 
 
 def _resume_checkpoint(cfg: Config) -> str | None:
@@ -296,7 +314,14 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
             run.log_text(OmegaConf.to_yaml(resolved, resolve=True), RESOLVED_CONFIG_ARTIFACT)
         args = training_arguments(cfg)
         tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
-        dataset = build_train_dataset(cfg.data, tokenizer, cfg.method.max_length)
+        with args.main_process_first(desc="training data"):  # rank 0 prepares, others load
+            prepared = prepare_train_data(
+                cfg.data, tokenizer, cfg.method.max_length, Path(cfg.cache_dir)
+            )
+        if run is not None:
+            run.log_metrics(
+                {**prepared.report.metrics(), "data/nonpad_share": _nonpad(cfg, prepared)}
+            )
         model = build_model(model_cfg, tokenizer, dtype=load_dtype(cfg), seed=cfg.training.seed)
         if cfg.hardware.activation_checkpointing and cfg.method.lora is not None:
             model.enable_input_require_grads()  # frozen embeddings would cut the graph
@@ -308,10 +333,8 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=dataset,
-            data_collator=DataCollatorForSeq2Seq(
-                tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX
-            ),
+            train_dataset=prepared.dataset,
+            data_collator=make_collator(cfg.data.batching, tokenizer, cfg.method.max_length),
             processing_class=tokenizer,
             callbacks=[callback],
         )

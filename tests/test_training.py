@@ -13,12 +13,11 @@ import pytest
 import torch
 import yaml
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
+from transformers import AutoModelForCausalLM
 
 from lorabench.config import Config
-from lorabench.data import build_train_dataset
+from lorabench.data import build_train_dataset, make_collator
 from lorabench.modeling import build_model, build_tokenizer
-from lorabench.prompts import IGNORE_INDEX
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
@@ -29,9 +28,7 @@ def fixed_batch_loss(model: torch.nn.Module, cfg: Config) -> float:
     """Mean loss on the first 8 training samples, the same batch before and after training."""
     tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
     rows = build_train_dataset(cfg.data, tokenizer, cfg.method.max_length).select(range(8))
-    batch = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)(
-        list(rows)
-    )
+    batch = make_collator("padded", tokenizer, cfg.method.max_length)(list(rows))
     model.eval()
     with torch.no_grad():
         return model(**batch).loss.item()
