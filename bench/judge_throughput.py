@@ -167,7 +167,18 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for generation (0: torch's default); one thread keeps the figures "
+        "stable when other work shares this 2-core machine",
+    )
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     figures = judge_benchmark(args.items, args.latency, args.concurrency)
     figures.update(generation_benchmark(args.questions, args.batch_size, args.new_tokens))
