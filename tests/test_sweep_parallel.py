@@ -4,6 +4,7 @@ sbatch, srun and sacct), and a sqlite store shared by several processes."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sqlite3
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 import submitit
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
@@ -73,13 +73,15 @@ def test_three_points_run_in_parallel_into_one_store(tmp_path: Path, isolated, s
     ]
     for run in children:
         assert run.info.status == "FINISHED", run.info.run_name
-        missing = CONTRACT_METRICS | {"eval/average_score"} - set(run.data.metrics)
+        missing = (CONTRACT_METRICS | {"eval/average_score"}) - set(run.data.metrics)
         assert not missing, (run.info.run_name, missing)
         # Every logged step arrived: logging_steps=1 at demo scale.
         steps = [m.step for m in store.get_metric_history(run.info.run_id, "train/loss")]
         assert sorted(steps) == [1, 2, 3, 4, 5, 6], run.info.run_name
-    # The points overlapped in time: they ran in parallel, not one after another.
-    assert max(r.info.start_time for r in children) < min(r.info.end_time for r in children)
+    # Points overlapped in time: they ran in parallel, not one after another (the workers start
+    # a few seconds apart, so a quick point may end before the last one starts).
+    spans = sorted((r.info.start_time, r.info.end_time) for r in children)
+    assert any(b[0] < a[1] for a, b in itertools.combinations(spans, 2)), spans
 
 
 def test_slurm_preset_composes_into_valid_sbatch_parameters(tmp_path: Path, monkeypatch) -> None:
@@ -96,7 +98,6 @@ def test_slurm_preset_composes_into_valid_sbatch_parameters(tmp_path: Path, monk
     fake_srun.write_text("#!/bin/sh\nexit 0\n")
     fake_srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_srun.parent}:{Path(sys.executable).parent}")
-    HydraConfig.instance().set_config(cfg)
     params = OmegaConf.to_container(launcher, resolve=True)
     params.pop("_target_")
     params.pop("submitit_folder")
@@ -136,16 +137,20 @@ counter = state / "next_id"
 job = int(counter.read_text()) if counter.exists() else 1000
 counter.write_text(str(job + 1))
 script = sys.argv[-1]
-lo, hi = map(int, re.search(r"#SBATCH --array=(\\d+)-(\\d+)", open(script).read()).groups())
-for task in range(lo, hi + 1):
-    (state / f"{{job}}_{{task}}").write_text("PENDING")
-    env = dict(os.environ, SLURM_JOB_ID=str(job + 1 + task), SLURM_ARRAY_JOB_ID=str(job),
-               SLURM_ARRAY_TASK_ID=str(task), SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1",
+array = re.search(r"#SBATCH --array=(\\d+)-(\\d+)", open(script).read())
+tasks = range(int(array[1]), int(array[2]) + 1) if array else [None]
+for task in tasks:
+    key = str(job) if task is None else f"{{job}}_{{task}}"
+    env = dict(os.environ, SLURM_JOB_ID=str(job), SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1",
                SLURM_NODEID="0", SLURM_PROCID="0", SLURM_LOCALID="0",
                SLURM_JOB_NODELIST="localhost")
-    record = f"bash {{script}} && s=COMPLETED || s=FAILED; echo $s > {{state}}/{{job}}_{{task}}"
-    (state / f"{{job}}_{{task}}").write_text("RUNNING")
-    subprocess.Popen(["bash", "-c", record], env=env, start_new_session=True)
+    if task is not None:
+        env.update(SLURM_JOB_ID=str(job + 1 + task), SLURM_ARRAY_JOB_ID=str(job),
+                   SLURM_ARRAY_TASK_ID=str(task))
+    (state / key).write_text("RUNNING")
+    record = f"bash {{script}} && s=COMPLETED || s=FAILED; echo $s > {{state}}/{{key}}"
+    subprocess.Popen(["bash", "-c", record], env=env, start_new_session=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # sbatch returns now
 print(f"Submitted batch job {{job}}")
 """
 FAKE_SACCT = """#!{python}
@@ -153,7 +158,7 @@ import os, pathlib, sys
 state = pathlib.Path(os.environ["FAKE_SLURM_STATE"])
 jobs = {{sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "-j"}}
 print("JobID|State|NodeList")
-for p in sorted(state.glob("*_*")):
+for p in sorted(state.iterdir()):
     if p.name.split("_")[0] in jobs:
         print(f"{{p.name}}|{{p.read_text().strip()}}|localhost")
 """
@@ -163,7 +168,8 @@ while [[ "$1" == -* ]]; do
   case "$1" in --output) out="$2"; shift 2 ;; --error) err="$2"; shift 2 ;; *) shift ;; esac
 done
 fill() {
-  local s="${1//%A/$SLURM_ARRAY_JOB_ID}"; s="${s//%a/$SLURM_ARRAY_TASK_ID}"; echo "${s//%t/0}"
+  local s="${1//%A/$SLURM_ARRAY_JOB_ID}"; s="${s//%a/$SLURM_ARRAY_TASK_ID}"
+  s="${s//%j/$SLURM_JOB_ID}"; echo "${s//%t/0}"
 }
 out=$(fill "$out"); err=$(fill "$err"); mkdir -p "$(dirname "$out")"
 exec "$@" >>"$out" 2>>"$err"
@@ -171,7 +177,7 @@ exec "$@" >>"$out" 2>>"$err"
 
 
 @pytest.mark.slow
-def test_slurm_preset_runs_a_point_with_torchrun_inside_its_job(
+def test_slurm_preset_runs_each_point_as_a_job_with_torchrun_inside(
     tmp_path: Path, isolated, store
 ) -> None:
     bin_dir = tmp_path / "fake-slurm"
@@ -184,18 +190,24 @@ def test_slurm_preset_runs_a_point_with_torchrun_inside_its_job(
         "PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin",
         "FAKE_SLURM_STATE": str(tmp_path / "slurm-state"),
     }
-    # One 2-rank CPU job stands in for an 8-GPU one: tasks_per_node=1, torchrun inside.
-    grid = ("method=lora", "data=math_0.25m", "hydra/launcher=slurm_gpu8")
+    # A job array of two points; a 2-rank CPU job stands in for an 8-GPU one (one task per
+    # job, torchrun inside).
+    grid = ("method=lora,ft", "data=math_0.25m", "hydra/launcher=slurm_gpu8")
     args = _sweep_args(tmp_path, isolated, *grid, "hardware.num_processes=2")
     result = run_cli("sweep.py", *args, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    parent, (child,) = _sweep_runs(store)
+    parent, children = _sweep_runs(store)
     assert parent.info.status == "FINISHED"
-    assert child.info.status == "FINISHED" and child.info.run_name == "tiny+lora(math_0.25m)"
-    assert child.data.params["hardware.num_processes"] == "2"
-    assert CONTRACT_METRICS | {"eval/average_score"} <= set(child.data.metrics)
-    assert list((tmp_path / "multirun" / ".submitit").glob("*/*_result.pkl"))
+    assert sorted(r.info.run_name for r in children) == [
+        "tiny+ft(math_0.25m)",
+        "tiny+lora(math_0.25m)",
+    ]
+    for run in children:
+        assert run.info.status == "FINISHED" and run.data.params["hardware.num_processes"] == "2"
+        assert CONTRACT_METRICS | {"eval/average_score"} <= set(run.data.metrics)
+    results = (tmp_path / "multirun" / ".submitit").glob("*_*/*_result.pkl")
+    assert len(list(results)) == 2  # one Slurm array task per grid point
 
 
 def _open_new_store(uri: str, barrier, results) -> None:

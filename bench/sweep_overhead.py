@@ -1,0 +1,216 @@
+"""What sweep.py costs per grid point, and how long the whole demo sweep takes.
+
+    .venv/bin/python bench/sweep_overhead.py [--repeats 3] [--steps 6] [--no-demo] [--keep DIR]
+    .venv/bin/python bench/sweep_overhead.py --repeats 0          # the demo sweep alone
+
+overhead: the same grid points (method=lora,ft × data=0.6m,math_0.25m on the demo profile,
+`--steps` optimiser steps, one eval item per class, 4 new tokens) run two ways, each as one
+fresh Python process, so that both pay one interpreter start-up and the imports:
+
+* sweep: `python sweep.py -m ...` with the default (sequential) launcher: Hydra's multirun,
+  the sweep's parent MLflow run, the skip check of every point (an MLflow search), a config
+  composed per job, the per-job log files;
+* direct: `python bench/sweep_overhead.py --direct ...`, a loop that composes each point's
+  config and calls `lorabench.training.train` then `lorabench.evaluation.evaluate` on it, as a
+  hand-written script would.
+
+Both start from a copy of one empty MLflow store (schema creation stays out of both) and share a
+data / tokenizer cache warmed by one untimed direct run first; every run trains into fresh
+output directories. The repetitions alternate which side goes first; each side's figure is its
+median. `overhead_seconds_per_point` = (sweep - direct) / points; the target is <= 5 s.
+
+demo: the README's demo sweep, `python sweep.py -m method=lora,ft data=0.6m,2m,4m
+profile=demo`, cold (a new store, an empty cache), with every output in the temporary
+directory. `demo_sweep_seconds` is its wall time (target <= 360 s on a 2-core CPU); the run
+lines split each point into training (from its run's start to its summary metrics, data
+preparation and the model build included) and evaluation (generation and judging, until the run
+closes), read back from MLflow.
+
+Prints `name=value` lines. Everything is written to a temporary directory, removed at the end
+unless `--keep` names one. About 8-10 minutes with the defaults on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = {"method": ["lora", "ft"], "data": ["0.6m", "math_0.25m"]}
+DEMO_GRID = ["method=lora,ft", "data=0.6m,2m,4m", "profile=demo"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each side (0: demo sweep only)"
+    )
+    parser.add_argument("--steps", type=int, default=6, help="optimiser steps per grid point")
+    parser.add_argument("--no-demo", action="store_true", help="skip the full demo sweep")
+    parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
+    parser.add_argument("--direct", nargs="+", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def point_overrides(method: str, data: str) -> list[str]:
+    return [f"method={method}", f"data={data}"]
+
+
+def common_overrides(root: Path, store: Path, cache: Path, steps: int) -> list[str]:
+    """Tiny points, every output under `root`, the MLflow store `store`."""
+    return [
+        "profile=demo",
+        f"training.max_steps={steps}",
+        "eval.demo_per_class=1",
+        "eval.decoding.max_new_tokens=4",
+        "training.progress_bar=false",
+        f"training.output_dir={root}/out/${{run_name}}",
+        f"tracking.tracking_uri=sqlite:///{store}",
+        f"tracking.artifact_location={root}/artifacts",
+        f"cache_dir={cache}",
+        f"eval.output_dir={root}/eval",
+    ]
+
+
+def run_direct(common: list[str]) -> None:
+    """The hand-written alternative to sweep.py: train then evaluate each point in turn."""
+    from omegaconf import OmegaConf
+
+    from lorabench.config import compose, validate
+    from lorabench.evaluation import evaluate
+    from lorabench.training import train
+
+    for method in GRID["method"]:
+        for data in GRID["data"]:
+            cfg = validate(compose([*common, *point_overrides(method, data)]))
+            run_id = train(cfg).run_id
+            evaluate(validate(OmegaConf.merge(OmegaConf.structured(cfg), {"run": run_id})))
+
+
+def timed(command: list[str], log: Path) -> float:
+    """Wall seconds of one process; its output goes to `log`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.call(command, cwd=log.parent, env=env, stdout=out, stderr=out)
+    seconds = time.perf_counter() - start
+    if code:
+        sys.exit(
+            f"{' '.join(command[:3])} ... failed ({code}); see {log}:\n{log.read_text()[-3000:]}"
+        )
+    return seconds
+
+
+def empty_store(path: Path) -> Path:
+    """An MLflow sqlite store with its tables created."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def side(name: str, work: Path, template: Path, cache: Path, steps: int, rep: int) -> float:
+    root = work / f"{name}-{rep}"
+    root.mkdir()
+    store = shutil.copyfile(template, root / "mlflow.db")
+    common = common_overrides(root, store, cache, steps)
+    if name == "sweep":
+        grid = [f"{key}={','.join(values)}" for key, values in GRID.items()]
+        sweep_dir = f"hydra.sweep.dir={root}/multirun"
+        command = [sys.executable, str(REPO / "sweep.py"), "-m", *grid, *common, sweep_dir]
+    else:
+        command = [sys.executable, str(Path(__file__).resolve()), "--direct", *common]
+    return timed(command, root / "log.txt")
+
+
+def overhead(work: Path, repeats: int, steps: int) -> None:
+    points = len(GRID["method"]) * len(GRID["data"])
+    template = empty_store(work / "template.db")
+    cache = work / "cache"
+    side("direct", work, template, cache, steps, rep=-1)  # warm the data and tokenizer caches
+    times: dict[str, list[float]] = {"sweep": [], "direct": []}
+    for rep in range(repeats):
+        order = ("sweep", "direct") if rep % 2 == 0 else ("direct", "sweep")
+        for name in order:
+            times[name].append(side(name, work, template, cache, steps, rep))
+            print(f"{name}_seconds_run{rep}={times[name][-1]:.1f}", flush=True)
+    sweep, direct = statistics.median(times["sweep"]), statistics.median(times["direct"])
+    print(f"points={points}")
+    print(f"sweep_seconds={sweep:.1f}")
+    print(f"direct_seconds={direct:.1f}")
+    print(f"overhead_seconds_per_point={(sweep - direct) / points:.2f}")
+
+
+def demo(work: Path) -> None:
+    root = work / "demo"
+    root.mkdir()
+    command = [
+        sys.executable,
+        str(REPO / "sweep.py"),
+        "-m",
+        *DEMO_GRID,
+        f"training.output_dir={root}/out/${{run_name}}",
+        f"tracking.tracking_uri=sqlite:///{root}/mlflow.db",
+        f"tracking.artifact_location={root}/artifacts",
+        f"cache_dir={root}/cache",
+        f"eval.output_dir={root}/eval",
+        f"hydra.sweep.dir={root}/multirun",
+    ]
+    seconds = timed(command, root / "log.txt")
+    print(f"demo_sweep_seconds={seconds:.1f}", flush=True)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("lorabench-demo")
+    runs = [r for r in client.search_runs([experiment.experiment_id]) if "sweep" not in r.data.tags]
+    totals = {"train": 0.0, "eval": 0.0}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        trained = client.get_metric_history(run.info.run_id, "model/total_params")[-1].timestamp
+        split = {
+            "train": (trained - run.info.start_time) / 1000,
+            "eval": (run.info.end_time - trained) / 1000,
+        }
+        steps = max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+        key = run.info.run_name.split("+", 1)[1].replace("(", "_").rstrip(")")
+        print(f"demo_{key}_steps={steps}")
+        print(f"demo_{key}_train_seconds={split['train']:.1f}")
+        print(f"demo_{key}_eval_seconds={split['eval']:.1f}")
+        for part in totals:
+            totals[part] += split[part]
+    print(f"demo_train_seconds={totals['train']:.1f}")
+    print(f"demo_eval_seconds={totals['eval']:.1f}")
+    print(f"demo_other_seconds={seconds - totals['train'] - totals['eval']:.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.direct:
+        run_direct(args.direct)
+        return
+    work = args.keep or Path(tempfile.mkdtemp(prefix="sweep_overhead-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"repeats={args.repeats}")
+        print(f"steps={args.steps}")
+        # Other processes on the machine slow every figure: a load well above 0 here says so.
+        print(f"cpus={os.cpu_count()}")
+        print(f"load_average_start={os.getloadavg()[0]:.2f}", flush=True)
+        if args.repeats > 0:
+            overhead(work, args.repeats, args.steps)
+        if not args.no_demo:
+            demo(work)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
