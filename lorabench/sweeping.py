@@ -83,7 +83,9 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.sweep.plan:
             return
-        run_id = open_parent(_tracking_of(config), config.hydra.overrides.task)
+        # Unresolved: an override like training.output_dir=out/${run_name} names each point.
+        overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        run_id = open_parent(_tracking_of(config), overrides)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(run_id)
