@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorabench.errors import DataError
 
@@ -73,28 +75,32 @@ def load_eval_set(path: str | Path) -> list[EvalItem]:
     if not path.is_file():
         raise DataError(f"eval set {path} does not exist")
     items = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg})") from None
-            for key in ("question", "std_answer", "class"):
-                if not isinstance(row.get(key), str):
-                    raise DataError(f"{where}: field {key!r} missing or not a string")
-            if not row["question"].strip():
-                raise DataError(f"{where}: empty question")
-            label = normalise_label(row["class"])
-            if label not in CATEGORY_OF_LABEL:
-                known = ", ".join(sorted(CATEGORY_OF_LABEL))
-                raise DataError(f"{where}: unknown class {row['class']!r} (known: {known})")
-            items.append(EvalItem(row["question"], row["std_answer"], label, category_of(label)))
+    for where, row in jsonl_rows(path.read_text(encoding="utf-8"), path):
+        for key in ("question", "std_answer", "class"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"{where}: field {key!r} missing or not a string")
+        if not row["question"].strip():
+            raise DataError(f"{where}: empty question")
+        label = normalise_label(row["class"])
+        if label not in CATEGORY_OF_LABEL:
+            known = ", ".join(sorted(CATEGORY_OF_LABEL))
+            raise DataError(f"{where}: unknown class {row['class']!r} (known: {known})")
+        items.append(EvalItem(row["question"], row["std_answer"], label, category_of(label)))
     if not items:
         raise DataError(f"eval set {path} holds no items")
     return items
+
+
+def jsonl_rows(text: str, source: str | Path) -> Iterator[tuple[str, Any]]:
+    """(`source:line`, parsed JSON) for each non-blank line; bad JSON raises DataError there."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:{lineno}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON ({err.msg})") from None
 
 
 def download(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60) -> Path:

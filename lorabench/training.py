@@ -29,11 +29,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from lorabench.chaining import resolve_base_model
 from lorabench.config.schema import Config
 from lorabench.data import (
-    PreparedData,
+    configured_nonpad_share,
     make_collator,
-    nonpad_share,
     prepare_train_data,
-    sample_lengths,
     trainer_arguments,
 )
 from lorabench.launching import DistEnv
@@ -186,18 +184,6 @@ class ContractMetricsCallback(TrainerCallback):
         }
 
 
-def _nonpad(cfg: Config, prepared: PreparedData) -> float:
-    """Share of the tokens the configured batching feeds the model that are not padding."""
-    return nonpad_share(
-        sample_lengths(prepared.dataset),
-        cfg.data.batching,
-        micro_batch_size=cfg.hardware.micro_batch_size,
-        max_length=cfg.method.max_length,
-        sampler_batch_size=cfg.hardware.micro_batch_size * cfg.gradient_accumulation_steps(),
-        seed=cfg.training.seed,
-    )
-
-
 def _resume_checkpoint(cfg: Config) -> str | None:
     out = Path(cfg.training.output_dir)
     if not (cfg.training.resume and out.is_dir()):
@@ -320,7 +306,10 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
             )
         if run is not None:
             run.log_metrics(
-                {**prepared.report.metrics(), "data/nonpad_share": _nonpad(cfg, prepared)}
+                {
+                    **prepared.report.metrics(),
+                    "data/nonpad_share": configured_nonpad_share(cfg, prepared.dataset),
+                }
             )
         model = build_model(model_cfg, tokenizer, dtype=load_dtype(cfg), seed=cfg.training.seed)
         if cfg.hardware.activation_checkpointing and cfg.method.lora is not None:

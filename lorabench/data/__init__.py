@@ -10,6 +10,7 @@ and the batching (collator, sampler) that feeds it to the Trainer.
 """
 
 from lorabench.data.batching import (
+    configured_nonpad_share,
     make_collator,
     nonpad_share,
     sample_lengths,
@@ -26,6 +27,7 @@ __all__ = [
     "PreparedData",
     "SourceReport",
     "build_train_dataset",
+    "configured_nonpad_share",
     "demo_size",
     "make_collator",
     "nonpad_share",

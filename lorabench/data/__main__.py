@@ -16,7 +16,7 @@ import logging
 import sys
 
 from lorabench.config import compose, validate
-from lorabench.data.batching import nonpad_share, sample_lengths
+from lorabench.data.batching import configured_nonpad_share
 from lorabench.data.preparation import prepare_train_data
 from lorabench.errors import LorabenchError
 
@@ -36,14 +36,7 @@ def prepare(overrides: list[str]) -> list[str]:
     cfg = validate(compose(overrides))
     tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
     prepared = prepare_train_data(cfg.data, tokenizer, cfg.method.max_length, cfg.cache_dir)
-    share = nonpad_share(
-        sample_lengths(prepared.dataset),
-        cfg.data.batching,
-        micro_batch_size=cfg.hardware.micro_batch_size,
-        max_length=cfg.method.max_length,
-        sampler_batch_size=cfg.hardware.micro_batch_size * cfg.gradient_accumulation_steps(),
-        seed=cfg.training.seed,
-    )
+    share = configured_nonpad_share(cfg, prepared.dataset)
     return [
         f"data={cfg.data.name}",
         *prepared.report.summary(),

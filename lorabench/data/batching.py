@@ -28,7 +28,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from lorabench.config.schema import BATCHING_MODES
+from lorabench.config.schema import BATCHING_MODES, Config
 from lorabench.data.encoding import LENGTH_COLUMN
 from lorabench.errors import ConfigError
 from lorabench.prompts import IGNORE_INDEX
@@ -127,3 +127,15 @@ def _padded_positions(ordered: np.ndarray, micro_batch_size: int) -> int:
     if full < len(ordered):  # the last, smaller batch (the Trainer keeps it)
         positions += int(ordered[full:].max()) * (len(ordered) - full)
     return positions
+
+
+def configured_nonpad_share(cfg: Config, dataset: datasets.Dataset) -> float:
+    """`nonpad_share` of a prepared set under the run's batching, micro batch and sampler."""
+    return nonpad_share(
+        sample_lengths(dataset),
+        cfg.data.batching,
+        micro_batch_size=cfg.hardware.micro_batch_size,
+        max_length=cfg.method.max_length,
+        sampler_batch_size=cfg.hardware.micro_batch_size * cfg.gradient_accumulation_steps(),
+        seed=cfg.training.seed,
+    )

@@ -23,14 +23,13 @@ on a non-empty `std_answer` gives the same messages for the current eval set.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from lorabench.errors import DataError
-from lorabench.eval_set import CATEGORY_OF_LABEL, EvalItem, download, normalise_label
+from lorabench.eval_set import CATEGORY_OF_LABEL, EvalItem, download, jsonl_rows, normalise_label
 from lorabench.judging.base import JudgeError
 
 BELLE_PROMPT_COMMIT = "645084d36454cdeb4e7f1ce9b2f3426bac39f1f9"
@@ -172,14 +171,7 @@ def load_belle_prompts(path: str | Path, sha256: str | None = None) -> JudgeProm
     if sha256 is not None and digest != sha256:
         raise DataError(f"{path}: checksum {digest} does not match {sha256}")
     instructions: dict[str, str] = {}
-    for lineno, line in enumerate(payload.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg})") from None
+    for where, row in jsonl_rows(payload.decode("utf-8"), path):
         if not isinstance(row, dict) or not all(
             isinstance(row.get(k), str) for k in ("class", "prompt")
         ):
