@@ -213,11 +213,12 @@ def generate_missing(
     target: Target,
     items: Sequence[EvalItem],
     path: Path,
+    kept: dict[int, str],
 ) -> list[str]:
-    """Answers for every item: those already on disk are kept, the rest are generated and
+    """Answers for every item: `kept` (read from `path`) are reused, the rest are generated and
     appended as each batch finishes (an interrupted evaluation loses at most one batch)."""
     key = _generation_key(cfg, target)
-    answers = _read_generations(path, key)
+    answers = dict(kept)
     todo = [i for i in range(len(items)) if i not in answers]
     if todo:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +295,7 @@ def evaluate(cfg: Config) -> EvalResult:
     ):
         judge.preflight()
     with _tracking_context(cfg, target) as run:
-        answers = generate_missing(cfg, target, items, generations)
+        answers = generate_missing(cfg, target, items, generations, kept)
         judgements = judge.judge_all(
             [JudgeRequest(i, a) for i, a in zip(items, answers, strict=True)]
         )

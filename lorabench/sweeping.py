@@ -169,25 +169,18 @@ def _updated(cfg: Config, **changes: Any) -> Config:
     return validate(OmegaConf.merge(OmegaConf.structured(cfg), changes))
 
 
-def ordered_rows(rows: Sequence[Sequence[str]], names: Sequence[str]) -> list[int]:
-    """Row indices with every chained row after the row named by its `base_run`."""
-    base_of = {}
-    for i, row in enumerate(rows):
-        bases = [o.split("=", 1)[1].strip("'\"") for o in row if o.startswith("base_run=")]
-        base_of[i] = bases[0] if bases else None
+def ordered_rows(names: Sequence[str], bases: Sequence[str | None]) -> list[int]:
+    """Row indices with every row after the row that trains its base run (a base run that no
+    row trains must exist already)."""
     order: list[int] = []
-    pending = list(range(len(rows)))
+    done: set[str] = set()
+    pending = list(range(len(names)))
     while pending:
-        ready = [
-            i
-            for i in pending
-            if base_of[i] is None
-            or base_of[i] in {names[j] for j in order}
-            or base_of[i] not in names
-        ]
+        ready = [i for i in pending if bases[i] in done or bases[i] not in names]
         if not ready:
             raise ConfigError(f"sweep.rows: circular base_run among {[names[i] for i in pending]}")
         order.extend(ready)
+        done.update(names[i] for i in ready)
         pending = [i for i in pending if i not in ready]
     return order
 
@@ -198,7 +191,7 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
     rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
     configs = [validate(hydra_compose(config_name="config", overrides=[*base, *r])) for r in rows]
     names = [c.run_name for c in configs]
-    order = ordered_rows(rows, names)
+    order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
         return {names[i]: _print_plan(configs[i]) for i in order}
     parent = open_parent(cfg.tracking, overrides)
