@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from lorabench.demo_corpus import generate_eval_set  # noqa: E402
-from lorabench.eval_set import EvalItem, category_of  # noqa: E402
+from lorabench.evaluation.eval_set import EvalItem, category_of  # noqa: E402
 from lorabench.judging import JudgeRequest, OpenAIJudge  # noqa: E402
 
 KEY_ENV = "LORABENCH_BENCH_JUDGE_KEY"
@@ -125,7 +125,7 @@ def generation_benchmark(questions: int, batch_size: int, new_tokens: int) -> di
     import statistics
 
     from lorabench.config import compose, validate
-    from lorabench.generation import generate_answers
+    from lorabench.evaluation.generation import generate_answers
     from lorabench.modeling import build_model, build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,13 @@ from omegaconf import DictConfig
 
 from lorabench.config import validate
 from lorabench.errors import LorabenchError
-from lorabench.launching import DistEnv, check_world_size, needs_launcher, relaunch
+from lorabench.launching import (
+    DistEnv,
+    check_world_size,
+    needs_launcher,
+    relaunch,
+    training_process,
+)
 
 
 def train_main(cfg: DictConfig) -> None:
@@ -83,7 +89,8 @@ def _train_main(cfg: DictConfig) -> None:
     check_world_size(config, env)
     from lorabench.training import train
 
-    result = train(config, env)
+    with training_process(config):
+        result = train(config, env)
     if env.is_main:
         print(f"model saved to {result.model_path}")
         if result.run_id:

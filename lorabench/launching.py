@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lorabench.config.schema import Config
@@ -88,3 +91,31 @@ def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
 def relaunch(cfg: Config, script: str, overrides: list[str]) -> int:
     """Run this job again under its launcher; returns the launcher's exit code."""
     return subprocess.call(launch_command(cfg, script, overrides))
+
+
+def _terminate_as_interrupt(signum, frame):
+    # torchrun sends SIGTERM to every rank when one fails; turning it into KeyboardInterrupt lets
+    # the tracked run close as KILLED instead of staying RUNNING.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def training_process(cfg: Config) -> Iterator[None]:
+    """Process-wide state a training needs, restored afterwards (the next point of an
+    in-process sweep starts from a clean process): SIGTERM as an interrupt, and DeepSpeed's
+    accelerator pinned to the CPU for a CPU config."""
+    previous_handler = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    previous_accelerator = os.environ.get("DS_ACCELERATOR")
+    if cfg.hardware.deepspeed is not None and cfg.hardware.device == "cpu":
+        # DeepSpeed picks its accelerator once, by probing the machine: a CPU config on a box
+        # with a CUDA build of torch would get the CUDA one while the Trainer keeps the model on
+        # the CPU. Nothing has asked DeepSpeed yet at this point (the Trainer does).
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if previous_accelerator is None:
+            os.environ.pop("DS_ACCELERATOR", None)
+        else:
+            os.environ["DS_ACCELERATOR"] = previous_accelerator

@@ -1,13 +1,12 @@
-"""Tokenizer, base model and tuning method (LoRA through peft, or all parameters)."""
+"""Tokenizer and base model: built from an architecture, or loaded from pretrained weights."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -17,8 +16,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lorabench.config.schema import MethodConfig, ModelConfig
+from lorabench.config.schema import ModelConfig
 from lorabench.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from lorabench.methods import Method
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -110,31 +112,14 @@ def build_model(
         raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
 
 
-def apply_method(model: PreTrainedModel, method: MethodConfig) -> PreTrainedModel | PeftModel:
-    """Wrap the model in LoRA adapters, or leave every parameter trainable (full fine-tuning)."""
-    if method.lora is None:
-        model.requires_grad_(True)
-        return model
-    lora = method.lora
-    peft_config = PeftLoraConfig(
-        task_type="CAUSAL_LM",
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        bias=lora.bias,
-    )
-    return get_peft_model(model, peft_config)
-
-
-def count_parameters(model: torch.nn.Module) -> ParameterCounts:
-    """Count additional (LoRA), trainable and total parameters; works on the meta device."""
+def count_parameters(model: torch.nn.Module, method: Method) -> ParameterCounts:
+    """Count the method's additional, the trainable and all parameters (works on meta)."""
     additional = trainable = total = 0
     for name, param in model.named_parameters():
         n = param.numel()
         total += n
         if param.requires_grad:
             trainable += n
-        if "lora_" in name:
+        if method.is_additional(name):
             additional += n
     return ParameterCounts(additional=additional, trainable=trainable, total=total)

@@ -23,11 +23,14 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from lorabench import contract
 from lorabench.config import validate
 from lorabench.config.schema import Config, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
-from lorabench.launching import DistEnv, launch_command, needs_launcher
-from lorabench.tracking import RUN_ID_FILE, client_for, config_hash, experiment_id
+from lorabench.identity import config_hash
+from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
+from lorabench.methods import method_for
+from lorabench.tracking import client_for, experiment_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class PointPlan:
     action: str
     """`skip` (finished and evaluated), `resume` (has a checkpoint) or `train`."""
     estimated_gpu_hours: float
+    learning_rate: float
+    epochs: float
 
 
 def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
@@ -52,7 +57,7 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
     return client.create_run(
         experiment_id(client, tracking),
         run_name=f"sweep {joined}".strip()[:250],
-        tags={"sweep": "true", "overrides": joined},
+        tags={contract.TAG_SWEEP: "true", contract.TAG_SWEEP_OVERRIDES: joined},
     ).info.run_id
 
 
@@ -60,12 +65,12 @@ def close_parent(client: MlflowClient, run_id: str) -> None:
     """FINISHED when every grid point finished, else FAILED naming the others."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+        filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
     )
     unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
-    client.set_tag(run_id, "grid_points", len(children))
+    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children))
     if unfinished:
-        client.set_tag(run_id, "unfinished_points", ", ".join(unfinished)[:5000])
+        client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
     client.set_terminated(run_id, RunStatus.to_string(status))
 
@@ -97,29 +102,45 @@ class SweepCallback(Callback):
 
 
 def finished_run(cfg: Config) -> str | None:
-    """A FINISHED run of this exact training config (evaluated with this eval config when the
-    sweep evaluates), or None."""
-    resolved = OmegaConf.structured(cfg)
+    """A FINISHED run of this exact training config (evaluated with this eval config, on the
+    run's own weights, when the sweep evaluates), or None."""
     client = client_for(cfg.tracking)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
     if experiment is None:
         return None
-    query = f"tags.config_hash = '{config_hash(resolved)}' and attributes.status = 'FINISHED'"
-    if cfg.sweep.evaluate:
-        query += f" and tags.eval_hash = '{config_hash(resolved, ('eval', 'judge'))}'"
+    query = (
+        f"tags.{contract.TAG_CONFIG_HASH} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'"
+    )
     runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1)
-    return runs[0].info.run_id if runs else None
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    if cfg.sweep.evaluate and not _evaluated(cfg, run_id, runs[0].data.tags):
+        return None
+    return run_id
+
+
+def _evaluated(cfg: Config, run_id: str, tags: dict[str, str]) -> bool:
+    from lorabench.evaluation.targets import evaluation_hash, resolve_target
+
+    if contract.TAG_EVAL_HASH not in tags:
+        return False
+    try:
+        target = resolve_target(_updated(cfg, run=run_id))
+    except LorabenchError:
+        return False  # its model is gone: evaluating it again says why
+    return tags[contract.TAG_EVAL_HASH] == evaluation_hash(cfg, target)
 
 
 def estimated_gpu_hours(cfg: Config) -> float:
-    """GPU hours from training FLOPs: 6·N per token for full fine-tuning, 4·N for LoRA (the
-    frozen base needs no weight gradients); tokens = samples × mean length × epochs."""
+    """GPU hours from training FLOPs: the method's FLOPs per token and parameter × N (6 for
+    full fine-tuning, 4 for LoRA); tokens = samples × mean length × epochs."""
     from lorabench.training import dry_run
 
     total = dry_run(cfg).total
     samples = (cfg.data.num_samples or cfg.data.nominal_samples) * (cfg.data.demo_fraction or 1.0)
     tokens = samples * cfg.sweep.mean_tokens_per_sample * cfg.method.epochs
-    flops = tokens * (4 if cfg.method.lora is not None else 6) * total
+    flops = tokens * method_for(cfg.method).flops_per_token_per_param * total
     return flops / (cfg.sweep.gpu_flops * cfg.sweep.expected_mfu) / 3600
 
 
@@ -131,7 +152,9 @@ def plan(cfg: Config) -> PointPlan:
         action = "resume"
     else:
         action = "train"
-    return PointPlan(cfg.run_name, action, estimated_gpu_hours(cfg))
+    return PointPlan(
+        cfg.run_name, action, estimated_gpu_hours(cfg), cfg.method.learning_rate, cfg.method.epochs
+    )
 
 
 def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
@@ -154,9 +177,10 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
             command = launch_command(cfg, train_script, [*overrides, parent])
             if code := subprocess.call(command):
                 raise LorabenchError(f"training exited with code {code}")
-            run_id = (Path(cfg.training.output_dir) / RUN_ID_FILE).read_text().strip()
+            run_id = (Path(cfg.training.output_dir) / contract.RUN_ID_FILE).read_text().strip()
         else:
-            run_id = train(cfg).run_id
+            with training_process(cfg):
+                run_id = train(cfg).run_id
         if cfg.sweep.evaluate:
             evaluate(_updated(cfg, run=run_id))
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
@@ -189,7 +213,10 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
     """Run an experiment's rows under one parent run; returns each run name's outcome."""
     base = [o for o in overrides if not o.startswith("experiment=")]
     rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
-    configs = [validate(hydra_compose(config_name="config", overrides=[*base, *r])) for r in rows]
+    configs = [
+        validate(hydra_compose(config_name="config", overrides=[*base, *r]), [*base, *r])
+        for r in rows
+    ]
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
@@ -219,7 +246,10 @@ def _mapped_model(override: str, model_map: dict[str, str]) -> str:
 
 def _print_plan(cfg: Config) -> str:
     p = plan(cfg)
-    print(f"{p.run_name}: {p.action} (~{p.estimated_gpu_hours:.3g} GPU hours)")
+    print(
+        f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g} "
+        f"(~{p.estimated_gpu_hours:.3g} GPU hours)"
+    )
     return p.action
 
 

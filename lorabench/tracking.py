@@ -1,10 +1,9 @@
-"""MLflow: the store, one run per grid point, and the names every stage shares (DESIGN.md)."""
+"""MLflow: the store, one run per grid point, runs closed as they ended (names: `contract`)."""
 
 from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import logging
 import subprocess
 import threading
@@ -26,26 +25,15 @@ from mlflow.utils.validation import (
 )
 from omegaconf import DictConfig, OmegaConf
 
+from lorabench import contract
 from lorabench.config.schema import TrackingConfig
 from lorabench.errors import ConfigError
+from lorabench.identity import flatten
 
 log = logging.getLogger(__name__)
 
-# Config keys of the evaluation stage and the sweep: not training params, not part of the
-# training hash.
+# Config keys of the evaluation stage and the sweep: not training params.
 NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep")
-RUN_ID_FILE = "mlflow_run_id"
-RESOLVED_CONFIG_ARTIFACT = "config/resolved.yaml"
-# Keys that change how a run executes, not what it computes: left out of the config hash, and
-# free to change when a run is resumed.
-HASH_EXCLUDED_KEYS = (
-    "tracking",
-    "training.progress_bar",
-    "training.resume",
-    "cache_dir",
-    "dry_run",
-)
-
 
 # Several processes may log into one sqlite store (grid points run in parallel, `mlflow ui` on
 # the same file). MLflow waits up to 20 s for a lock on each statement (its own `PRAGMA
@@ -119,38 +107,14 @@ def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
         return client.get_experiment_by_name(tracking.experiment_name).experiment_id
 
 
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings into dotted keys; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def training_params(cfg: DictConfig) -> dict[str, Any]:
     """The flattened resolved config without the evaluation's keys (they vary per evaluation)."""
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in flat.items() if not _under(k, NON_TRAINING_KEYS)}
-
-
-def config_hash(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> str:
-    """A stable hash of what a training computes (or of the config `keys`, e.g. `("eval",
-    "judge")`), leaving out run-time keys."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    if keys is None:
-        skipped = NON_TRAINING_KEYS + HASH_EXCLUDED_KEYS
-        kept = {k: v for k, v in flat.items() if not _under(k, skipped)}
-    else:
-        kept = {k: v for k, v in flat.items() if _under(k, keys)}
-    return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:16]
-
-
-def _under(key: str, prefixes: tuple[str, ...]) -> bool:
-    return any(key == x or key.startswith(f"{x}.") for x in prefixes)
+    return {
+        k: v
+        for k, v in flat.items()
+        if not any(k == x or k.startswith(f"{x}.") for x in NON_TRAINING_KEYS)
+    }
 
 
 def git_commit() -> str:
@@ -205,22 +169,6 @@ class Run:
         return [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
 
 
-def _check_same_params(
-    run_id: str, logged: Mapping[str, str], params: Mapping[str, str], output_dir: Path
-) -> None:
-    changed = sorted(
-        k
-        for k in params.keys() | logged.keys()
-        if params.get(k) != logged.get(k) and not _under(k, HASH_EXCLUDED_KEYS)
-    )
-    if changed:
-        diffs = ", ".join(f"{k}: {logged.get(k)!r} -> {params.get(k)!r}" for k in changed[:5])
-        raise ConfigError(
-            f"{output_dir} holds run {run_id}, trained with other settings ({diffs}); "
-            "resume it unchanged, or use another training.output_dir or training.resume=false"
-        )
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -237,20 +185,18 @@ def tracked_run(
 ) -> Iterator[Run]:
     """Open the grid point's run, or reopen the one recorded in `output_dir` when resuming.
 
-    `params` are logged on a new run; a reopened run must have been logged with the same values
-    (else ConfigError, before the run is touched). The run closes as `reopened_run` says.
+    `params` are logged on a new run (the caller checks that a resumed directory holds the same
+    config: `identity.check_output_dir`). The run closes as `reopened_run` says.
     """
     client = client_for(tracking)
     params = {k: str(v) for k, v in (params or {}).items() if len(str(v)) <= MAX_PARAM_VAL_LENGTH}
-    id_file = output_dir / RUN_ID_FILE
+    id_file = output_dir / contract.RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
     if run_id is not None:
         try:
-            logged = client.get_run(run_id).data
+            client.get_run(run_id)
         except MlflowException:
             run_id = None  # recorded in another store: start afresh here
-        else:
-            _check_same_params(run_id, logged.params, params, output_dir)
     if run_id is None:
         run_id = client.create_run(
             experiment_id(client, tracking), run_name=run_name, tags=dict(tags or {})
@@ -270,8 +216,8 @@ def reopened_run(client: MlflowClient, run_id: str) -> Iterator[Run]:
     FAILED with the error as the `error` tag on any other exception, which is re-raised. An
     `error` tag from an earlier attempt is removed first.
     """
-    if "error" in client.get_run(run_id).data.tags:
-        client.delete_tag(run_id, "error")
+    if contract.TAG_ERROR in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, contract.TAG_ERROR)
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     try:
         yield Run(client, run_id)
@@ -280,14 +226,15 @@ def reopened_run(client: MlflowClient, run_id: str) -> Iterator[Run]:
         raise
     except BaseException as err:
         message = "".join(traceback.format_exception_only(type(err), err)).strip()
-        client.set_tag(run_id, "error", message[:MAX_TAG_VAL_LENGTH])
+        client.set_tag(run_id, contract.TAG_ERROR, message[:MAX_TAG_VAL_LENGTH])
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
-def find_run(client: MlflowClient, tracking: TrackingConfig, ref: str) -> Run:
-    """A run by id, or the newest run of that name in the configured experiment."""
+def find_run(client: MlflowClient, tracking: TrackingConfig, ref: str, key: str = "run") -> Run:
+    """A run by id, or the newest run of that name in the configured experiment (`key`: the
+    config key that named it, for the error)."""
     try:
         return Run(client, client.get_run(ref).info.run_id)
     except MlflowException:
@@ -304,7 +251,7 @@ def find_run(client: MlflowClient, tracking: TrackingConfig, ref: str) -> Run:
         )
     if not runs:
         raise ConfigError(
-            f"run={ref!r}: no run with that id, nor of that name in experiment "
+            f"{key}={ref!r}: no run with that id, nor of that name in experiment "
             f"{tracking.experiment_name!r} of {tracking.tracking_uri}"
         )
     return Run(client, runs[0].info.run_id)

@@ -11,7 +11,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 DEMO_SIZES = {"0.6m": 600, "2m": 2000, "4m": 4000}
 

@@ -12,7 +12,7 @@ from lorabench.analysis.paper_runs import (
     parse_count,
 )
 from lorabench.analysis.runs import load_runs
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 
 def test_parse_count():

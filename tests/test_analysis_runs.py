@@ -17,7 +17,7 @@ from lorabench.analysis.runs import (
     project_root,
     sections,
 )
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 
 def uri(store_file: Path) -> str:

@@ -20,7 +20,7 @@ from lorabench.analysis.tables import (
     write_tables,
 )
 from lorabench.errors import ConfigError
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 
 def test_appendix_rows_reproduce_table4_averages():

@@ -63,7 +63,7 @@ def test_torchrun_zero2_lora_logs_one_run_and_a_loadable_adapter(
     runs = runs_of(client)
     assert len(runs) == 1, "only rank 0 may open a run"
     run = runs[0]
-    assert run.info.run_name == "tiny+lora(math_0.25m)"
+    assert run.info.run_name == "tiny+lora(math_0.25m)[steps=3]"
     assert run.info.status == "FINISHED"
     missing = [m for m in CONTRACT_METRICS if m not in run.data.metrics]
     assert not missing, f"metrics not logged: {missing}"
@@ -122,7 +122,10 @@ def test_plain_python_relaunches_itself_under_torchrun(
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
     runs = runs_of(store)
-    assert sorted(r.info.run_name for r in runs) == ["tiny+ft(math_0.25m)", "tiny+lora(math_0.25m)"]
+    assert sorted(r.info.run_name for r in runs) == [
+        "tiny+ft(math_0.25m)[steps=2]",
+        "tiny+lora(math_0.25m)[steps=2]",
+    ]
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         steps = [m.step for m in store.get_metric_history(run.info.run_id, "train/loss")]

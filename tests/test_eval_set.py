@@ -15,7 +15,7 @@ import pytest
 
 from lorabench.demo_corpus import generate_eval_set, write_jsonl
 from lorabench.errors import DataError
-from lorabench.eval_set import CATEGORIES, download, load_eval_set, normalise_label
+from lorabench.evaluation.eval_set import CATEGORIES, download, load_eval_set, normalise_label
 from tests.conftest import REPO_ROOT
 
 BELLE_EVAL = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lorabench.config import compose, validate
-from lorabench.eval_set import CATEGORIES
 from lorabench.evaluation import evaluate
+from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.training import train
 from tests.conftest import REPO_ROOT, run_cli, runs_of
 from tests.fake_openai_server import FakeOpenAIServer
@@ -48,7 +48,7 @@ def openai_judge(server: FakeOpenAIServer) -> list[str]:
 def test_training_run_is_evaluated_into_the_same_run(demo_config, store) -> None:
     cfg = demo_config("data=math_0.25m", "training.max_steps=3", *SMALL_EVAL)
     trained = train(cfg)
-    result = evaluate(demo_config(*SMALL_EVAL, "run='tiny+lora(math_0.25m)'"))
+    result = evaluate(demo_config(*SMALL_EVAL, f"run='{cfg.run_name}'"))
 
     assert result.run_id == trained.run_id
     (run,) = runs_of(store)
@@ -152,7 +152,7 @@ def test_belle_eval_set_loads_through_the_eval_config(isolated) -> None:
     belle = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"
     if not belle.is_file():
         pytest.skip("BELLE's eval set is not beside the repo")
-    from lorabench.evaluation import load_items
+    from lorabench.evaluation.eval_set import load_items
 
     cfg = validate(compose([*isolated, f"eval.path={belle}"]))
     assert len(load_items(cfg.eval, cfg.cache_dir)) == 1000

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lorabench.errors import ConfigError
-from lorabench.eval_set import EvalItem, category_of
+from lorabench.evaluation.eval_set import EvalItem, category_of
 from lorabench.judging import JudgeError, JudgeRequest, OpenAIJudge
 from tests.fake_openai_server import (
     FakeOpenAIServer,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lorabench.errors import DataError
-from lorabench.eval_set import CATEGORY_OF_LABEL, EvalItem, category_of, load_eval_set
+from lorabench.evaluation.eval_set import CATEGORY_OF_LABEL, EvalItem, category_of, load_eval_set
 from lorabench.judging import (
     BELLE_PROMPT_SHA256,
     PROJECT_LAYOUT,

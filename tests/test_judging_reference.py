@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lorabench.demo_corpus import generate_eval_set
-from lorabench.eval_set import EvalItem, category_of
+from lorabench.evaluation.eval_set import EvalItem, category_of
 from lorabench.judging import Judgement, JudgeRequest, ReferenceJudge
 from lorabench.judging.reference_judge import f1, final_number, lcs_length, rouge_l, tokens
 

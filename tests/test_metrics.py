@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lorabench.eval_set import CATEGORIES
-from lorabench.metrics import aggregate, aggregate_metrics, macro_average
+from lorabench.evaluation.eval_set import CATEGORIES
+from lorabench.evaluation.scoring import aggregate, aggregate_metrics, macro_average
 from lorabench.reference import appendix_scores, table4
 
 

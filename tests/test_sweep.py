@@ -37,10 +37,10 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
     children = _children(store, parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["grid_points"] == "4"
     assert sorted(r.info.run_name for r in children) == [
-        "tiny+ft(0.6m)",
-        "tiny+ft(math_0.25m)",
-        "tiny+lora(0.6m)",
-        "tiny+lora(math_0.25m)",
+        "tiny+ft(0.6m)[steps=6]",
+        "tiny+ft(math_0.25m)[steps=6]",
+        "tiny+lora(0.6m)[steps=6]",
+        "tiny+lora(math_0.25m)[steps=6]",
     ]
     for run in children:
         assert run.info.status == "FINISHED"
@@ -92,7 +92,7 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
         demo_config(
             "method=lora",
             "data=math_0.25m",
-            "base_run='tiny+ft(0.6m)'",
+            "base_run='tiny+ft(0.6m)[steps=40]'",
             "training.max_steps=2",
             f"training.output_dir={base.output_dir.parent}/chained",
         )
@@ -106,7 +106,7 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
         )
     )
     run = store.get_run(chained.run_id)
-    assert run.info.run_name == "tiny+ft(0.6m)+lora(math_0.25m)"
+    assert run.info.run_name == "tiny+ft(0.6m)[steps=40]+lora(math_0.25m)[steps=2]"
     assert run.data.tags["base_run_id"] == base.run_id
 
     def first_loss(run_id: str) -> float:
@@ -127,7 +127,7 @@ def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if "GPU hours" in line]
     names = [line.split(":")[0] for line in lines]
-    assert len(names) == 8 and all(": train (~" in line for line in lines)
+    assert len(names) == 8 and all(": train lr=" in line for line in lines)
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+lora(math_0.25m)")
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
     assert "tiny-13b+lora(2m)" in names
@@ -148,3 +148,14 @@ def test_plan_estimates_gpu_hours_of_the_papers_runs(tmp_path: Path, isolated) -
     assert hours["llama-7b+ft(2m)"] / hours["llama-7b+lora(2m)"] == pytest.approx(
         6 * 3 / (4 * 4), rel=0.01
     )
+
+
+def test_plan_prints_each_paper_rows_learning_rate_and_epochs(tmp_path: Path, isolated) -> None:
+    result = run_cli(
+        "sweep.py", "experiment=paper_table4", "sweep.plan=true", *isolated, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split(": ")[0]: line for line in result.stdout.splitlines() if "GPU hours" in line}
+    assert "lr=5e-07 epochs=2" in rows["llama-7b+ft(2m)+ft(math_0.25m)"]  # §4.5
+    assert "lr=5e-06 epochs=3" in rows["llama-7b+ft(2m)"]  # Table 2
+    assert "lr=0.0002 epochs=4" in rows["llama-7b+ft(2m)+lora(math_0.25m)"]  # Table 3

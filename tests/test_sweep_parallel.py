@@ -67,9 +67,9 @@ def test_three_points_run_in_parallel_into_one_store(tmp_path: Path, isolated, s
     parent, children = _sweep_runs(store)
     assert parent.info.status == "FINISHED" and parent.data.tags["grid_points"] == "3"
     assert sorted(r.info.run_name for r in children) == [
-        "tiny+lora(0.6m)",
-        "tiny+lora(2m)",
-        "tiny+lora(math_0.25m)",
+        "tiny+lora(0.6m)[steps=6]",
+        "tiny+lora(2m)[steps=6]",
+        "tiny+lora(math_0.25m)[steps=6]",
     ]
     for run in children:
         assert run.info.status == "FINISHED", run.info.run_name
@@ -200,8 +200,8 @@ def test_slurm_preset_runs_each_point_as_a_job_with_torchrun_inside(
     parent, children = _sweep_runs(store)
     assert parent.info.status == "FINISHED"
     assert sorted(r.info.run_name for r in children) == [
-        "tiny+ft(math_0.25m)",
-        "tiny+lora(math_0.25m)",
+        "tiny+ft(math_0.25m)[steps=6]",
+        "tiny+lora(math_0.25m)[steps=6]",
     ]
     for run in children:
         assert run.info.status == "FINISHED" and run.data.params["hardware.num_processes"] == "2"

@@ -3,18 +3,21 @@ saved adapter / checkpoint loads, failures are recorded, and interrupted runs re
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, Trainer
 
+from lorabench import contract
 from lorabench.config import Config
 from lorabench.data import build_train_dataset, make_collator
 from lorabench.modeling import build_model, build_tokenizer
@@ -57,7 +60,7 @@ def test_training_lowers_loss_and_logs_the_contract(demo_config, store, method: 
 
     (run,) = runs_of(store)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == f"tiny+{method}(math_0.25m)"
+    assert run.info.run_name == f"tiny+{method}(math_0.25m)[steps=12]"
     assert CONTRACT_METRICS <= set(run.data.metrics)
     metrics = run.data.metrics
     assert metrics["model/total_params"] >= metrics["model/trainable_params"] > 0
@@ -139,14 +142,18 @@ def test_interrupted_run_resumes_from_its_checkpoint_into_the_same_run(
     out = tmp_path / "out"
     with open(tmp_path / "first.log", "w") as log:  # a file: a full pipe would stall training
         proc = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-        _wait_for(lambda: (out / f"checkpoint-{save_every}").is_dir(), 240, proc)
+        # Complete: the Trainer writes its state last (a cut checkpoint is not resumed from).
+        state = out / f"checkpoint-{save_every}" / "trainer_state.json"
+        _wait_for(state.is_file, 240, proc)
         proc.send_signal(signal.SIGTERM)  # what torchrun and Slurm send
         proc.wait(timeout=60)
 
     (killed,) = runs_of(store)
     assert killed.info.status == "KILLED"
     logged_before = len(store.get_metric_history(killed.info.run_id, "train/learning_rate"))
-    resumed_from = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    resumed_from = max(
+        int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json")
+    )
     assert resumed_from < total_steps
 
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -169,3 +176,40 @@ def test_rerunning_a_finished_training_does_nothing(demo_config, store) -> None:
     assert [m.step for m in store.get_metric_history(first.run_id, "train/loss")] == steps
     (run,) = runs_of(store)
     assert run.info.status == "FINISHED"
+
+
+def test_checkpoint_time_is_kept_out_of_hours_per_epoch(demo_config, monkeypatch) -> None:
+    """A run that saves every step, each save slowed by a known pause: the pauses land in
+    train/checkpoint_hours, and hours per epoch × epochs is the rest of the session."""
+    pause = 0.4
+    original = Trainer._save_checkpoint
+
+    def slow_save(self, *args, **kwargs):
+        time.sleep(pause)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", slow_save)
+    cfg = demo_config("method=lora", "data=math_0.25m", "training.max_steps=5")
+    cfg = replace(cfg, training=replace(cfg.training, save_steps=1, save_total_limit=1))
+
+    metrics = train(cfg).metrics
+
+    epochs = json.loads(
+        (Path(cfg.training.output_dir) / "checkpoint-5" / "trainer_state.json").read_text()
+    )["epoch"]
+    checkpoint_seconds = metrics[contract.TRAIN_CHECKPOINT_HOURS] * 3600
+    session_seconds = metrics[contract.TRAIN_GPU_HOURS] * 3600  # one process, one session
+    training_seconds = metrics[contract.TRAIN_HOURS_PER_EPOCH] * epochs * 3600
+    assert checkpoint_seconds >= 5 * pause
+    assert training_seconds == pytest.approx(session_seconds - checkpoint_seconds, abs=0.05)
+    assert training_seconds < session_seconds - 5 * pause
+
+
+def test_saves_scale_with_the_run_when_save_steps_is_null(demo_config) -> None:
+    from lorabench.training.arguments import training_arguments
+
+    cfg = demo_config("method=ft")
+    cfg = replace(cfg, training=replace(cfg.training, save_steps=None, saves_per_epoch=10))
+    args = training_arguments(cfg)
+    # A ratio of the total steps: transformers saves every ceil(total × ratio) steps.
+    assert args.save_steps == pytest.approx(1 / (10 * cfg.method.epochs))

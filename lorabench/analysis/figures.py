@@ -31,7 +31,7 @@ from lorabench.analysis.runs import (
     sort_runs,
 )
 from lorabench.analysis.tables import format_count, format_hours
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 METHOD_COLORS = {"lora": "#1f77b4", "ft": "#d62728"}
 METHOD_LABELS = {"lora": "LoRA", "ft": "FT"}

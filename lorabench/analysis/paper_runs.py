@@ -15,11 +15,11 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from lorabench import reference
+from lorabench import contract, reference
 from lorabench.analysis.runs import PAPER_RUN_PREFIX, data_scale, frame_from_records, model_size
 from lorabench.config.schema import TrackingConfig
-from lorabench.eval_set import CATEGORIES
-from lorabench.metrics import macro_average
+from lorabench.evaluation.eval_set import CATEGORIES
+from lorabench.evaluation.scoring import macro_average
 from lorabench.tracking import client_for, experiment_id
 
 PAPER_JUDGE = "openai:gpt-3.5-turbo"
@@ -139,8 +139,10 @@ def import_paper_runs(
     client = client_for(tracking)
     exp_id = experiment_id(client, tracking)
     existing = {
-        run.data.tags.get("paper_run"): run.info.run_id
-        for run in client.search_runs([exp_id], filter_string="tags.source = 'paper'")
+        run.data.tags.get(contract.TAG_PAPER_RUN): run.info.run_id
+        for run in client.search_runs(
+            [exp_id], filter_string=f"tags.{contract.TAG_SOURCE} = 'paper'"
+        )
     }
     out = []
     for row in paper_rows():
@@ -154,13 +156,13 @@ def import_paper_runs(
 
 def _log_paper_run(client: MlflowClient, exp_id: str, row: PaperRow) -> str:
     tags = {
-        "source": "paper",
-        "paper_run": row.run_name,
-        "profile": "paper",
-        "eval_judge": PAPER_JUDGE,
-        "eval_set": PAPER_EVAL_SET,
-        "eval_items": str(PAPER_EVAL_ITEMS),
-        "mlflow.note.content": (
+        contract.TAG_SOURCE: "paper",
+        contract.TAG_PAPER_RUN: row.run_name,
+        contract.TAG_PROFILE: "paper",
+        contract.TAG_EVAL_JUDGE: PAPER_JUDGE,
+        contract.TAG_EVAL_SET: PAPER_EVAL_SET,
+        contract.TAG_EVAL_ITEMS: str(PAPER_EVAL_ITEMS),
+        contract.TAG_NOTE: (
             f"Reference run: {row.run_name} as reported by the BELLE paper (Table 4 and the "
             "appendix), judged by gpt-3.5-turbo in April 2023. Imported by "
             "`python -m lorabench.report import_paper=true`; nothing was trained here."
@@ -174,10 +176,10 @@ def _log_paper_run(client: MlflowClient, exp_id: str, row: PaperRow) -> str:
         "base_run": str(row.base_run),
     }
     metrics = {
-        **{f"eval/score/{c}": v for c, v in row.scores.items()},
-        "eval/average_score": row.average_score,
-        "model/additional_params": row.additional_params,
-        "train/hours_per_epoch": row.hours_per_epoch,
+        **{contract.eval_score(c): v for c, v in row.scores.items()},
+        contract.EVAL_AVERAGE_SCORE: row.average_score,
+        contract.MODEL_ADDITIONAL_PARAMS: row.additional_params,
+        contract.TRAIN_HOURS_PER_EPOCH: row.hours_per_epoch,
     }
     run_id = client.create_run(
         exp_id, run_name=PAPER_RUN_PREFIX + row.run_name, tags=tags
@@ -187,7 +189,7 @@ def _log_paper_run(client: MlflowClient, exp_id: str, row: PaperRow) -> str:
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
         params=[Param(k, v) for k, v in params.items()],
-        tags=[RunTag("mlflow.source.name", "lorabench.analysis.paper_runs")],
+        tags=[RunTag(contract.TAG_SOURCE_NAME, "lorabench.analysis.paper_runs")],
     )
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     return run_id

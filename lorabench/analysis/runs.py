@@ -1,9 +1,10 @@
 """Runs of an experiment (or of one sweep) as a tidy table: one row per run, one column per
 quantity the paper reports.
 
-Names follow the MLflow contract (DESIGN.md): params `model.name`, `method.name`, `data.*`,
-`base_run`; tags `eval_judge`, `eval_set`, `source`, `sweep`; metrics `eval/score/<category>`,
-`eval/average_score[_ci_low|_ci_high]`, `model/*`, `train/hours_per_epoch`, `train/gpu_hours`.
+Names follow the tracking contract (`lorabench.contract`, `docs/tracking.md`): params
+`model.name`, `method.name`, `data.*`, `base_run`; tags `eval_judge`, `eval_set`, `source`,
+`sweep`; metrics `eval/score/<category>`, `eval/average_score[_ci_low|_ci_high]`, `model/*`,
+`train/hours_per_epoch`, `train/gpu_hours`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from lorabench import contract
 from lorabench.errors import LorabenchError
-from lorabench.eval_set import CATEGORIES
-from lorabench.metrics import macro_average
+from lorabench.evaluation.eval_set import CATEGORIES
+from lorabench.evaluation.scoring import macro_average
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,6 @@ PAPER_RUN_PREFIX = "[paper] "
 NOT_EVALUATED = "not evaluated"
 """The section label of runs without evaluation metrics."""
 
-_RUN_NAME = re.compile(
-    r"^(?P<model>[^+]+)(?:\+(?P<chain>.+))?\+(?P<method>[\w.-]+)\((?P<data>[^()]+)\)$"
-)
 _SCALE = re.compile(r"(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
 
 
@@ -135,16 +134,16 @@ def load_runs(
         )
     filter_string = ""
     if parent_run_id is not None:
-        filter_string = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+        filter_string = f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
     runs = list(_search(client, exp.experiment_id, filter_string))
-    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    parents = {r.data.tags.get(contract.TAG_PARENT_RUN_ID) for r in runs}
     kept: list[Run] = []
     excluded: Counter[str] = Counter()
     for run in runs:
         tags = run.data.tags
-        if tags.get("sweep", "").lower() == "true" or run.info.run_id in parents:
+        if tags.get(contract.TAG_SWEEP, "").lower() == "true" or run.info.run_id in parents:
             continue
-        if tags.get("source") == "paper" and not include_paper:
+        if tags.get(contract.TAG_SOURCE) == "paper" and not include_paper:
             continue
         if run.info.status != "FINISHED":
             excluded[run.info.status] += 1
@@ -213,14 +212,17 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     name = run.info.run_name or run.info.run_id
-    parsed = parse_run_name(tags.get("paper_run") or name)
-    scores = {c: metrics.get(f"eval/score/{c}") for c in CATEGORIES}
-    evaluated = any(k.startswith("eval/score/") or k == "eval/average_score" for k in metrics)
-    additional = metrics.get("model/additional_params")
-    total = metrics.get("model/total_params")
+    parsed = parse_run_name(tags.get(contract.TAG_PAPER_RUN) or name)
+    scores = {c: metrics.get(contract.eval_score(c)) for c in CATEGORIES}
+    evaluated = any(
+        k.startswith(contract.EVAL_SCORE_PREFIX) or k == contract.EVAL_AVERAGE_SCORE
+        for k in metrics
+    )
+    additional = metrics.get(contract.MODEL_ADDITIONAL_PARAMS)
+    total = metrics.get(contract.MODEL_TOTAL_PARAMS)
     base_model = _param(params, "model.name") or parsed.get("model")
     base_params = total - (additional or 0) if total is not None else model_size(base_model)
-    base_run = _param(params, "base_run") or tags.get("base_run_id")
+    base_run = _param(params, "base_run") or tags.get(contract.TAG_BASE_RUN_ID)
     base_run = names.get(base_run, base_run)  # a run id → that run's name
     if base_run is None and "chain" in parsed:
         base_run = f"{parsed['model']}+{parsed['chain']}"
@@ -228,26 +230,27 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
     return {
         "run_name": name,
         "base_model": base_model,
-        "method": _param(params, "method.name") or parsed.get("method"),
+        # The name's label tells variants apart (`lora-r64`); the param is `lora` for all.
+        "method": parsed.get("method") or _param(params, "method.name"),
         "data": data,
-        "num_samples": metrics.get("data/rows_kept") or _configured_samples(params, data),
+        "num_samples": metrics.get(contract.DATA_ROWS_KEPT) or _configured_samples(params, data),
         "base_run": base_run,
         **scores,
-        "average_score": metrics.get("eval/average_score"),
-        "ci_low": metrics.get("eval/average_score_ci_low"),
-        "ci_high": metrics.get("eval/average_score_ci_high"),
+        "average_score": metrics.get(contract.EVAL_AVERAGE_SCORE),
+        "ci_low": metrics.get(contract.EVAL_AVERAGE_SCORE_CI_LOW),
+        "ci_high": metrics.get(contract.EVAL_AVERAGE_SCORE_CI_HIGH),
         "additional_params": additional,
         "base_params": base_params,
-        "hours_per_epoch": metrics.get("train/hours_per_epoch"),
-        "gpu_hours": metrics.get("train/gpu_hours"),
-        "judge": tags.get("eval_judge", "unknown") if evaluated else None,
-        "eval_set": tags.get("eval_set", "unknown") if evaluated else None,
+        "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
+        "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        "judge": tags.get(contract.TAG_EVAL_JUDGE, "unknown") if evaluated else None,
+        "eval_set": tags.get(contract.TAG_EVAL_SET, "unknown") if evaluated else None,
         "evaluated": evaluated,
         "status": run.info.status,
-        "source": "paper" if tags.get("source") == "paper" else "ours",
-        "profile": tags.get("profile"),
+        "source": "paper" if tags.get(contract.TAG_SOURCE) == "paper" else "ours",
+        "profile": tags.get(contract.TAG_PROFILE),
         "run_id": run.info.run_id,
-        "parent_run_id": tags.get("mlflow.parentRunId"),
+        "parent_run_id": tags.get(contract.TAG_PARENT_RUN_ID),
     }
 
 
@@ -276,10 +279,10 @@ def _configured_samples(params: Mapping[str, str], data: str | None) -> float | 
 
 
 def parse_run_name(name: str) -> dict[str, str]:
-    """`llama-7b+ft(2m)+lora(math_0.25m)` → model, chain (`ft(2m)`), method, data; {} if the
-    name is not of that form."""
-    match = _RUN_NAME.match(name)
-    return {k: v for k, v in match.groupdict().items() if v} if match else {}
+    """`llama-7b+ft(2m)+lora-r64(math_0.25m)[seed=2]` → model, chain (`ft(2m)`), method
+    (`lora-r64`), data, axes (`seed=2`), as `contract.parse_run_name`; {} if the name is not of
+    that form."""
+    return {k: v for k, v in (contract.parse_run_name(name) or {}).items() if v}
 
 
 def data_scale(name: str) -> float | None:

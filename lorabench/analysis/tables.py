@@ -29,7 +29,7 @@ from lorabench.analysis.runs import (
     sort_runs,
 )
 from lorabench.errors import ConfigError
-from lorabench.eval_set import CATEGORIES
+from lorabench.evaluation.eval_set import CATEGORIES
 
 PaperModel = str | Mapping[str, str] | None
 """How runs of other base models are compared with the paper: None (exact run names only), a

@@ -181,7 +181,11 @@ class TrainingConfig:
     output_dir: str = MISSING
     seed: int = 42
     logging_steps: int = 1
-    save_steps: int = 200
+    save_steps: int | None = None
+    """Optimiser steps between checkpoints; null: `saves_per_epoch` checkpoints an epoch."""
+    saves_per_epoch: int = 10
+    """Checkpoints per epoch when `save_steps` is null (a tenth of an epoch by default, so the
+    checkpoint count, and its cost, scale with the run rather than with a fixed step count)."""
     save_total_limit: int = 2
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: train the method's epochs)."""
@@ -282,7 +286,9 @@ class Config:
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     profile: str = "paper"
-    run_name: str = MISSING
+    run_name: str | None = None
+    """null: named from the config (`lorabench.identity`): the presets' name, e.g.
+    `llama-7b+lora(2m)`, plus every training axis that differs from them, `...[lr=0.0001]`."""
     cache_dir: str = ".cache/lorabench"
     dry_run: bool = False
     """train.py: build the model on the meta device, print parameter counts, and exit.
@@ -304,6 +310,16 @@ class Config:
         _check_eval(self.eval)
         _check_judge(self.judge)
         self.gradient_accumulation_steps()  # divisibility check
+        if (
+            self.training.save_steps is None
+            and self.training.saves_per_epoch * self.method.epochs <= 1
+        ):
+            _fail(
+                "training.saves_per_epoch",
+                self.training.saves_per_epoch,
+                f"with method.epochs={self.method.epochs} it must give more than one checkpoint "
+                "in the run; set training.save_steps instead",
+            )
         if self.hardware.device == "cpu" and self.precision == "fp16":
             raise ConfigError(
                 "method.precision=fp16 cannot run on hardware.device=cpu; "
@@ -436,7 +452,9 @@ def _check_hardware(h: HardwareConfig) -> None:
 
 def _check_training(t: TrainingConfig) -> None:
     _positive("training.logging_steps", t.logging_steps)
-    _positive("training.save_steps", t.save_steps)
+    if t.save_steps is not None:
+        _positive("training.save_steps", t.save_steps)
+    _positive("training.saves_per_epoch", t.saves_per_epoch)
     _positive("training.save_total_limit", t.save_total_limit)
     if t.max_steps == 0 or t.max_steps < -1:
         _fail("training.max_steps", t.max_steps, "must be -1 (use epochs) or > 0")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow.compute as pc
 
+from lorabench import contract
 from lorabench.data.readers import LINE, CheckedSource
 from lorabench.data.validation import REASONS, VALID
 from lorabench.errors import DataError
@@ -79,13 +80,13 @@ class DataReport:
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: `data/rows_read`, `data/rows_kept`, `data/skipped_<reason>`, ..."""
         metrics = {
-            "data/rows_read": self.rows_read,
-            "data/rows_valid": self.rows_valid,
-            "data/rows_kept": self.rows_kept,
-            **{f"data/skipped_{reason}": n for reason, n in self.skipped.items()},
-            "data/tokens": self.tokens,
-            "data/mean_length": self.mean_length,
-            "data/p95_length": self.p95_length,
+            contract.DATA_ROWS_READ: self.rows_read,
+            contract.DATA_ROWS_VALID: self.rows_valid,
+            contract.DATA_ROWS_KEPT: self.rows_kept,
+            **{contract.data_skipped(reason): n for reason, n in self.skipped.items()},
+            contract.DATA_TOKENS: self.tokens,
+            contract.DATA_MEAN_LENGTH: self.mean_length,
+            contract.DATA_P95_LENGTH: self.p95_length,
         }
         return {k: float(v) for k, v in metrics.items()}
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
 from lorabench.errors import LorabenchError
-from lorabench.eval_set import EvalItem, category_of
+from lorabench.evaluation.eval_set import EvalItem, category_of
 
 Status = Literal["ok", "parse_failure", "error", "no_reference"]
 """How a judgement ended.

@@ -29,7 +29,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from lorabench.errors import DataError
-from lorabench.eval_set import CATEGORY_OF_LABEL, EvalItem, download, jsonl_rows, normalise_label
+from lorabench.evaluation.eval_set import (
+    CATEGORY_OF_LABEL,
+    EvalItem,
+    download,
+    jsonl_rows,
+    normalise_label,
+)
 from lorabench.judging.base import JudgeError
 
 BELLE_PROMPT_COMMIT = "645084d36454cdeb4e7f1ce9b2f3426bac39f1f9"

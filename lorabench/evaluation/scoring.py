@@ -8,11 +8,16 @@ scored 0.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lorabench.eval_set import CATEGORIES
+from lorabench import contract
+from lorabench.evaluation.eval_set import CATEGORIES
+
+if TYPE_CHECKING:
+    from lorabench.judging import Judgement
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,27 @@ def aggregate_metrics(agg: Aggregate) -> dict[str, float]:
 
     An undefined average is left out rather than logged as a number.
     """
-    metrics = {f"eval/score/{c}": v for c, v in agg.category_means.items()}
-    metrics["eval/judged_items"] = agg.judged
-    metrics["eval/unjudged_items"] = agg.unjudged
+    metrics = {contract.eval_score(c): v for c, v in agg.category_means.items()}
+    metrics[contract.EVAL_JUDGED_ITEMS] = agg.judged
+    metrics[contract.EVAL_UNJUDGED_ITEMS] = agg.unjudged
     if agg.average is not None:
-        metrics["eval/average_score"] = agg.average
-        metrics["eval/average_score_ci_low"] = agg.ci_low
-        metrics["eval/average_score_ci_high"] = agg.ci_high
+        metrics[contract.EVAL_AVERAGE_SCORE] = agg.average
+        metrics[contract.EVAL_AVERAGE_SCORE_CI_LOW] = agg.ci_low
+        metrics[contract.EVAL_AVERAGE_SCORE_CI_HIGH] = agg.ci_high
+    return metrics
+
+
+def evaluation_metrics(
+    agg: Aggregate, judgements: Iterable[Judgement], truncated_categories: Iterable[str]
+) -> dict[str, float]:
+    """The aggregate's metrics plus, per category, the replies no score could be read from and
+    the answers cut at `max_new_tokens` (every category is logged, zeros included, so a 0 is a
+    count and never a missing value)."""
+    failures = Counter(j.category for j in judgements if j.status == "parse_failure")
+    truncated = Counter(truncated_categories)
+    metrics = aggregate_metrics(agg)
+    metrics[contract.EVAL_TRUNCATED_ANSWERS] = sum(truncated.values())
+    for category in CATEGORIES:
+        metrics[contract.eval_parse_failures(category)] = failures[category]
+        metrics[contract.eval_truncated(category)] = truncated[category]
     return metrics

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorabench.config.schema import EvalConfig
+from lorabench.demo_corpus import generate_eval_set, write_jsonl
 from lorabench.errors import DataError
 
 CATEGORIES: tuple[str, ...] = (
@@ -89,6 +91,23 @@ def load_eval_set(path: str | Path) -> list[EvalItem]:
     if not items:
         raise DataError(f"eval set {path} holds no items")
     return items
+
+
+def load_items(eval_cfg: EvalConfig, cache_dir: str | Path) -> list[EvalItem]:
+    """The eval set: a local file, a (cached) download, or the generated demo set."""
+    if eval_cfg.path is not None:
+        path = Path(eval_cfg.path)
+    elif eval_cfg.url is not None:
+        path = download(
+            eval_cfg.url, Path(cache_dir) / "eval" / f"{eval_cfg.name}.json", eval_cfg.sha256
+        )
+    else:
+        path = write_jsonl(
+            generate_eval_set(eval_cfg.demo_per_class),
+            Path(cache_dir) / "eval" / f"demo-{eval_cfg.demo_per_class}.jsonl",
+        )
+    items = load_eval_set(path)
+    return items[: eval_cfg.limit] if eval_cfg.limit else items
 
 
 def jsonl_rows(text: str, source: str | Path) -> Iterator[tuple[str, Any]]:

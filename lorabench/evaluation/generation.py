@@ -8,6 +8,7 @@ once, not at the end).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -15,6 +16,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from lorabench.config.schema import DecodingConfig
 from lorabench.prompts import encode_prompt
+
+
+class Answer(NamedTuple):
+    """One generated answer."""
+
+    index: int
+    """Position of the question in the input."""
+    text: str
+    truncated: bool
+    """Generation stopped at `max_new_tokens`, not at EOS: the answer may be cut."""
 
 
 def generate_answers(
@@ -26,8 +37,8 @@ def generate_answers(
     batch_size: int = 8,
     seed: int = 42,
     progress: bool = True,
-) -> Iterator[tuple[int, str]]:
-    """Yield (index into `questions`, answer) as each batch finishes, in length order."""
+) -> Iterator[Answer]:
+    """Yield each question's `Answer` as its batch finishes, in length order."""
     set_seed(seed)
     encoded = [encode_prompt(tokenizer, q) for q in questions]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -59,7 +70,11 @@ def generate_answers(
                 pad_token_id=pad_id,
             )
         for row, i in enumerate(batch):
-            answer = tokenizer.decode(output[row, width:], skip_special_tokens=True)
-            yield i, answer.strip()
+            generated = output[row, width:]
+            truncated = len(generated) >= decoding.max_new_tokens and not bool(
+                (generated == tokenizer.eos_token_id).any()
+            )
+            text = tokenizer.decode(generated, skip_special_tokens=True)
+            yield Answer(i, text.strip(), truncated)
         bar.update(len(batch))
     bar.close()

@@ -1,0 +1,173 @@
+"""The tracking contract: every MLflow name that training, evaluation, sweeps and the analysis
+share, and the run-name format. Writers and readers import these names; none spells them out.
+
+`docs/tracking.md` documents the contract for users (what each metric means, its unit).
+
+Run names
+---------
+A run is named after what it trains, like the paper's rows::
+
+    llama-7b+lora(2m)                       # the paper's LoRA preset on 2M samples
+    llama-7b+ft(2m)+lora(math_0.25m)        # chained: LoRA on the FT(2M) run's model
+    llama-7b+lora-r64(2m)                   # LoRA rank 64 instead of the preset's 8
+    llama-7b+lora(2m)[lr=0.0001,seed=2]     # other axes that differ from the presets
+
+The `[...]` suffix lists, sorted, every training axis whose value differs from the named presets
+(`lorabench.identity` decides which keys are axes); a name without it is the presets' own
+config, so only the paper's configuration carries a paper row's name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+# ---- metrics ----------------------------------------------------------------------------------
+# Per optimiser step (step = global step).
+TRAIN_LOSS = "train/loss"
+TRAIN_LEARNING_RATE = "train/learning_rate"
+TRAIN_GRAD_NORM = "train/grad_norm"
+STEP_METRICS: Mapping[str, str] = {
+    "loss": TRAIN_LOSS,
+    "learning_rate": TRAIN_LEARNING_RATE,
+    "grad_norm": TRAIN_GRAD_NORM,
+}
+"""HF Trainer log keys → the contract's per-step metric names."""
+
+# Per training session (logged at its last step).
+TRAIN_TOKENS_PER_SECOND = "train/tokens_per_second"
+TRAIN_HOURS_PER_EPOCH = "train/hours_per_epoch"
+"""Wall-clock hours per epoch of optimisation alone: checkpoint writing is excluded."""
+TRAIN_CHECKPOINT_HOURS = "train/checkpoint_hours"
+"""Wall-clock hours this session spent writing checkpoints (not in hours per epoch)."""
+TRAIN_GPU_HOURS = "train/gpu_hours"
+"""Wall-clock hours × processes, summed over every session of the run (checkpoints included)."""
+MODEL_ADDITIONAL_PARAMS = "model/additional_params"
+MODEL_TRAINABLE_PARAMS = "model/trainable_params"
+MODEL_TOTAL_PARAMS = "model/total_params"
+SYSTEM_PEAK_MEMORY_GB = "system/peak_memory_gb"
+
+# Training data (`lorabench.data.report`).
+DATA_PREFIX = "data/"
+DATA_ROWS_READ = "data/rows_read"
+DATA_ROWS_VALID = "data/rows_valid"
+DATA_ROWS_KEPT = "data/rows_kept"
+DATA_TOKENS = "data/tokens"
+DATA_MEAN_LENGTH = "data/mean_length"
+DATA_P95_LENGTH = "data/p95_length"
+DATA_NONPAD_SHARE = "data/nonpad_share"
+
+
+def data_skipped(reason: str) -> str:
+    """Rows skipped for `reason` by validation."""
+    return f"data/skipped_{reason}"
+
+
+# Evaluation.
+EVAL_PREFIX = "eval/"
+EVAL_AVERAGE_SCORE = "eval/average_score"
+EVAL_AVERAGE_SCORE_CI_LOW = "eval/average_score_ci_low"
+EVAL_AVERAGE_SCORE_CI_HIGH = "eval/average_score_ci_high"
+EVAL_JUDGED_ITEMS = "eval/judged_items"
+EVAL_UNJUDGED_ITEMS = "eval/unjudged_items"
+EVAL_JUDGE_CALLS = "eval/judge_calls"
+EVAL_JUDGE_CACHE_HITS = "eval/judge_cache_hits"
+EVAL_JUDGE_PARSE_FAILURES = "eval/judge_parse_failures"
+EVAL_JUDGE_TOKENS = "eval/judge_tokens"
+EVAL_TRUNCATED_ANSWERS = "eval/truncated_answers"
+"""Answers that stopped at `eval.decoding.max_new_tokens` rather than at EOS."""
+EVAL_SCORE_PREFIX = "eval/score/"
+
+
+def eval_score(category: str) -> str:
+    """Mean judge score of one of the 9 categories."""
+    return f"{EVAL_SCORE_PREFIX}{category}"
+
+
+def eval_parse_failures(category: str) -> str:
+    """Judge replies of one category from which no score could be read."""
+    return f"{EVAL_JUDGE_PARSE_FAILURES}/{category}"
+
+
+def eval_truncated(category: str) -> str:
+    """Answers of one category cut at `max_new_tokens`."""
+    return f"{EVAL_TRUNCATED_ANSWERS}/{category}"
+
+
+# ---- tags -------------------------------------------------------------------------------------
+TAG_CONFIG_HASH = "config_hash"
+"""Hash of the run's identity (`lorabench.identity`): equal hashes train the same model."""
+TAG_GIT_COMMIT = "git_commit"
+TAG_PROFILE = "profile"
+TAG_BASE_RUN_ID = "base_run_id"
+"""Chained runs: the run whose model this one started from."""
+TAG_BASE_MODEL = "base_model"
+"""What training actually loaded as its base: a Hub id, a local path or another run's model."""
+TAG_MODEL_PATH = "model_path"
+"""The saved adapter or model directory (absolute)."""
+TAG_METHOD = "method"
+TAG_ERROR = "error"
+TAG_EVAL_JUDGE = "eval_judge"
+TAG_EVAL_JUDGE_MODEL = "eval_judge_model"
+"""The model name(s) the judge's server reported in its replies (e.g. a dated snapshot)."""
+TAG_EVAL_JUDGE_PROMPTS = "eval_judge_prompts"
+TAG_EVAL_SET = "eval_set"
+TAG_EVAL_ITEMS = "eval_items"
+TAG_EVAL_HASH = "eval_hash"
+"""Hash of the evaluation config (eval + judge) and the evaluated model's identity."""
+TAG_SWEEP = "sweep"
+TAG_SWEEP_OVERRIDES = "overrides"
+TAG_SWEEP_GRID_POINTS = "grid_points"
+TAG_SWEEP_UNFINISHED = "unfinished_points"
+TAG_SOURCE = "source"
+TAG_PAPER_RUN = "paper_run"
+# MLflow's own tags.
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+TAG_NOTE = "mlflow.note.content"
+"""A run's description in the MLflow UI."""
+TAG_SOURCE_NAME = "mlflow.source.name"
+
+# ---- artifacts --------------------------------------------------------------------------------
+ARTIFACT_RESOLVED_CONFIG = "config/resolved.yaml"
+ARTIFACT_ADAPTER_DIR = "adapter"
+ARTIFACT_EVAL_DIR = "eval"
+ARTIFACT_GENERATIONS = "eval/generations.jsonl"
+ARTIFACT_JUDGEMENTS = "eval/judgements.jsonl"
+
+# ---- files in a run's output directory --------------------------------------------------------
+RUN_ID_FILE = "mlflow_run_id"
+COMPLETE_MARKER = "training_complete.json"
+"""Written when training has finished and the model is saved."""
+IDENTITY_FILE = "identity.json"
+"""The identity (flattened training config) the directory was trained with."""
+
+# ---- run names --------------------------------------------------------------------------------
+RUN_NAME_PATTERN = re.compile(
+    r"^(?P<model>[^+]+)(?:\+(?P<chain>.+))?\+(?P<method>[\w.-]+)\((?P<data>[^()]+)\)"
+    r"(?:\[(?P<axes>[^\[\]]*)\])?$"
+)
+"""Parses a run name: `model`, the `chain` of earlier stages, `method` (with a rank suffix such
+as `lora-r64`), `data`, and `axes` (the `[...]` suffix, without brackets)."""
+
+
+def format_run_name(
+    model: str,
+    method: str,
+    data: str,
+    base_run: str | None = None,
+    axes: Mapping[str, str] | None = None,
+) -> str:
+    """`{base_run or model}+{method}({data})`, plus `[k=v,...]` for the axes, sorted by key."""
+    name = f"{base_run or model}+{method}({data})"
+    if axes:
+        name += "[" + ",".join(f"{k}={v}" for k, v in sorted(axes.items())) + "]"
+    return name
+
+
+def parse_run_name(name: str) -> dict[str, str] | None:
+    """The parts of a run name (see `RUN_NAME_PATTERN`), or None if it is not one."""
+    match = RUN_NAME_PATTERN.match(name)
+    if match is None:
+        return None
+    parts = {k: v for k, v in match.groupdict().items() if v is not None}
+    return parts

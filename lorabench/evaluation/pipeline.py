@@ -1,0 +1,240 @@
+"""Evaluating a model: generate answers on the eval set, judge them, aggregate, log to MLflow.
+
+Data flow: target (`targets`: a training run, a model / adapter directory, or the base model) →
+model + tokenizer (`lorabench.trained`) → generations (kept on disk, resumable, reused by later
+judges, keyed by the weights they came from) → judgements → per-category scores and the macro
+average (`scoring`) → metrics and artifacts of the target's run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lorabench import contract
+from lorabench.config.schema import Config, JudgeConfig
+from lorabench.evaluation.eval_set import EvalItem, load_items
+from lorabench.evaluation.generation import generate_answers
+from lorabench.evaluation.scoring import Aggregate, aggregate, evaluation_metrics
+from lorabench.evaluation.targets import (
+    Target,
+    evaluation_hash,
+    generation_key,
+    resolve_target,
+    slug,
+)
+from lorabench.judging import (
+    PROJECT_PROMPTS,
+    Judge,
+    Judgement,
+    JudgePrompts,
+    JudgeRequest,
+    OpenAIJudge,
+    ReferenceJudge,
+    download_belle_prompts,
+    load_belle_prompts,
+)
+from lorabench.tracking import Run, client_for, reopened_run, tracked_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The outcome of one evaluation (also logged to MLflow)."""
+
+    run_id: str | None
+    aggregate: Aggregate
+    metrics: dict[str, float]
+    generations_path: Path
+    judgements_path: Path
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """An answer on disk (`generations.jsonl`)."""
+
+    text: str
+    truncated: bool
+
+
+def _judge_prompts(judge_cfg: JudgeConfig, cache_dir: Path) -> JudgePrompts:
+    if judge_cfg.prompts == "project":
+        return PROJECT_PROMPTS
+    if judge_cfg.prompts == "belle":
+        return load_belle_prompts(download_belle_prompts(cache_dir / "eval" / "eval_prompt.json"))
+    return load_belle_prompts(judge_cfg.prompts)
+
+
+def build_judge(judge_cfg: JudgeConfig, cache_dir: str | Path) -> Judge:
+    """The configured judge (an OpenAI-compatible LLM, or the offline reference judge)."""
+    if judge_cfg.name == "reference":
+        return ReferenceJudge(text_metric=judge_cfg.model)
+    cache_path = Path(cache_dir) / judge_cfg.cache_path
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    return OpenAIJudge(
+        judge_cfg.model,
+        base_url=judge_cfg.base_url,
+        api_key_env=judge_cfg.api_key_env,
+        concurrency=judge_cfg.concurrency,
+        max_retries=judge_cfg.max_retries,
+        timeout=judge_cfg.timeout,
+        cache_path=cache_path,
+        prompts=_judge_prompts(judge_cfg, Path(cache_dir)),
+    )
+
+
+def read_generations(path: Path, key: str) -> dict[int, KeptAnswer]:
+    """Answers kept in `path` under this generation key (none when the key differs)."""
+    meta = path.with_suffix(".meta.json")
+    if not path.is_file() or not meta.is_file() or json.loads(meta.read_text())["key"] != key:
+        return {}
+    answers = {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):  # a line cut by an interruption is generated again
+                row = json.loads(line)
+                answers[row["index"]] = KeptAnswer(row["answer"], bool(row["truncated"]))
+    return answers
+
+
+def generate_missing(
+    cfg: Config,
+    target: Target,
+    items: Sequence[EvalItem],
+    path: Path,
+    kept: dict[int, KeptAnswer],
+) -> list[KeptAnswer]:
+    """Answers for every item: `kept` (read from `path`) are reused, the rest are generated and
+    appended as each batch finishes (an interrupted evaluation loses at most one batch)."""
+    answers = dict(kept)
+    todo = [i for i in range(len(items)) if i not in answers]
+    if todo:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not answers:
+            path.write_text("")
+            meta = {"key": generation_key(cfg, target), "model": target.spec.describe()}
+            path.with_suffix(".meta.json").write_text(json.dumps(meta))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        log.info("generating with %s", target.spec.describe())
+        model, tokenizer = target.spec.load(cfg.cache_dir, dtype)
+        with path.open("a", encoding="utf-8") as f:
+            for answer in generate_answers(
+                model.to(device),
+                tokenizer,
+                [items[i].question for i in todo],
+                cfg.eval.decoding,
+                batch_size=cfg.eval.batch_size,
+                seed=cfg.eval.seed,
+            ):
+                i = todo[answer.index]
+                answers[i] = KeptAnswer(answer.text, answer.truncated)
+                row = {
+                    "index": i,
+                    **_item_fields(items[i]),
+                    "answer": answer.text,
+                    "truncated": answer.truncated,
+                }
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.flush()
+    return [answers[i] for i in range(len(items))]
+
+
+def _item_fields(item: EvalItem) -> dict[str, str]:
+    return {
+        "question": item.question,
+        "class": item.raw_class,
+        "category": item.category,
+        "reference": item.std_answer,
+    }
+
+
+def _write_judgements(judgements: Sequence[Judgement], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for judgement in judgements:
+            f.write(json.dumps(judgement.to_dict(), ensure_ascii=False) + "\n")
+
+
+def _tracking_context(cfg: Config, target: Target) -> AbstractContextManager[Run]:
+    if target.run_id is not None:
+        return reopened_run(client_for(cfg.tracking), target.run_id)
+    return tracked_run(
+        cfg.tracking, target.name, target.eval_dir, tags={contract.TAG_PROFILE: cfg.profile}
+    )
+
+
+def estimate(cfg: Config) -> tuple[int, int, int]:
+    """(items, judge calls, estimated tokens) an evaluation would spend; calls nothing.
+
+    Answers not generated yet count as empty, so their tokens are not in the estimate.
+    """
+    target = resolve_target(cfg)
+    items = load_items(cfg.eval, cfg.cache_dir)
+    kept = read_generations(target.eval_dir / "generations.jsonl", generation_key(cfg, target))
+    judge = build_judge(cfg.judge, cfg.cache_dir)
+    requests = [
+        JudgeRequest(item, kept[i].text if i in kept else "") for i, item in enumerate(items)
+    ]
+    calls, tokens = judge.estimate(requests)
+    return len(items), calls, tokens
+
+
+def evaluate(cfg: Config) -> EvalResult:
+    """Generate, judge and aggregate; log metrics and artifacts into the target's run."""
+    target = resolve_target(cfg)
+    items = load_items(cfg.eval, cfg.cache_dir)
+    judge = build_judge(cfg.judge, cfg.cache_dir)
+    generations = target.eval_dir / "generations.jsonl"
+    judgements_path = target.eval_dir / slug(judge.name) / "judgements.jsonl"
+    # Fail fast: a missing key or an unknown judge model must stop us before any generation.
+    # Only an evaluation with nothing left to generate or pay for needs no check at all.
+    kept = read_generations(generations, generation_key(cfg, target))
+    if (
+        len(kept) < len(items)
+        or judge.estimate([JudgeRequest(item, kept[i].text) for i, item in enumerate(items)]).calls
+    ):
+        judge.preflight()
+    with _tracking_context(cfg, target) as run:
+        answers = generate_missing(cfg, target, items, generations, kept)
+        judgements = judge.judge_all(
+            [JudgeRequest(i, a.text) for i, a in zip(items, answers, strict=True)]
+        )
+        _write_judgements(judgements, judgements_path)
+        agg = aggregate(((j.category, j.score) for j in judgements), seed=cfg.eval.seed)
+        truncated = [item.category for item, a in zip(items, answers, strict=True) if a.truncated]
+        metrics = {
+            **evaluation_metrics(agg, judgements, truncated),
+            **judge.stats.as_metrics(),
+        }
+        run.log_metrics(metrics)
+        run.set_tags(
+            {
+                contract.TAG_EVAL_JUDGE: judge.name,
+                contract.TAG_EVAL_SET: cfg.eval.name,
+                contract.TAG_EVAL_ITEMS: len(items),
+                contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
+            }
+        )
+        run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)
+        run.client.log_artifact(run.run_id, str(judgements_path), contract.ARTIFACT_EVAL_DIR)
+        if agg.missing_categories:
+            log.warning(
+                "no judged item in %s: the average score is undefined",
+                ", ".join(agg.missing_categories),
+            )
+        if truncated:
+            log.warning(
+                "%d of %d answers stopped at eval.decoding.max_new_tokens=%d (may be cut)",
+                len(truncated),
+                len(items),
+                cfg.eval.decoding.max_new_tokens,
+            )
+    return EvalResult(run.run_id, agg, metrics, generations, judgements_path)

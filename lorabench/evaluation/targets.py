@@ -1,0 +1,66 @@
+"""What an evaluation scores: a training run's model, a model / adapter directory, or the base
+model itself; and the keys under which its answers and scores are kept."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorabench.config.schema import Config
+from lorabench.errors import ConfigError
+from lorabench.identity import section_hash
+from lorabench.trained import ModelSpec, spec_of_run
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to evaluate and where its evaluation lives."""
+
+    name: str
+    spec: ModelSpec
+    """Exactly what is loaded (`lorabench.trained`): base weights, adapter or model, seed."""
+    run_id: str | None
+    """The training run to log into; None: the evaluation opens a run of its own."""
+    eval_dir: Path
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+()\[\]=,-]+", "_", text)
+
+
+def resolve_target(cfg: Config) -> Target:
+    """What `run=` / `model_path=` name, or the configured base model."""
+    if cfg.run is not None and cfg.model_path is not None:
+        raise ConfigError("give run= or model_path=, not both")
+    if cfg.run is not None:
+        trained = spec_of_run(cfg.tracking, cfg.run)
+        return Target(
+            name=trained.name,
+            spec=trained.spec,
+            run_id=trained.run_id,
+            eval_dir=trained.spec.saved.parent / "eval" / cfg.eval.name,
+        )
+    if cfg.model_path is not None:
+        path = Path(cfg.model_path)
+        if not path.is_dir():
+            raise ConfigError(f"model_path={cfg.model_path!r} is not a directory")
+        name = f"eval:{path.resolve().parent.name}/{path.name}"
+    else:
+        path, name = None, cfg.model.name
+    return Target(
+        name=name,
+        spec=ModelSpec(base=cfg.model, saved=path, seed=cfg.training.seed),
+        run_id=None,
+        eval_dir=Path(cfg.eval.output_dir) / slug(name) / cfg.eval.name,
+    )
+
+
+def generation_key(cfg: Config, target: Target) -> str:
+    """Kept answers are reused only for the same weights, eval set and decoding."""
+    return section_hash(cfg, ("eval",), target.spec.fingerprint())
+
+
+def evaluation_hash(cfg: Config, target: Target) -> str:
+    """The `eval_hash` tag: eval set, decoding, judge and the evaluated weights."""
+    return section_hash(cfg, ("eval", "judge"), target.spec.fingerprint())

@@ -1,0 +1,20 @@
+"""Training one grid point: `train(cfg)` runs `TrainingRecipe`'s phases; `dry_run(cfg)` counts
+parameters on the meta device."""
+
+from lorabench.training.arguments import training_arguments
+from lorabench.training.recipe import (
+    TrainingRecipe,
+    TrainResult,
+    completed_result,
+    dry_run,
+    train,
+)
+
+__all__ = [
+    "TrainResult",
+    "TrainingRecipe",
+    "completed_result",
+    "dry_run",
+    "train",
+    "training_arguments",
+]

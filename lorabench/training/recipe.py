@@ -1,0 +1,272 @@
+"""Training one grid point with the HF Trainer, tracked in MLflow, in four phases a reader can
+follow: open the run, build, fit, finish.
+
+    recipe = TrainingRecipe(cfg)
+    with recipe.open_run() as run:   # identity checked, effective base resolved, run (re)opened
+        recipe.build(run)            # tokenizer, prepared data, model + method, Trainer
+        recipe.fit()                 # from the last checkpoint when resuming
+        result = recipe.finish(run)  # saved model, summary metrics, completion record
+
+Only rank 0 talks to MLflow. Process-wide state (signal handlers, environment variables) is the
+entry point's (`lorabench.launching.training_process`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from lorabench import contract
+from lorabench.config.schema import Config
+from lorabench.data import configured_nonpad_share, make_collator, prepare_train_data
+from lorabench.identity import check_output_dir, config_hash, identity, record_identity
+from lorabench.launching import DistEnv
+from lorabench.methods import method_for
+from lorabench.modeling import (
+    DTYPES,
+    ParameterCounts,
+    build_model,
+    build_tokenizer,
+    count_parameters,
+)
+from lorabench.tracking import Run, git_commit, tracked_run, training_params
+from lorabench.trained import effective_base
+from lorabench.training.arguments import peak_memory_gb, training_arguments
+from lorabench.training.callbacks import ContractMetricsCallback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished training call reports (also logged to MLflow)."""
+
+    run_id: str | None
+    output_dir: Path
+    model_path: Path
+    counts: ParameterCounts
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def dry_run(cfg: Config) -> ParameterCounts:
+    """Build the model on the meta device (no weights, no download) and count its parameters."""
+    method = method_for(cfg.method)
+    model = method.wrap(build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True))
+    return count_parameters(model, method)
+
+
+def completed_result(output_dir: Path) -> TrainResult | None:
+    """The result recorded by a finished training in `output_dir`, if there is one."""
+    marker = output_dir / contract.COMPLETE_MARKER
+    if not marker.is_file():
+        return None
+    record = json.loads(marker.read_text())
+    return TrainResult(
+        run_id=record["run_id"],
+        output_dir=output_dir,
+        model_path=Path(record["model_path"]),
+        counts=ParameterCounts(**record["counts"]),
+        metrics=record["metrics"],
+    )
+
+
+TRAINER_STATE = "trainer_state.json"
+"""Written last into a checkpoint by the Trainer: a checkpoint without it was cut short."""
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that was written to the end (a process killed while saving leaves
+    a directory without the Trainer's state, which cannot be resumed from)."""
+    found = []
+    for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rpartition("-")[2]
+        if step.isdigit() and path.is_dir():
+            found.append((int(step), path))
+    for _, path in sorted(found, reverse=True):
+        if (path / TRAINER_STATE).is_file():
+            return path
+        log.warning(
+            "%s was not written to the end (no %s); not resuming from it", path, TRAINER_STATE
+        )
+    return None
+
+
+def _summary_metrics(
+    session: dict[str, float], counts: ParameterCounts, cfg: Config, previous_gpu_hours: float
+) -> dict[str, float]:
+    metrics = {
+        contract.MODEL_ADDITIONAL_PARAMS: counts.additional,
+        contract.MODEL_TRAINABLE_PARAMS: counts.trainable,
+        contract.MODEL_TOTAL_PARAMS: counts.total,
+        contract.SYSTEM_PEAK_MEMORY_GB: peak_memory_gb(cfg.hardware.device),
+    }
+    if session.get("epochs", 0) > 0 and session["seconds"] > 0:
+        hours = session["seconds"] / 3600
+        training_hours = hours - session["checkpoint_seconds"] / 3600
+        metrics.update(
+            {
+                contract.TRAIN_TOKENS_PER_SECOND: session["tokens"] / session["seconds"],
+                contract.TRAIN_HOURS_PER_EPOCH: training_hours / session["epochs"],
+                contract.TRAIN_CHECKPOINT_HOURS: session["checkpoint_seconds"] / 3600,
+                contract.TRAIN_GPU_HOURS: previous_gpu_hours + hours * cfg.hardware.world_size,
+            }
+        )
+    return metrics
+
+
+class TrainingRecipe:
+    """One grid point's training (see the module docstring for the phases)."""
+
+    def __init__(self, cfg: Config, env: DistEnv | None = None) -> None:
+        self.requested = cfg
+        self.cfg = cfg  # becomes the effective config (the base actually trained on) on open
+        self.env = env or DistEnv.from_environ()
+        self.method = method_for(cfg.method)
+        self.output_dir = Path(cfg.training.output_dir)
+        self.identity = identity(cfg)
+
+    def finished(self) -> TrainResult | None:
+        """The recorded result when this config has already finished training here."""
+        if not self.requested.training.resume:
+            return None
+        check_output_dir(self.output_dir, self.identity)
+        return completed_result(self.output_dir)
+
+    @contextlib.contextmanager
+    def open_run(self) -> Iterator[Run | None]:
+        """Check the output directory, resolve the base, and (re)open the MLflow run (rank 0)."""
+        cfg = self.requested
+        if cfg.training.resume:
+            check_output_dir(self.output_dir, self.identity)
+        tags = {
+            contract.TAG_CONFIG_HASH: config_hash(cfg),
+            contract.TAG_GIT_COMMIT: git_commit(),
+            contract.TAG_PROFILE: cfg.profile,
+            contract.TAG_METHOD: self.method.name,
+        }
+        if cfg.tracking.parent_run_id is not None:
+            tags[contract.TAG_PARENT_RUN_ID] = cfg.tracking.parent_run_id
+        # Before the run opens: a base run that is missing or unfinished is an input error.
+        base_run_id, model_cfg = effective_base(cfg)
+        self.cfg = replace(cfg, model=model_cfg)
+        tags[contract.TAG_BASE_MODEL] = model_cfg.pretrained or f"{model_cfg.name} (architecture)"
+        if base_run_id is not None:
+            tags[contract.TAG_BASE_RUN_ID] = base_run_id
+        if self.env.is_main:
+            record_identity(self.output_dir, self.identity)
+        resolved = OmegaConf.structured(self.cfg)
+        if not (self.env.is_main and cfg.tracking.enabled):
+            yield None
+            return
+        with tracked_run(
+            cfg.tracking,
+            cfg.run_name,
+            self.output_dir,
+            resume=cfg.training.resume,
+            params=training_params(resolved),
+            tags=tags,
+        ) as run:
+            run.log_text(
+                OmegaConf.to_yaml(resolved, resolve=True), contract.ARTIFACT_RESOLVED_CONFIG
+            )
+            yield run
+
+    def build(self, run: Run | None) -> None:
+        """Tokenizer, prepared data (logged), model with the method applied, Trainer."""
+        cfg = self.cfg
+        args = training_arguments(cfg)  # before the model: ZeRO-3 needs it
+        self.tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
+        with args.main_process_first(desc="training data"):  # rank 0 prepares, others load
+            prepared = prepare_train_data(
+                cfg.data, self.tokenizer, cfg.method.max_length, Path(cfg.cache_dir)
+            )
+        if run is not None:
+            share = configured_nonpad_share(cfg, prepared.dataset)
+            run.log_metrics({**prepared.report.metrics(), contract.DATA_NONPAD_SHARE: share})
+        dtype = self.method.load_dtype(DTYPES[cfg.precision], cfg.hardware.deepspeed is not None)
+        model = build_model(cfg.model, self.tokenizer, dtype=dtype, seed=cfg.training.seed)
+        if cfg.hardware.activation_checkpointing:
+            self.method.prepare_for_checkpointing(model)
+        model = self.method.wrap(model)
+        self.counts = count_parameters(model, self.method)
+        log.info("parameters: %s", self.counts)
+        self.callback = ContractMetricsCallback(run)
+        self.trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=prepared.dataset,
+            data_collator=make_collator(cfg.data.batching, self.tokenizer, cfg.method.max_length),
+            processing_class=self.tokenizer,
+            callbacks=[self.callback],
+        )
+        self.previous_gpu_hours = 0.0
+        if run is not None:
+            history = run.metric_history(contract.TRAIN_GPU_HOURS)
+            self.previous_gpu_hours = max(history, default=0.0)
+
+    def fit(self) -> None:
+        """Train, from the last checkpoint when resuming; logged steps survive a failure."""
+        checkpoint = None
+        if self.cfg.training.resume and self.output_dir.is_dir():
+            checkpoint = last_complete_checkpoint(self.output_dir)
+        try:
+            self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        finally:
+            self.callback.flush()
+
+    def finish(self, run: Run | None) -> TrainResult:
+        """Save the model (every rank: ZeRO-3 gathers), log the summary, record completion."""
+        model_path = self.output_dir / self.method.saved_dir
+        self.trainer.save_model(str(model_path))
+        metrics = _summary_metrics(
+            self.callback.session, self.counts, self.cfg, self.previous_gpu_hours
+        )
+        result = TrainResult(
+            run_id=run.run_id if run is not None else None,
+            output_dir=self.output_dir,
+            model_path=model_path,
+            counts=self.counts,
+            metrics=metrics,
+        )
+        if run is not None:
+            self.tokenizer.save_pretrained(str(model_path))
+            run.log_metrics(metrics, step=self.trainer.state.global_step)
+            run.set_tags({contract.TAG_MODEL_PATH: str(model_path.resolve())})
+            if self.method.logs_result_artifact:
+                run.log_artifacts(model_path, contract.ARTIFACT_ADAPTER_DIR)
+        if self.env.is_main:
+            record = {
+                "run_id": result.run_id,
+                "config_hash": config_hash(self.requested),
+                "tracking_uri": self.cfg.tracking.tracking_uri,
+                "model_path": str(model_path),
+                "counts": asdict(self.counts),
+                "metrics": metrics,
+            }
+            (self.output_dir / contract.COMPLETE_MARKER).write_text(json.dumps(record, indent=2))
+        return result
+
+
+def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
+    """Train one grid point; log it to MLflow as one run (rank 0 only) and save the result.
+
+    With `training.resume` (the default) a finished output directory of the same config is not
+    trained again, and an unfinished one continues from its last checkpoint into the same MLflow
+    run; a directory of another config is refused, naming the keys that differ.
+    """
+    recipe = TrainingRecipe(cfg, env)
+    if (done := recipe.finished()) is not None:
+        log.info("%s already finished training; nothing to do", recipe.output_dir)
+        return done
+    with recipe.open_run() as run:
+        recipe.build(run)
+        recipe.fit()
+        return recipe.finish(run)
