@@ -9,7 +9,8 @@
     metrics = judge.stats.as_metrics()      # eval/judge_calls, eval/judge_cache_hits, ...
 
 `base` holds the interface and records, `parsing` reads scores out of replies, `prompts` builds
-judge messages (the project's instructions or BELLE's), `cache` is the sqlite reply cache.
+judge messages (the project's instructions and layout, or BELLE's exact messages), `cache` is
+the sqlite reply cache.
 """
 
 from lorabench.judging.base import (
@@ -26,26 +27,37 @@ from lorabench.judging.cache import JudgeCache, cache_key
 from lorabench.judging.openai_judge import DEFAULT_CACHE_PATH, OpenAIJudge, estimate_tokens
 from lorabench.judging.parsing import ParsedScore, parse_score, parse_score_detail
 from lorabench.judging.prompts import (
+    BELLE_LAYOUT,
+    BELLE_NO_GOLD_CLASSES,
     BELLE_PROMPT_COMMIT,
     BELLE_PROMPT_SHA256,
     BELLE_PROMPT_URL,
+    BELLE_TRANSLATIONS,
     PROJECT_LAYOUT,
     PROJECT_PROMPTS,
+    BelleLayout,
+    BelleTranslation,
     JudgePrompts,
     Layout,
+    MessageLayout,
     download_belle_prompts,
     load_belle_prompts,
 )
 from lorabench.judging.reference_judge import ReferenceJudge
 
 __all__ = [
+    "BELLE_LAYOUT",
+    "BELLE_NO_GOLD_CLASSES",
     "BELLE_PROMPT_COMMIT",
     "BELLE_PROMPT_SHA256",
     "BELLE_PROMPT_URL",
+    "BELLE_TRANSLATIONS",
     "DEFAULT_CACHE_PATH",
     "PROJECT_LAYOUT",
     "PROJECT_PROMPTS",
     "STATUSES",
+    "BelleLayout",
+    "BelleTranslation",
     "CostEstimate",
     "Judge",
     "JudgeCache",
@@ -55,6 +67,7 @@ __all__ = [
     "JudgeStats",
     "Judgement",
     "Layout",
+    "MessageLayout",
     "OpenAIJudge",
     "ParsedScore",
     "ReferenceJudge",
