@@ -7,6 +7,7 @@
     n_calls, tokens = judge.estimate(reqs)  # a dry run: nothing is sent
     judgements = judge.judge_all(reqs)      # in order; failures have score None
     metrics = judge.stats.as_metrics()      # eval/judge_calls, eval/judge_cache_hits, ...
+    judge.served_models                     # ('gpt-3.5-turbo-0125',): who really answered
 
 `base` holds the interface and records, `parsing` reads scores out of replies, `prompts` builds
 judge messages (the project's instructions and layout, or BELLE's exact messages), `cache` is
@@ -24,7 +25,12 @@ from lorabench.judging.base import (
     Status,
 )
 from lorabench.judging.cache import JudgeCache, cache_key
-from lorabench.judging.openai_judge import DEFAULT_CACHE_PATH, OpenAIJudge, estimate_tokens
+from lorabench.judging.openai_judge import (
+    DEFAULT_CACHE_PATH,
+    UNKNOWN_SERVED_MODEL,
+    OpenAIJudge,
+    estimate_tokens,
+)
 from lorabench.judging.parsing import ParsedScore, parse_score, parse_score_detail
 from lorabench.judging.prompts import (
     BELLE_LAYOUT,
@@ -56,6 +62,7 @@ __all__ = [
     "PROJECT_LAYOUT",
     "PROJECT_PROMPTS",
     "STATUSES",
+    "UNKNOWN_SERVED_MODEL",
     "BelleLayout",
     "BelleTranslation",
     "CostEstimate",

@@ -65,6 +65,9 @@ class Judgement:
     completion_tokens: int = 0
     judge: str = ""
     """The judge's id, e.g. `openai:gpt-3.5-turbo` or `reference:f1`."""
+    served_model: str = ""
+    """The model that wrote the reply as the server named it (e.g. `gpt-3.5-turbo-0125`);
+    empty when unknown (errors, offline judges, replies cached before it was recorded)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -96,6 +99,7 @@ class Judgement:
             "cached": self.cached,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "served_model": self.served_model,
         }
 
     @classmethod
@@ -113,6 +117,7 @@ class Judgement:
             prompt_tokens=int(row.get("prompt_tokens", 0)),
             completion_tokens=int(row.get("completion_tokens", 0)),
             judge=row.get("judge", ""),
+            served_model=row.get("served_model") or "",
         )
 
 
@@ -203,6 +208,15 @@ class Judge(abc.ABC):
     def params(self) -> dict[str, object]:
         """Settings that define the judge's scores, for run parameters (never secrets)."""
         return {"name": self.name}
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The models that actually produced this judge's scores, sorted (for a run tag).
+
+        An API judge reports the model names its replies carried (a dated snapshot such as
+        `gpt-3.5-turbo-0125` behind the alias `gpt-3.5-turbo`); an offline judge, its name.
+        """
+        return (self.name,)
 
     def preflight(self) -> None:  # noqa: B027 - optional hook: offline judges have nothing to check
         """Check that judging can run at all; raise `JudgeError` if not. Offline judges pass."""
