@@ -20,22 +20,12 @@ from omegaconf import OmegaConf
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lorabench.config.schema import Config, EvalConfig, JudgeConfig, ModelConfig
+from lorabench.config.schema import Config, EvalConfig, ModelConfig
 from lorabench.demo_corpus import generate_eval_set, write_jsonl
 from lorabench.errors import ConfigError
 from lorabench.eval_set import EvalItem, download, load_eval_set
 from lorabench.generation import generate_answers
-from lorabench.judging import (
-    PROJECT_PROMPTS,
-    Judge,
-    Judgement,
-    JudgePrompts,
-    JudgeRequest,
-    OpenAIJudge,
-    ReferenceJudge,
-    download_belle_prompts,
-    load_belle_prompts,
-)
+from lorabench.judging import Judgement, JudgeRequest, build_judge
 from lorabench.metrics import Aggregate, aggregate, aggregate_metrics
 from lorabench.modeling import build_model, build_tokenizer
 from lorabench.tracking import (
@@ -101,32 +91,6 @@ def load_items(eval_cfg: EvalConfig, cache_dir: str | Path) -> list[EvalItem]:
         )
     items = load_eval_set(path)
     return items[: eval_cfg.limit] if eval_cfg.limit else items
-
-
-def _judge_prompts(judge_cfg: JudgeConfig, cache_dir: Path) -> JudgePrompts:
-    if judge_cfg.prompts == "project":
-        return PROJECT_PROMPTS
-    if judge_cfg.prompts == "belle":
-        return load_belle_prompts(download_belle_prompts(cache_dir / "eval" / "eval_prompt.json"))
-    return load_belle_prompts(judge_cfg.prompts)
-
-
-def build_judge(judge_cfg: JudgeConfig, cache_dir: str | Path) -> Judge:
-    """The configured judge (an OpenAI-compatible LLM, or the offline reference judge)."""
-    if judge_cfg.name == "reference":
-        return ReferenceJudge(text_metric=judge_cfg.model)
-    cache_path = Path(cache_dir) / judge_cfg.cache_path
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    return OpenAIJudge(
-        judge_cfg.model,
-        base_url=judge_cfg.base_url,
-        api_key_env=judge_cfg.api_key_env,
-        concurrency=judge_cfg.concurrency,
-        max_retries=judge_cfg.max_retries,
-        timeout=judge_cfg.timeout,
-        cache_path=cache_path,
-        prompts=_judge_prompts(judge_cfg, Path(cache_dir)),
-    )
 
 
 def resolve_target(cfg: Config) -> Target:

@@ -1,7 +1,8 @@
 """Judges: score model answers on the eval set, per item, with explicit failures.
 
-    from lorabench.judging import JudgeRequest, OpenAIJudge, ReferenceJudge
+    from lorabench.judging import JudgeRequest, OpenAIJudge, ReferenceJudge, build_judge
 
+    judge = build_judge(cfg.judge, cfg.cache_dir)  # from the `judge` config section, or:
     judge = OpenAIJudge("gpt-3.5-turbo", cache_path=".cache/judge/openai.sqlite")
     judge.preflight()                       # before generating: key, server, model name
     n_calls, tokens = judge.estimate(reqs)  # a dry run: nothing is sent
@@ -11,7 +12,7 @@
 
 `base` holds the interface and records, `parsing` reads scores out of replies, `prompts` builds
 judge messages (the project's instructions and layout, or BELLE's exact messages), `cache` is
-the sqlite reply cache.
+the sqlite reply cache, `factory` builds the configured judge.
 """
 
 from lorabench.judging.base import (
@@ -25,6 +26,7 @@ from lorabench.judging.base import (
     Status,
 )
 from lorabench.judging.cache import JudgeCache, cache_key
+from lorabench.judging.factory import build_judge, resolve_prompts
 from lorabench.judging.openai_judge import (
     DEFAULT_CACHE_PATH,
     UNKNOWN_SERVED_MODEL,
@@ -79,10 +81,12 @@ __all__ = [
     "ParsedScore",
     "ReferenceJudge",
     "Status",
+    "build_judge",
     "cache_key",
     "download_belle_prompts",
     "estimate_tokens",
     "load_belle_prompts",
     "parse_score",
     "parse_score_detail",
+    "resolve_prompts",
 ]
