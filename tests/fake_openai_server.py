@@ -7,8 +7,10 @@ Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`.
 scriptable per request: `server.push(rate_limited(1), server_error(), reply("得分: 1"))` makes
 the next three chat requests answer 429 (with Retry-After), 500 and a normal reply; once the
 script is used up, `responder(request_json)` (if given) or `default` answers. Every request is
-recorded (path, headers, JSON body, arrival time), so tests can count calls and check where the
-API key was sent.
+recorded (path, headers, JSON body and its raw bytes, arrival time), so tests can count calls,
+compare the messages received byte for byte and check where the API key was sent. Replies name
+the requested model unless `served_model` is set (e.g. `gpt-3.5-turbo-0125`, the dated
+snapshot OpenAI's replies carry for the alias `gpt-3.5-turbo`).
 
 It lives under tests/ because it is test infrastructure, not part of the installed package;
 `bench/judge_throughput.py` imports it from the checkout (`tests.fake_openai_server`) or runs it
@@ -83,6 +85,8 @@ class RecordedRequest:
     body: Any
     time: float
     """`time.monotonic()` on arrival."""
+    raw: bytes = b""
+    """The request body exactly as received (empty for GET)."""
 
 
 @dataclass
@@ -98,6 +102,8 @@ class FakeOpenAIServer:
     default: Action = field(default_factory=reply)
     responder: Callable[[dict[str, Any]], Action] | None = None
     """Decides the answer from the request JSON once the script is used up."""
+    served_model: str | None = None
+    """The `model` named in chat replies; None: the requested model."""
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -236,7 +242,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             body = None
-        state._record(self._recorded(body))
+        state._record(self._recorded(body, raw))
         if not self._authorised():
             return
         if self.path != "/v1/chat/completions" or not isinstance(body, dict):
@@ -268,7 +274,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "id": f"chatcmpl-fake-{time.monotonic_ns()}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": body["model"],
+                "model": state.served_model or body["model"],
                 "choices": [
                     {
                         "index": 0,
@@ -285,13 +291,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             action.headers,
         )
 
-    def _recorded(self, body: Any) -> RecordedRequest:
+    def _recorded(self, body: Any, raw: bytes = b"") -> RecordedRequest:
         return RecordedRequest(
             self.command,
             self.path,
             {k.lower(): v for k, v in self.headers.items()},
             body,
             time.monotonic(),
+            raw,
         )
 
     def _authorised(self) -> bool:

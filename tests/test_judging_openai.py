@@ -92,6 +92,9 @@ def test_normal_replies_are_scored_in_request_order(server, tmp_path) -> None:
     sent = server.chat_requests[0].body
     assert sent["model"] == "gpt-3.5-turbo" and sent["temperature"] == 0
     assert len(sent["messages"]) == 1 and sent["messages"][0]["role"] == "user"
+    # a server that names no dated snapshot: the requested model is what served
+    assert judge.served_models == ("gpt-3.5-turbo",)
+    assert {j.served_model for j in judgements} == {"gpt-3.5-turbo"}
 
 
 def test_429_is_retried_after_retry_after(server, tmp_path) -> None:

@@ -1,5 +1,6 @@
-"""Judge messages: the project's instructions for every class, BELLE's file loaded faithfully
-(read from ../shared when present, never copied here), and its checked download."""
+"""Judge messages: the project's instructions for every class, the layouts (the project's and
+BELLE's), BELLE's file loaded faithfully (read from ../shared when present, never copied here),
+and its checked download. BELLE's messages byte for byte: tests/test_judging_belle.py."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ import pytest
 from lorabench.errors import DataError
 from lorabench.evaluation.eval_set import CATEGORY_OF_LABEL, EvalItem, category_of, load_eval_set
 from lorabench.judging import (
+    BELLE_LAYOUT,
+    BELLE_NO_GOLD_CLASSES,
     BELLE_PROMPT_SHA256,
     PROJECT_LAYOUT,
     PROJECT_PROMPTS,
+    BelleLayout,
     JudgeError,
     JudgePrompts,
+    Layout,
     download_belle_prompts,
     load_belle_prompts,
 )
@@ -73,9 +78,7 @@ def test_missing_instruction_is_a_clear_error() -> None:
 def test_belle_prompts_load_with_normalised_labels() -> None:
     prompts = load_belle_prompts(BELLE_PROMPTS, sha256=BELLE_PROMPT_SHA256)
     assert set(prompts.instructions) == set(CATEGORY_OF_LABEL)  # incl. translation
-    assert (
-        prompts.layout == PROJECT_LAYOUT and prompts.source == f"belle:{BELLE_PROMPT_SHA256[:12]}"
-    )
+    assert prompts.layout == BELLE_LAYOUT and prompts.source == f"belle:{BELLE_PROMPT_SHA256[:12]}"
     raw = [json.loads(line) for line in BELLE_PROMPTS.read_text(encoding="utf-8").splitlines()]
     by_class = {row["class"]: row["prompt"] for row in raw}
     assert prompts.instruction_for("closed qa") == by_class["closed\u00a0QA"]
@@ -83,12 +86,53 @@ def test_belle_prompts_load_with_normalised_labels() -> None:
 
 
 @needs_belle
-def test_belle_prompts_build_a_message_for_every_eval_item() -> None:
-    prompts = load_belle_prompts(BELLE_PROMPTS)
+@pytest.mark.parametrize("translation", ["paper", "current"])
+def test_belle_prompts_build_a_message_for_every_eval_item(translation: str) -> None:
+    prompts = load_belle_prompts(BELLE_PROMPTS, layout=BelleLayout(translation))
+    layout = BelleLayout(translation)
+    for item in load_eval_set(BELLE_DIR / "eval_set.json"):
+        message = prompts.build(item, "模型的回答")
+        assert message.startswith(prompts.instruction_for(layout.instruction_class(item)) + " ")
+        assert ("标准回答:" in message) == layout.sends_gold(item)
+
+
+@needs_belle
+def test_belle_instructions_also_fit_the_project_layout() -> None:
+    belle = load_belle_prompts(BELLE_PROMPTS)
+    prompts = JudgePrompts(belle.instructions, layout=PROJECT_LAYOUT, source=belle.source)
     for item in load_eval_set(BELLE_DIR / "eval_set.json"):
         message = prompts.build(item, "模型的回答")
         assert message.startswith(prompts.instruction_for(item.raw_class))
         assert ("标准答案：" in message) == bool(item.std_answer.strip())
+
+
+@pytest.mark.parametrize("raw_class", sorted(CATEGORY_OF_LABEL))
+@pytest.mark.parametrize("gold", ["", "GOLD"])
+def test_belle_layout_decides_by_class(raw_class: str, gold: str) -> None:
+    item = _item(raw_class, gold)
+    paper, current = BelleLayout("paper"), BelleLayout("current")
+    if raw_class == "rewrite" and gold:  # a former translation item
+        assert (paper.instruction_class(item), paper.sends_gold(item)) == ("translation", True)
+        assert (current.instruction_class(item), current.sends_gold(item)) == ("rewrite", False)
+    else:
+        for layout in (paper, current):
+            assert layout.instruction_class(item) == raw_class
+            assert layout.sends_gold(item) == (raw_class not in BELLE_NO_GOLD_CLASSES)
+    assert BELLE_NO_GOLD_CLASSES == {"generation", "brainstorming", "rewrite"}
+
+
+def test_judge_prompts_use_any_layout_object() -> None:
+    class Upper:
+        name = "upper"
+
+        def build(self, instruction_for, item: EvalItem, answer: str) -> str:
+            return f"{instruction_for(item.raw_class)}|{item.question}|{answer}".upper()
+
+    prompts = JudgePrompts({"math": "m"}, layout=Upper(), source="mine")
+    assert prompts.build(_item("math", "1"), "a") == "M|QUESTION-TEXT|A"
+    custom = Layout("{instruction}+{reference}", "{instruction}-", name="mine")
+    assert JudgePrompts({"math": "m"}, layout=custom).build(_item("math", "g"), "a") == "m+g"
+    assert PROJECT_LAYOUT.name == "project" and BELLE_LAYOUT.name == "belle(translation=paper)"
 
 
 @needs_belle

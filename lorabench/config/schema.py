@@ -25,6 +25,7 @@ DATA_DOMAINS = ("general", "math")
 BATCHING_MODES = ("padded", "grouped", "packed")
 JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
+BELLE_TRANSLATIONS = ("paper", "current")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
@@ -242,9 +243,20 @@ class JudgeConfig:
     concurrency: int = 16
     max_retries: int = 6
     timeout: float = 60.0
-    prompts: str = "project"
-    """`project` (this project's per-category instructions), `belle` (BELLE's eval_prompt.json,
-    downloaded) or a path to a file in that format."""
+    temperature: float = 0.0
+    """Sampling temperature of the judge (BELLE's page: 0.0); >= 0."""
+    max_tokens: int | None = 3000
+    """Cap on reply tokens (BELLE's page: 3000); >= 1, or null to leave it to the server."""
+    prompts: str = "belle"
+    """`belle` (BELLE's eval_prompt.json, downloaded into `cache_dir`, in the exact message of
+    BELLE's scoring page: the paper's judging), `project` (this project's per-category
+    instructions in its own layout) or a path to a local copy of BELLE's file (same format and
+    layout; use it offline: `judge.prompts=/path/to/eval_prompt.json`)."""
+    belle_translation: str = "paper"
+    """With BELLE's prompts, how the 39 former translation items (raw class `rewrite` with a gold
+    answer) are judged: `paper` as when the paper was judged, when they were still labelled
+    `translation` (gold answer sent, `translation` prompt); `current` as BELLE's page does with
+    today's eval set (no gold answer, `rewrite` prompt). Ignored by `prompts=project`."""
     cache_path: str = "judge_cache.sqlite"
     """Relative paths are under `cache_dir`."""
 
@@ -481,3 +493,9 @@ def _check_judge(j: JudgeConfig) -> None:
     _positive("judge.concurrency", j.concurrency)
     _non_negative("judge.max_retries", j.max_retries)
     _positive("judge.timeout", j.timeout)
+    _non_negative("judge.temperature", j.temperature)
+    if j.max_tokens is not None and j.max_tokens < 1:
+        _fail("judge.max_tokens", j.max_tokens, "must be >= 1 or null")
+    if not j.prompts:
+        _fail("judge.prompts", j.prompts, "must be belle, project or a path to a prompt file")
+    _one_of("judge.belle_translation", j.belle_translation, BELLE_TRANSLATIONS)

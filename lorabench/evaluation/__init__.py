@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_PIPELINE = ("EvalResult", "estimate", "evaluate", "build_judge")
+_PIPELINE = ("EvalResult", "estimate", "evaluate")
 
 
 def __getattr__(name: str) -> Any:

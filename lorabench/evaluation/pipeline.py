@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lorabench import contract
-from lorabench.config.schema import Config, JudgeConfig
+from lorabench.config.schema import Config
 from lorabench.evaluation.eval_set import EvalItem, load_items
 from lorabench.evaluation.generation import generate_answers
 from lorabench.evaluation.scoring import Aggregate, aggregate, evaluation_metrics
@@ -29,17 +29,7 @@ from lorabench.evaluation.targets import (
     resolve_target,
     slug,
 )
-from lorabench.judging import (
-    PROJECT_PROMPTS,
-    Judge,
-    Judgement,
-    JudgePrompts,
-    JudgeRequest,
-    OpenAIJudge,
-    ReferenceJudge,
-    download_belle_prompts,
-    load_belle_prompts,
-)
+from lorabench.judging import Judge, Judgement, JudgeRequest, build_judge
 from lorabench.tracking import Run, client_for, reopened_run, tracked_run
 
 log = logging.getLogger(__name__)
@@ -62,32 +52,6 @@ class KeptAnswer:
 
     text: str
     truncated: bool
-
-
-def _judge_prompts(judge_cfg: JudgeConfig, cache_dir: Path) -> JudgePrompts:
-    if judge_cfg.prompts == "project":
-        return PROJECT_PROMPTS
-    if judge_cfg.prompts == "belle":
-        return load_belle_prompts(download_belle_prompts(cache_dir / "eval" / "eval_prompt.json"))
-    return load_belle_prompts(judge_cfg.prompts)
-
-
-def build_judge(judge_cfg: JudgeConfig, cache_dir: str | Path) -> Judge:
-    """The configured judge (an OpenAI-compatible LLM, or the offline reference judge)."""
-    if judge_cfg.name == "reference":
-        return ReferenceJudge(text_metric=judge_cfg.model)
-    cache_path = Path(cache_dir) / judge_cfg.cache_path
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    return OpenAIJudge(
-        judge_cfg.model,
-        base_url=judge_cfg.base_url,
-        api_key_env=judge_cfg.api_key_env,
-        concurrency=judge_cfg.concurrency,
-        max_retries=judge_cfg.max_retries,
-        timeout=judge_cfg.timeout,
-        cache_path=cache_path,
-        prompts=_judge_prompts(judge_cfg, Path(cache_dir)),
-    )
 
 
 def read_generations(path: Path, key: str) -> dict[int, KeptAnswer]:
@@ -163,6 +127,12 @@ def _write_judgements(judgements: Sequence[Judgement], path: Path) -> None:
             f.write(json.dumps(judgement.to_dict(), ensure_ascii=False) + "\n")
 
 
+def _prompts_label(judge: Judge) -> str:
+    params = judge.params()
+    parts = [str(params[k]) for k in ("prompts", "prompt_layout") if params.get(k)]
+    return " ".join(parts) or judge.name
+
+
 def _tracking_context(cfg: Config, target: Target) -> AbstractContextManager[Run]:
     if target.run_id is not None:
         return reopened_run(client_for(cfg.tracking), target.run_id)
@@ -221,6 +191,8 @@ def evaluate(cfg: Config) -> EvalResult:
                 contract.TAG_EVAL_SET: cfg.eval.name,
                 contract.TAG_EVAL_ITEMS: len(items),
                 contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
+                contract.TAG_EVAL_JUDGE_MODEL: ", ".join(judge.served_models),
+                contract.TAG_EVAL_JUDGE_PROMPTS: _prompts_label(judge),
             }
         )
         run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)

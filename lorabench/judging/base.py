@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
+from lorabench import contract
 from lorabench.errors import LorabenchError
 from lorabench.evaluation.eval_set import EvalItem, category_of
 
@@ -65,6 +66,9 @@ class Judgement:
     completion_tokens: int = 0
     judge: str = ""
     """The judge's id, e.g. `openai:gpt-3.5-turbo` or `reference:f1`."""
+    served_model: str = ""
+    """The model that wrote the reply as the server named it (e.g. `gpt-3.5-turbo-0125`);
+    empty when unknown (errors, offline judges, replies cached before it was recorded)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -96,6 +100,7 @@ class Judgement:
             "cached": self.cached,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "served_model": self.served_model,
         }
 
     @classmethod
@@ -113,6 +118,7 @@ class Judgement:
             prompt_tokens=int(row.get("prompt_tokens", 0)),
             completion_tokens=int(row.get("completion_tokens", 0)),
             judge=row.get("judge", ""),
+            served_model=row.get("served_model") or "",
         )
 
 
@@ -161,13 +167,13 @@ class JudgeStats:
         elif judgement.status == "no_reference":
             self.no_reference += 1
 
-    def as_metrics(self, prefix: str = "eval/") -> dict[str, float]:
-        """The counters under the MLflow contract's names (`eval/judge_calls`, …)."""
+    def as_metrics(self) -> dict[str, float]:
+        """The counters under the tracking contract's names (`eval/judge_calls`, …)."""
         return {
-            f"{prefix}judge_calls": float(self.calls),
-            f"{prefix}judge_cache_hits": float(self.cache_hits),
-            f"{prefix}judge_parse_failures": float(self.parse_failures),
-            f"{prefix}judge_tokens": float(self.tokens),
+            contract.EVAL_JUDGE_CALLS: float(self.calls),
+            contract.EVAL_JUDGE_CACHE_HITS: float(self.cache_hits),
+            contract.EVAL_JUDGE_PARSE_FAILURES: float(self.parse_failures),
+            contract.EVAL_JUDGE_TOKENS: float(self.tokens),
         }
 
     def as_dict(self) -> dict[str, int]:
@@ -203,6 +209,15 @@ class Judge(abc.ABC):
     def params(self) -> dict[str, object]:
         """Settings that define the judge's scores, for run parameters (never secrets)."""
         return {"name": self.name}
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The models that actually produced this judge's scores, sorted (for a run tag).
+
+        An API judge reports the model names its replies carried (a dated snapshot such as
+        `gpt-3.5-turbo-0125` behind the alias `gpt-3.5-turbo`); an offline judge, its name.
+        """
+        return (self.name,)
 
     def preflight(self) -> None:  # noqa: B027 - optional hook: offline judges have nothing to check
         """Check that judging can run at all; raise `JudgeError` if not. Offline judges pass."""

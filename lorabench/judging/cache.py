@@ -7,6 +7,11 @@ keeps everything it paid for. Only replies are stored (a parse failure's reply t
 was paid for); errors are not, so they are retried next time. Nothing secret is stored: no
 headers, no API key.
 
+Each row also records the model that answered (`served_model`: the reply's `model` field, e.g.
+`gpt-3.5-turbo-0125` for a request to `gpt-3.5-turbo`), so a fully cached evaluation still
+knows which model produced its scores. Caches written before that column existed are migrated
+in place (a nullable column is added; their old rows have no served model).
+
 Several processes may share one cache file (sqlite WAL mode with a busy timeout).
 """
 
@@ -40,6 +45,8 @@ class CachedReply:
     reply: str
     prompt_tokens: int
     completion_tokens: int
+    served_model: str | None = None
+    """The model named in the reply (None: unknown, e.g. a row cached before it was recorded)."""
 
 
 class JudgeCache:
@@ -60,8 +67,21 @@ class JudgeCache:
                 "CREATE TABLE IF NOT EXISTS replies ("
                 " key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL,"
                 " reply TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,"
-                " completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+                " completion_tokens INTEGER NOT NULL, created REAL NOT NULL,"
+                " served_model TEXT)"
             )
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the `served_model` column to a cache created before it existed."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replies)")}
+        if "served_model" in columns:
+            return
+        try:
+            self._conn.execute("ALTER TABLE replies ADD COLUMN served_model TEXT")
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err):  # another process migrated it just now
+                raise
 
     def get(self, key: str) -> CachedReply | None:
         """The reply stored under `key`, if any."""
@@ -75,12 +95,12 @@ class JudgeCache:
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    "SELECT key, reply, prompt_tokens, completion_tokens FROM replies"
-                    f" WHERE key IN ({marks})",
+                    "SELECT key, reply, prompt_tokens, completion_tokens, served_model"
+                    f" FROM replies WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, reply, prompt_tokens, completion_tokens in rows:
-                    found[key] = CachedReply(reply, prompt_tokens, completion_tokens)
+                for key, reply, prompt_tokens, completion_tokens, served in rows:
+                    found[key] = CachedReply(reply, prompt_tokens, completion_tokens, served)
         return found
 
     def put(
@@ -92,12 +112,23 @@ class JudgeCache:
         reply: str,
         prompt_tokens: int,
         completion_tokens: int,
+        served_model: str | None = None,
     ) -> None:
-        """Store a reply and commit at once."""
+        """Store a reply (and the model that served it, when known) and commit at once."""
         with self._lock, self._conn:
             self._conn.execute(
-                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, model, prompt, reply, prompt_tokens, completion_tokens, time.time()),
+                "INSERT OR REPLACE INTO replies (key, model, prompt, reply, prompt_tokens,"
+                " completion_tokens, created, served_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    model,
+                    prompt,
+                    reply,
+                    prompt_tokens,
+                    completion_tokens,
+                    time.time(),
+                    served_model,
+                ),
             )
 
     def __len__(self) -> int:

@@ -12,6 +12,9 @@ llama.cpp, Ollama), concurrent, cached, retried and auditable.
 - Cache: every reply (including ones with no readable score) is written to the sqlite cache as
   soon as it arrives, keyed by model, sampling settings and the full prompt; identical prompts
   within a batch are sent once. Errors are not cached, so a rerun retries exactly those.
+- Served model: the `model` field of each reply (the dated snapshot behind an alias, e.g.
+  `gpt-3.5-turbo-0125`) is cached with the reply and collected in `served_models`, cached
+  replies included, so a fully cached rerun still says which model scored it.
 - The API key is read from the environment variable named by `api_key_env` when a request is
   about to be made, handed to the client, and never stored on the judge, logged, cached or put
   in a judgement (error texts are scrubbed of it).
@@ -50,6 +53,10 @@ DEFAULT_CACHE_PATH = Path(".cache/judge/openai.sqlite")
 EXPECTED_REPLY_TOKENS = 100
 """Completion tokens assumed per call in estimates: a score and a sentence or two of reasons."""
 
+UNKNOWN_SERVED_MODEL = "unknown"
+"""In `served_models` for replies whose model is not known (cached before it was recorded, or a
+server that names none)."""
+
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{3,}")
 _T = TypeVar("_T")
@@ -65,6 +72,8 @@ class _Outcome:
     error: str = ""
     status: int | None = None
     """The HTTP status of a non-retryable error response."""
+    served_model: str | None = None
+    """The reply's `model` field (None: not known)."""
 
 
 class OpenAIJudge(Judge):
@@ -139,6 +148,7 @@ class OpenAIJudge(Judge):
         self.max_retry_after = max_retry_after
         self.recheck_parse_failures = recheck_parse_failures
         self.cache = JudgeCache(":memory:" if cache_path is None else cache_path)
+        self._served: set[str] = set()
         self._rng = random.Random()
         self._resume_at = 0.0  # loop time before which no request is sent (after a Retry-After)
 
@@ -155,13 +165,22 @@ class OpenAIJudge(Judge):
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "prompts": self.prompts.source,
+            "prompt_layout": self.prompts.layout.name,
         }
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The model names the replies judged so far carried (cached ones included), sorted;
+        `UNKNOWN_SERVED_MODEL` stands for replies whose model is not known. Empty before
+        anything was judged."""
+        return tuple(sorted(self._served))
 
     def __repr__(self) -> str:
         return (
             f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, "
             f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
-            f"cache={self.cache.path!r}, prompts={self.prompts.source!r})"
+            f"cache={self.cache.path!r}, prompts={self.prompts.source!r}, "
+            f"layout={self.prompts.layout.name!r})"
         )
 
     def close(self) -> None:
@@ -243,12 +262,19 @@ class OpenAIJudge(Judge):
         for request, key in zip(requests, keys, strict=True):
             if key in cached:
                 hit = cached[key]
-                outcome = _Outcome(hit.reply, hit.prompt_tokens, hit.completion_tokens)
+                outcome = _Outcome(
+                    hit.reply,
+                    hit.prompt_tokens,
+                    hit.completion_tokens,
+                    served_model=hit.served_model,
+                )
                 from_cache = True
             else:
                 outcome = outcomes[key]
                 from_cache = key in paid  # a duplicate of a prompt already sent in this batch
                 paid.add(key)
+            if outcome.reply is not None:
+                self._served.add(outcome.served_model or UNKNOWN_SERVED_MODEL)
             judgements.append(self._judgement(request, outcome, from_cache))
         return judgements
 
@@ -266,6 +292,7 @@ class OpenAIJudge(Judge):
             cached=cached,
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
+            served_model=outcome.served_model or "",
         )
 
     async def _call_all(
@@ -287,6 +314,7 @@ class OpenAIJudge(Judge):
                         reply=outcome.reply,
                         prompt_tokens=outcome.prompt_tokens,
                         completion_tokens=outcome.completion_tokens,
+                        served_model=outcome.served_model,
                     )
                 else:
                     log.warning("judge request failed: %s", outcome.error)
@@ -432,7 +460,9 @@ def _reply_of(response: Any) -> _Outcome:
     if not choices:
         return _Outcome(None, error="the server returned no choices")
     content = choices[0].message.content
-    return _Outcome(content or "", prompt_tokens, completion_tokens)
+    served = getattr(response, "model", None)
+    served = served if isinstance(served, str) and served else None
+    return _Outcome(content or "", prompt_tokens, completion_tokens, served_model=served)
 
 
 def _retryable(status: int) -> bool:

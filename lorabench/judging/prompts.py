@@ -1,32 +1,35 @@
-"""Judge prompts: one user message per item, built from a per-class instruction.
+"""Judge prompts: one user message per item, built from a per-class instruction and a layout.
 
-The message holds, in order: a class-specific instruction that asks for a score in [0, 1]
-written as `得分:`, the question, the gold answer when the item has one (non-empty
-`std_answer`), and the model's answer. This is the structure of BELLE's judge.
+A `JudgePrompts` pairs per-class instructions (raw class → text asking for a score in [0, 1]
+written as `得分:`) with a layout that puts instruction, question, gold answer and model answer
+into the one user message (no system message). Two sets:
 
-Two sets of instructions:
+- `PROJECT_PROMPTS` (`judge.prompts=project`): instructions written for this project, one per
+  raw class (math and code are judged differently even though both are reported as "others"),
+  in the project's `PROJECT_LAYOUT` with labelled blocks. The gold answer is included whenever
+  the item has one (non-empty `std_answer`).
+- `load_belle_prompts(path)` (`judge.prompts=belle`, or a path to a file in that format): BELLE's
+  own `eval/eval_prompt.json` in `BelleLayout`, which rebuilds the message of BELLE's scoring
+  page byte for byte (the page's code is not copied). The file is third-party data (ODC-By,
+  research only): it is downloaded for users (`download_belle_prompts`), never shipped here.
 
-- `PROJECT_PROMPTS` (the default): instructions written for this project, one per raw class
-  (math and code are judged differently even though both are reported as "others"), in the
-  project's own layout with labelled blocks.
-- `load_belle_prompts(path)`: BELLE's own `eval/eval_prompt.json` for a faithful reproduction,
-  in the project's layout (BELLE's scoring-page code is not copied). The file is third-party
-  data (ODC-By, research only): it is downloaded for users (`download_belle_prompts`), never
-  shipped in this repository.
-
-The gold answer is included whenever the item has one. BELLE's scoring page decided by class
-(no gold for generation, brainstorming, rewrite), but when the paper was judged (2023-04-15)
-the only rewrite items with a gold answer were still labelled `translation` and got it; keying
-on a non-empty `std_answer` gives the same messages for the current eval set.
+BELLE's layout decides by raw class, not by the gold answer: for `generation`, `brainstorming`
+and `rewrite` the gold answer is not sent even when the item has one; every other class gets
+it, in a second form with its own spacing (see `BelleLayout`). The 39 `rewrite` items with a
+gold answer were labelled `translation` when the paper was judged (2023-04-15) and BELLE's set
+moved them into `rewrite` two days later. `BelleLayout(translation="paper")` judges them as the
+paper did (gold form, `translation` instruction); `translation="current"` as BELLE's page does
+with today's set (no-gold form, `rewrite` instruction).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal, Protocol, get_args
 
 from lorabench.errors import DataError
 from lorabench.evaluation.eval_set import (
@@ -46,16 +49,43 @@ BELLE_PROMPT_URL = (
 BELLE_PROMPT_SHA256 = "6032824adcd7e2bdff62071fc3a1d376bf8b72513560bc2f5bcc885ba55ca372"
 
 
+InstructionFor = Callable[[str], str]
+"""Raw class label → instruction (`JudgePrompts.instruction_for`)."""
+
+
+class MessageLayout(Protocol):
+    """How one item becomes the single user message sent to the judge."""
+
+    @property
+    def name(self) -> str:
+        """The layout's id for run parameters (`project`, `belle(translation=paper)`)."""
+        ...
+
+    def build(self, instruction_for: InstructionFor, item: EvalItem, answer: str) -> str:
+        """The message for `answer` to `item`; `instruction_for(label)` gives the instructions."""
+        ...
+
+
 @dataclass(frozen=True)
 class Layout:
-    """How instruction, question, gold answer and model answer are put into one message.
-
-    Both are `str.format` templates over `instruction`, `question`, `reference` and `answer`;
-    `without_reference` is used when the item has no gold answer.
-    """
+    """A layout of two `str.format` templates over `instruction`, `question`, `reference` and
+    `answer`: `with_reference` for items with a gold answer (non-empty `std_answer`),
+    `without_reference` for the others. The instruction is the one of the item's raw class."""
 
     with_reference: str
     without_reference: str
+    name: str = "custom"
+
+    def build(self, instruction_for: InstructionFor, item: EvalItem, answer: str) -> str:
+        values = {
+            "instruction": instruction_for(item.raw_class),
+            "question": item.question,
+            "reference": item.std_answer,
+            "answer": answer,
+        }
+        if item.std_answer.strip():
+            return self.with_reference.format(**values)
+        return self.without_reference.format(**values)
 
 
 PROJECT_LAYOUT = Layout(
@@ -67,8 +97,83 @@ PROJECT_LAYOUT = Layout(
         "{instruction}\n\n问题：\n{question}\n\n模型回答：\n{answer}\n\n"
         "请先按“得分: 分数”的格式写出0到1之间的分数，再简要说明理由。"
     ),
+    name="project",
 )
 """The project's layout: labelled blocks, the score format repeated last."""
+
+BelleTranslation = Literal["paper", "current"]
+"""How `BelleLayout` judges the former translation items (`rewrite` with a gold answer)."""
+
+BELLE_TRANSLATIONS: tuple[str, ...] = get_args(BelleTranslation)
+
+BELLE_NO_GOLD_CLASSES = frozenset({"generation", "brainstorming", "rewrite"})
+"""Raw classes whose gold answer BELLE's scoring page does not send."""
+
+
+@dataclass(frozen=True)
+class BelleLayout:
+    """The message of BELLE's scoring page (`eval/template_html/ChatGPT_Score.html.temp`).
+
+    With PROMPT the instruction, QUESTION, STD_ANSWER and ANSWER the item's texts as they are
+    (nothing stripped or escaped), the message is, for the raw classes in
+    `BELLE_NO_GOLD_CLASSES` (gold answer never sent):
+
+        PROMPT + " " + QUESTION + "  模型回答： '" + ANSWER
+        + "'。请针对模型回答给出得分，顺便给出理由："
+
+    and for every other class:
+
+        PROMPT + " " + QUESTION + " 标准回答:" + STD_ANSWER + "  模型回答：' " + ANSWER
+        + "'。请针对模型回答给出得分，顺便给出理由："
+
+    Spacing and punctuation are exactly the page's: one space after the prompt, two before
+    `模型回答`, a full-width colon after it, then a half-width space and `'` in the first form
+    but `'` and a space in the second; `标准回答:` with a half-width colon and no space; the
+    closing `'` followed by a full-width `。`; a final full-width `：`.
+
+    `translation` decides the former translation items, a `rewrite` item with a non-empty gold
+    answer: `paper` (default) sends them as when the paper was judged, when they were still
+    labelled `translation` (second form, `translation` instruction); `current` as the page does
+    with today's eval set (first form, `rewrite` instruction).
+    """
+
+    translation: BelleTranslation = "paper"
+
+    def __post_init__(self) -> None:
+        if self.translation not in BELLE_TRANSLATIONS:
+            raise ValueError(
+                f"translation must be one of {BELLE_TRANSLATIONS}, got {self.translation!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"belle(translation={self.translation})"
+
+    def instruction_class(self, item: EvalItem) -> str:
+        """The class whose instruction the item gets (the raw class, or `translation`)."""
+        if self.translation == "paper" and self._is_former_translation(item):
+            return "translation"
+        return item.raw_class
+
+    def sends_gold(self, item: EvalItem) -> bool:
+        """Whether the message holds the gold answer (the page's second form)."""
+        return self.instruction_class(item) not in BELLE_NO_GOLD_CLASSES
+
+    def build(self, instruction_for: InstructionFor, item: EvalItem, answer: str) -> str:
+        prompt = instruction_for(self.instruction_class(item))
+        tail = "'。请针对模型回答给出得分，顺便给出理由："
+        if self.sends_gold(item):
+            head = f"{prompt} {item.question} 标准回答:{item.std_answer}"
+            return f"{head}  模型回答：' {answer}{tail}"
+        return f"{prompt} {item.question}  模型回答： '{answer}{tail}"
+
+    @staticmethod
+    def _is_former_translation(item: EvalItem) -> bool:
+        return item.raw_class == "rewrite" and bool(item.std_answer.strip())
+
+
+BELLE_LAYOUT = BelleLayout("paper")
+"""BELLE's layout with the former translation items judged as in the paper."""
 
 _SCALE = "分数在0到1之间，1分最好，0分最差。请以“得分:”开头写出分数。"
 
@@ -118,9 +223,10 @@ class JudgePrompts:
 
     instructions: Mapping[str, str]
     """Normalised raw class label (`math`, `open qa`, …) → instruction."""
-    layout: Layout = PROJECT_LAYOUT
+    layout: MessageLayout = PROJECT_LAYOUT
     source: str = "lorabench"
-    """Where the instructions came from, for run parameters (`lorabench`, `belle:<sha256>`)."""
+    """Where the instructions came from, for run parameters (`lorabench`, `belle:<sha256[:12]>`);
+    the layout's `name` says how they were put into messages."""
     _by_label: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,15 +246,7 @@ class JudgePrompts:
 
     def build(self, item: EvalItem, answer: str) -> str:
         """The single user message that asks the judge to score `answer` to `item`."""
-        values = {
-            "instruction": self.instruction_for(item.raw_class),
-            "question": item.question,
-            "reference": item.std_answer,
-            "answer": answer,
-        }
-        if item.std_answer.strip():
-            return self.layout.with_reference.format(**values)
-        return self.layout.without_reference.format(**values)
+        return self.layout.build(self.instruction_for, item, answer)
 
 
 PROJECT_PROMPTS = JudgePrompts(
@@ -159,12 +257,16 @@ PROJECT_PROMPTS = JudgePrompts(
 """The project's own instructions, one per raw class (plus `translation` for older eval sets)."""
 
 
-def load_belle_prompts(path: str | Path, sha256: str | None = None) -> JudgePrompts:
-    """BELLE's `eval_prompt.json` (JSON Lines `{"class", "prompt"}`), in the project's layout.
+def load_belle_prompts(
+    path: str | Path, sha256: str | None = None, *, layout: MessageLayout = BELLE_LAYOUT
+) -> JudgePrompts:
+    """BELLE's `eval_prompt.json` (JSON Lines `{"class", "prompt"}`), in BELLE's layout.
 
     Labels are normalised like the eval set's (`open QA` → `open qa`, `closed\\u00a0QA` →
     `closed qa`). With `sha256`, the file must have that checksum (`BELLE_PROMPT_SHA256` is the
-    version nearest the paper's judging date).
+    version nearest the paper's judging date). `layout` defaults to `BELLE_LAYOUT` (the page's
+    messages, former translation items as in the paper); `BelleLayout("current")` for the page
+    as it is today.
     """
     path = Path(path)
     if not path.is_file():
@@ -190,7 +292,7 @@ def load_belle_prompts(path: str | Path, sha256: str | None = None) -> JudgeProm
         instructions[label] = row["prompt"]
     if not instructions:
         raise DataError(f"judge prompt file {path} holds no prompts")
-    return JudgePrompts(instructions, layout=PROJECT_LAYOUT, source=f"belle:{digest[:12]}")
+    return JudgePrompts(instructions, layout=layout, source=f"belle:{digest[:12]}")
 
 
 def download_belle_prompts(dest: str | Path, timeout: float = 60) -> Path:

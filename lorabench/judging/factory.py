@@ -1,0 +1,94 @@
+"""The configured judge, built from `JudgeConfig` (the `judge` config section).
+
+    from lorabench.judging import build_judge
+
+    judge = build_judge(cfg.judge, cfg.cache_dir)   # before generating anything
+
+Everything a judge needs is resolved here, so that bad input stops an evaluation before any
+answer is generated: `judge.prompts=belle` downloads BELLE's `eval_prompt.json` into
+`<cache_dir>/eval/` (checksum-checked, kept for later runs), and an unreachable download with no
+cached copy is a `DataError` that says how to point at a local copy
+(`judge.prompts=/path/to/eval_prompt.json`); a path that is not a file is a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from lorabench.errors import ConfigError, DataError
+from lorabench.judging import prompts as _prompts
+from lorabench.judging.base import Judge
+from lorabench.judging.openai_judge import OpenAIJudge
+from lorabench.judging.prompts import (
+    PROJECT_PROMPTS,
+    BelleLayout,
+    BelleTranslation,
+    JudgePrompts,
+    download_belle_prompts,
+    load_belle_prompts,
+)
+from lorabench.judging.reference_judge import ReferenceJudge
+
+if TYPE_CHECKING:
+    from lorabench.config.schema import JudgeConfig
+
+BELLE_PROMPTS_CACHE = Path("eval") / "eval_prompt.json"
+"""Where `judge.prompts=belle` keeps BELLE's file, under `cache_dir`."""
+
+
+def build_judge(judge_cfg: JudgeConfig, cache_dir: str | Path) -> Judge:
+    """The configured judge: an OpenAI-compatible LLM (`openai`) or the offline `reference`."""
+    if judge_cfg.name == "reference":
+        return ReferenceJudge(text_metric=judge_cfg.model)
+    if judge_cfg.name != "openai":
+        raise ConfigError(f"judge.name={judge_cfg.name!r}: must be one of openai, reference")
+    prompts = resolve_prompts(judge_cfg, cache_dir)
+    cache_path = Path(cache_dir) / judge_cfg.cache_path
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    return OpenAIJudge(
+        judge_cfg.model,
+        base_url=judge_cfg.base_url,
+        api_key_env=judge_cfg.api_key_env,
+        concurrency=judge_cfg.concurrency,
+        max_retries=judge_cfg.max_retries,
+        timeout=judge_cfg.timeout,
+        temperature=judge_cfg.temperature,
+        max_tokens=judge_cfg.max_tokens,
+        cache_path=cache_path,
+        prompts=prompts,
+    )
+
+
+def resolve_prompts(judge_cfg: JudgeConfig, cache_dir: str | Path) -> JudgePrompts:
+    """The judge prompts `judge.prompts` names: `project`, `belle` (downloaded into
+    `cache_dir` unless already there) or a path to a file in BELLE's format.
+
+    BELLE's prompts (downloaded or local) use `BelleLayout(judge.belle_translation)`.
+    """
+    if judge_cfg.prompts == "project":
+        return PROJECT_PROMPTS
+    try:
+        layout = BelleLayout(cast(BelleTranslation, judge_cfg.belle_translation))
+    except ValueError as err:
+        raise ConfigError(f"judge.belle_translation: {err}") from None
+    if judge_cfg.prompts == "belle":
+        dest = Path(cache_dir) / BELLE_PROMPTS_CACHE
+        try:
+            path = download_belle_prompts(dest)
+        except DataError as err:
+            raise DataError(
+                f"judge.prompts=belle: BELLE's eval_prompt.json is not in the cache ({dest}) and "
+                f"could not be fetched from {_prompts.BELLE_PROMPT_URL} ({err}). Download it "
+                "by hand and set judge.prompts=/path/to/eval_prompt.json, or put it at "
+                f"{dest}, or use judge.prompts=project."
+            ) from err
+        return load_belle_prompts(path, layout=layout)  # download() checked the checksum
+    path = Path(judge_cfg.prompts).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"judge.prompts={judge_cfg.prompts!r}: not project, belle or an existing file; "
+            "give the path of a local copy of BELLE's file "
+            "(judge.prompts=/path/to/eval_prompt.json)"
+        )
+    return load_belle_prompts(path, layout=layout)
