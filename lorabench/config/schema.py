@@ -204,7 +204,7 @@ class DecodingConfig:
     top_k: int = 30
     top_p: float = 0.85
     repetition_penalty: float = 1.2
-    max_new_tokens: int = 512
+    max_new_tokens: int = 1024
 
 
 @dataclass
