@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from lorabench.config import Config, compose, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
+"""The environment variable tests hand the fake judge server's key in."""
 
 # The training metrics every run must hold (DESIGN.md, "The MLflow contract").
 CONTRACT_METRICS = {
@@ -28,6 +31,14 @@ CONTRACT_METRICS = {
     "model/total_params",
     "system/peak_memory_gb",
 }
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh fake API key, exported as JUDGE_KEY_ENV for the test."""
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv(JUDGE_KEY_ENV, key)
+    return key
 
 
 @pytest.fixture(scope="session")
