@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,38 +117,12 @@ def load_runs(
 
     Raises AnalysisError when the experiment does not exist or holds no finished run.
     """
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise AnalysisError(
-                f"no MLflow store at {path}: train runs first, or point at yours "
-                "(tracking_uri=... or MLFLOW_TRACKING_URI)"
-            )
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        known = sorted(e.name for e in client.search_experiments())
-        raise AnalysisError(
-            f"no experiment {experiment!r} in {tracking_uri} (experiments there: "
-            f"{', '.join(known) or 'none'}); train runs first or pass another experiment"
-        )
+    client, experiment_id = _open_experiment(tracking_uri, experiment)
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
-    runs = list(_search(client, exp.experiment_id, filter_string))
-    parents = {r.data.tags.get(contract.TAG_PARENT_RUN_ID) for r in runs}
-    kept: list[Run] = []
-    excluded: Counter[str] = Counter()
-    for run in runs:
-        tags = run.data.tags
-        if tags.get(contract.TAG_SWEEP, "").lower() == "true" or run.info.run_id in parents:
-            continue
-        if tags.get(contract.TAG_SOURCE) == "paper" and not include_paper:
-            continue
-        if run.info.status != "FINISHED":
-            excluded[run.info.status] += 1
-            continue
-        kept.append(run)
+    runs = list(_search(client, experiment_id, filter_string))
+    kept, excluded = _finished(runs, include_paper=include_paper)
     where = f"experiment {experiment!r}" + (
         f" (sweep {parent_run_id})" if parent_run_id is not None else ""
     )
@@ -165,6 +139,46 @@ def load_runs(
     frame.attrs["excluded"] = dict(excluded)
     frame.attrs["source"] = f"{where} in {tracking_uri}"
     return frame
+
+
+def _open_experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """A client of the store and the experiment's id; AnalysisError, saying what is there, when
+    the store or the experiment is missing."""
+    if tracking_uri.startswith("sqlite:///"):
+        # Checked before any client opens it: opening a missing sqlite store creates an empty one.
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise AnalysisError(
+                f"no MLflow store at {path}: train runs first, or point at yours "
+                "(tracking_uri=... or MLFLOW_TRACKING_URI)"
+            )
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise AnalysisError(
+            f"no experiment {experiment!r} in {tracking_uri} (experiments there: "
+            f"{', '.join(known) or 'none'}); train runs first or pass another experiment"
+        )
+    return client, exp.experiment_id
+
+
+def _finished(runs: Sequence[Run], *, include_paper: bool) -> tuple[list[Run], Counter[str]]:
+    """The runs to tabulate (see `load_runs`) and the unfinished ones left out, by status."""
+    parents = {r.data.tags.get(contract.TAG_PARENT_RUN_ID) for r in runs}
+    kept: list[Run] = []
+    excluded: Counter[str] = Counter()
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(contract.TAG_SWEEP, "").lower() == "true" or run.info.run_id in parents:
+            continue
+        if tags.get(contract.TAG_SOURCE) == "paper" and not include_paper:
+            continue
+        if run.info.status != "FINISHED":
+            excluded[run.info.status] += 1
+            continue
+        kept.append(run)
+    return kept, excluded
 
 
 def _counts(counter: Mapping[str, int]) -> str:
