@@ -404,7 +404,8 @@ def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
     key = pd.DataFrame(
         {
             "size": runs["base_params"].fillna(0).to_numpy(),
-            "model": runs["base_model"].fillna("").to_numpy(),
+            # astype: a column no run fills is float, and filling it with "" is deprecated.
+            "model": runs["base_model"].astype(object).fillna("").to_numpy(),
             "chained": runs["base_run"].notna().to_numpy(),
             "method": runs["method"].map({"lora": 0, "ft": 1}).fillna(2).to_numpy(),
             "samples": runs["num_samples"].fillna(0).to_numpy(),
