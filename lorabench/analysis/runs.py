@@ -43,6 +43,10 @@ COLUMNS: tuple[str, ...] = (
     "base_params",
     "hours_per_epoch",
     "gpu_hours",
+    "learning_rate",
+    "usual_lr_low",
+    "usual_lr_high",
+    "dev_loss",
     "judge",
     "eval_set",
     "evaluated",
@@ -54,7 +58,9 @@ COLUMNS: tuple[str, ...] = (
 )
 """The tidy table's columns. Scores are in [0, 1]; `num_samples` is the training set's size
 (rows kept, else the configured size); `base_params` the base model's parameter count (without
-LoRA's); `evaluated` is False for runs that hold no `eval/` score at all."""
+LoRA's); `usual_lr_low` / `usual_lr_high` the run's method's usual learning rates;
+`dev_loss` the loss on the held-out development split; `evaluated` is False for runs that hold no
+`eval/` score at all."""
 
 PAPER_RUN_PREFIX = "[paper] "
 """Run-name prefix of the paper's reference runs in MLflow (see paper_runs.import_paper_runs)."""
@@ -161,7 +167,7 @@ def load_runs(
             "train (python train.py ...) and evaluate (python evaluate.py run=...) first"
         )
     names = {r.info.run_id: r.info.run_name for r in runs}
-    frame = frame_from_records(_record(r, names) for r in kept)
+    frame = run_frame(kept, names)
     frame.attrs["excluded"] = dict(excluded)
     frame.attrs["source"] = f"{where} in {tracking_uri}"
     return frame
@@ -187,6 +193,12 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Ite
             return
 
 
+def run_frame(runs: Iterable[Run], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The tidy table of MLflow runs as they are (no filtering); `names` maps run ids to run
+    names, for base runs recorded by id."""
+    return frame_from_records(_record(r, names or {}) for r in runs)
+
+
 def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A tidy table from dicts keyed by COLUMNS (missing keys are empty).
 
@@ -196,7 +208,8 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
     for column in (*CATEGORIES, "average_score", "ci_low", "ci_high", "hours_per_epoch"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    for column in ("num_samples", "additional_params", "base_params", "gpu_hours"):
+    numeric = ("num_samples", "additional_params", "base_params", "gpu_hours", "learning_rate")
+    for column in (*numeric, "usual_lr_low", "usual_lr_high", "dev_loss"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     scored = frame[list(CATEGORIES)].notna().all(axis=1) & frame["average_score"].isna()
     for i in frame.index[scored]:
@@ -243,6 +256,10 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "base_params": base_params,
         "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
         "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        "learning_rate": _number(_param(params, "method.learning_rate")),
+        "usual_lr_low": _number(_param(params, "method.usual_learning_rates.low")),
+        "usual_lr_high": _number(_param(params, "method.usual_learning_rates.high")),
+        "dev_loss": metrics.get(contract.DEV_LOSS),
         "judge": tags.get(contract.TAG_EVAL_JUDGE, "unknown") if evaluated else None,
         "eval_set": tags.get(contract.TAG_EVAL_SET, "unknown") if evaluated else None,
         "evaluated": evaluated,
