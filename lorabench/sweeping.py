@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,18 +61,57 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
     ).info.run_id
 
 
-def close_parent(client: MlflowClient, run_id: str) -> None:
-    """FINISHED when every grid point finished, else FAILED naming the others."""
+def close_parent(client: MlflowClient, run_id: str, pick_learning_rate: bool = False) -> None:
+    """FINISHED when every grid point finished, else FAILED naming the others; the finished
+    points' learning rates are checked (and, with `pick_learning_rate`, picked) on the way."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
     )
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    if finished:
+        record_learning_rates(client, run_id, finished, pick_learning_rate)
     unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
     client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children))
     if unfinished:
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
     client.set_terminated(run_id, RunStatus.to_string(status))
+
+
+def record_learning_rates(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], pick: bool
+) -> None:
+    """Warn about (and tag the parent with) methods compared at one unusual learning rate;
+    with `pick`, print and log per method the learning rate of the lowest dev loss."""
+    from lorabench.analysis.learning_rates import (
+        best_learning_rates,
+        shared_learning_rate_warnings,
+    )
+    from lorabench.analysis.runs import AnalysisError, run_frame
+
+    frame = run_frame(runs)
+    warnings = shared_learning_rate_warnings(frame)
+    for warning in warnings:
+        log.warning(warning)
+    if warnings:
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_WARNINGS, "\n".join(warnings)[:5000])
+    if not pick:
+        return
+    try:
+        picks = best_learning_rates(frame)
+    except AnalysisError as err:  # nothing to pick from: said, and the sweep still closes
+        log.error("sweep.pick_learning_rate: %s", err)
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, str(err)[:5000])
+        return
+    lines = [
+        f"{p.candidates}: learning rate {p.learning_rate:g} (dev loss {p.dev_loss:.4f}, "
+        f"best of {p.tried})"
+        for p in picks.itertuples(index=False)
+    ]
+    print("\n".join(["learning rates picked on the development split:", *lines]))
+    client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, "\n".join(lines)[:5000])
+    client.log_text(parent_id, picks.to_csv(index=False), contract.ARTIFACT_LR_PICKS)
 
 
 def _tracking_of(config: DictConfig) -> TrackingConfig:
@@ -98,7 +137,11 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
         if path.is_file():
-            close_parent(client_for(_tracking_of(config)), path.read_text().strip())
+            close_parent(
+                client_for(_tracking_of(config)),
+                path.read_text().strip(),
+                pick_learning_rate=config.sweep.pick_learning_rate,
+            )
 
 
 def finished_run(cfg: Config) -> str | None:
@@ -213,8 +256,13 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
     """Run an experiment's rows under one parent run; returns each run name's outcome."""
     base = [o for o in overrides if not o.startswith("experiment=")]
     rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
+    # The rows are composed without the experiment; its sweep settings (evaluate: a
+    # learning-rate search judges nothing) are the sweep's, so every row takes them.
     configs = [
-        validate(hydra_compose(config_name="config", overrides=[*base, *r]), [*base, *r])
+        replace(
+            validate(hydra_compose(config_name="config", overrides=[*base, *r]), [*base, *r]),
+            sweep=cfg.sweep,
+        )
         for r in rows
     ]
     names = [c.run_name for c in configs]
@@ -228,7 +276,7 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
             point = _updated(configs[i], tracking={"parent_run_id": parent})
             outcomes[names[i]] = run_point(point, [*base, *rows[i]], train_script)
     finally:
-        close_parent(client_for(cfg.tracking), parent)
+        close_parent(client_for(cfg.tracking), parent, cfg.sweep.pick_learning_rate)
     return outcomes
 
 

@@ -65,6 +65,10 @@ COLUMNS: tuple[str, ...] = (
     "base_params",
     "hours_per_epoch",
     "gpu_hours",
+    "learning_rate",
+    "usual_lr_low",
+    "usual_lr_high",
+    "dev_loss",
     "judge",
     "judge_model",
     "judge_prompts",
@@ -79,9 +83,10 @@ COLUMNS: tuple[str, ...] = (
 """The tidy table's columns. Scores are in [0, 1]; `num_samples` is the training set's size
 (rows kept, else the configured size); `base_params` the base model's parameter count (without
 LoRA's); `judge_model` the model name(s) the judge's server reported (comma-separated) and
-`judge_prompts` the judge's prompts, None where not recorded; `evaluated` is False for runs
-that hold no `eval/` score and no judged-items count at all; the counts (COUNT_METRICS) are
-empty where a run logged none."""
+`judge_prompts` the judge's prompts, None where not recorded; `usual_lr_low` / `usual_lr_high`
+the run's method's usual learning rates; `dev_loss` the loss on the held-out development split;
+`evaluated` is False for runs that hold no `eval/` score and no judged-items count at all; the
+counts (COUNT_METRICS) are empty where a run logged none."""
 
 _NUMERIC = (
     *CATEGORIES,
@@ -94,6 +99,10 @@ _NUMERIC = (
     "hours_per_epoch",
     "gpu_hours",
     "num_samples",
+    "learning_rate",
+    "usual_lr_low",
+    "usual_lr_high",
+    "dev_loss",
 )
 """The columns held as floats (NaN where empty)."""
 
@@ -176,7 +185,7 @@ def load_runs(
             "train (python train.py ...) and evaluate (python evaluate.py run=...) first"
         )
     names = {r.info.run_id: r.info.run_name for r in runs}
-    frame = frame_from_records(_record(r, names) for r in kept)
+    frame = run_frame(kept, names)
     frame.attrs["excluded"] = dict(excluded)
     frame.attrs["source"] = f"{where} in {tracking_uri}"
     return frame
@@ -240,6 +249,12 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Ite
         token = page.token
         if not token:
             return
+
+
+def run_frame(runs: Iterable[Run], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The tidy table of MLflow runs as they are (no filtering); `names` maps run ids to run
+    names, for base runs recorded by id."""
+    return frame_from_records(_record(r, names or {}) for r in runs)
 
 
 def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -309,6 +324,10 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "base_params": base_params,
         "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
         "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        "learning_rate": _number(_param(params, "method.learning_rate")),
+        "usual_lr_low": _number(_param(params, "method.usual_learning_rates.low")),
+        "usual_lr_high": _number(_param(params, "method.usual_learning_rates.high")),
+        "dev_loss": metrics.get(contract.DEV_LOSS),
         "judge": tags.get(contract.TAG_EVAL_JUDGE, "unknown") if evaluated else None,
         # An empty tag: a judge that reports no model (the offline reference judge).
         "judge_model": tags.get(contract.TAG_EVAL_JUDGE_MODEL) or None,
