@@ -176,6 +176,8 @@ def baseline_arguments(cfg: Config) -> TrainingArguments:
     return TrainingArguments(
         output_dir=training.output_dir,
         per_device_train_batch_size=hw.micro_batch_size,
+        per_device_eval_batch_size=hw.micro_batch_size,
+        prediction_loss_only=True,
         gradient_accumulation_steps=method.global_batch_size // per_step,
         num_train_epochs=method.epochs,
         max_steps=training.max_steps,
