@@ -21,6 +21,9 @@ from lorabench.config.schema import LoraConfig, MethodConfig
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 """What marks a directory as a PEFT adapter (rather than a full model)."""
+FORWARD_FLOPS_PER_TOKEN_PER_PARAM = 2
+"""One multiply-add per parameter and token: a forward pass, as activation checkpointing
+recomputes it once more in the backward pass."""
 
 
 class Method(ABC):
@@ -55,6 +58,13 @@ class Method(ABC):
     def is_additional(self, parameter_name: str) -> bool:
         """Whether a parameter is one the method adds to the base (counted as additional)."""
         return False
+
+    def step_flops_per_token_per_param(self, checkpointing: bool) -> int:
+        """FLOPs a training step executes per token and parameter: the method's, plus the
+        forward pass that activation checkpointing recomputes."""
+        return self.flops_per_token_per_param + (
+            FORWARD_FLOPS_PER_TOKEN_PER_PARAM if checkpointing else 0
+        )
 
     @property
     def needs_base(self) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -56,11 +57,16 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def meta_model(cfg: Config, *, offline: bool = False) -> torch.nn.Module:
+    """The model a run trains, its method applied, on the meta device (no weights, no download
+    of them; `offline`: nor of its config)."""
+    model = build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True, offline=offline)
+    return method_for(cfg.method).wrap(model)
+
+
 def dry_run(cfg: Config) -> ParameterCounts:
     """Build the model on the meta device (no weights, no download) and count its parameters."""
-    method = method_for(cfg.method)
-    model = method.wrap(build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True))
-    return count_parameters(model, method)
+    return count_parameters(meta_model(cfg), method_for(cfg.method))
 
 
 def completed_result(output_dir: Path) -> TrainResult | None:
