@@ -138,11 +138,25 @@ class DataConfig:
 
 
 @dataclass
+class GpuConfig:
+    """One GPU type's facts (`conf/gpus.yaml`), shared by the hardware presets and the plan."""
+
+    memory_gib: float = MISSING
+    """Memory one process can use: what `torch.cuda.get_device_properties().total_memory`
+    reports, a little under the marketed size."""
+    peak_tflops: dict[str, float] = field(default_factory=dict)
+    """Dense peak TFLOP/s of one GPU by precision (`bf16`, `fp16`, `fp32`), without sparsity."""
+
+
+@dataclass
 class HardwareConfig:
     """Where and how training runs."""
 
     name: str = MISSING
     device: str = "cpu"
+    gpu: str | None = None
+    """GPU type, a key of `gpus` (e.g. `a100-40gb`): the memory and peak FLOP/s the plan checks
+    a grid point against; null for CPU hardware."""
     num_processes: int = 1
     """Processes (GPUs) per node."""
     num_nodes: int = 1
@@ -297,6 +311,8 @@ class Config:
     eval: EvalConfig = MISSING
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    gpus: dict[str, GpuConfig] = field(default_factory=dict)
+    """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""
     profile: str = "paper"
     run_name: str | None = None
     """null: named from the config (`lorabench.identity`): the presets' name, e.g.
@@ -317,6 +333,7 @@ class Config:
         _check_method(self.method)
         _check_data(self.data)
         _check_hardware(self.hardware)
+        _check_gpus(self.gpus, self.hardware)
         self.deepspeed_config_path()  # existence check
         _check_training(self.training)
         _check_eval(self.eval)
@@ -460,6 +477,21 @@ def _check_hardware(h: HardwareConfig) -> None:
             h.launcher,
             "plain python starts one process without DeepSpeed; use torchrun or deepspeed",
         )
+
+
+def _check_gpus(gpus: dict[str, GpuConfig], h: HardwareConfig) -> None:
+    for name, gpu in gpus.items():
+        _positive(f"gpus.{name}.memory_gib", gpu.memory_gib)
+        for precision, tflops in gpu.peak_tflops.items():
+            _one_of(f"gpus.{name}.peak_tflops key", precision, PRECISIONS)
+            _positive(f"gpus.{name}.peak_tflops.{precision}", tflops)
+    if h.gpu is None:
+        return
+    if h.device == "cpu":
+        _fail("hardware.gpu", h.gpu, "names a GPU type but hardware.device=cpu; set it to null")
+    if h.gpu not in gpus:
+        known = ", ".join(sorted(gpus)) or "none"
+        _fail("hardware.gpu", h.gpu, f"unknown GPU type; known: {known} (conf/gpus.yaml)")
 
 
 def _check_training(t: TrainingConfig) -> None:
