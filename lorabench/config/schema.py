@@ -291,11 +291,34 @@ class SweepConfig:
     """Model options that rows' `model=` overrides stand for under this profile (the demo maps
     llama-7b / llama-13b to its tiny models)."""
     mean_tokens_per_sample: int = 300
-    """For plan's estimate: BELLE's instructions plus answers average a few hundred tokens."""
+    """Plan: tokens per sample while the training set is not prepared (once it is, its measured
+    lengths are used); BELLE's instructions plus answers average a few hundred tokens."""
     gpu_flops: float = 312e12
     """For plan's estimate: peak bf16 FLOP/s of one GPU (A100)."""
     expected_mfu: float = 0.4
     """For plan's estimate: the share of peak a training run achieves."""
+    grouped_nonpad_share: float = 0.9
+    """Plan: share of the positions that hold real tokens under `data.batching=grouped` while
+    the training set is not prepared (once it is, the share is measured from its lengths).
+    `padded` needs no such estimate (mean length / max length), nor `packed` (no padding)."""
+    mfu: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "ft": {"bf16": 0.4, "fp16": 0.4, "fp32": 0.4},
+            # LoRA's FLOPs count only the frozen base's matmuls; its adapters (rank-r matmuls,
+            # dropout, casts) run far below peak and the backward skips the weight-gradient
+            # GEMMs, so a step reaches a smaller share of peak.
+            "lora": {"bf16": 0.35, "fp16": 0.35, "fp32": 0.35},
+        }
+    )
+    """Plan: assumed model FLOPs utilisation by method name and precision: the share of the
+    GPU's peak FLOP/s (`gpus.<type>.peak_tflops`) the FLOPs a step executes run at (activation
+    checkpointing's recomputed forward counted as executed)."""
+    memory_overhead_gib: float = 1.0
+    """Plan: memory per GPU outside the tensors it estimates: CUDA context, cuBLAS workspaces,
+    NCCL and DeepSpeed's communication buckets."""
+    fragmentation: float = 0.1
+    """Plan: share added to the estimated tensors for memory the caching allocator holds but
+    cannot reuse (batches of varying length fragment it)."""
 
 
 @dataclass
@@ -338,6 +361,7 @@ class Config:
         _check_training(self.training)
         _check_eval(self.eval)
         _check_judge(self.judge)
+        _check_sweep(self.sweep)
         self.gradient_accumulation_steps()  # divisibility check
         if (
             self.training.save_steps is None
@@ -531,3 +555,16 @@ def _check_judge(j: JudgeConfig) -> None:
     if not j.prompts:
         _fail("judge.prompts", j.prompts, "must be belle, project or a path to a prompt file")
     _one_of("judge.belle_translation", j.belle_translation, BELLE_TRANSLATIONS)
+
+
+def _check_sweep(s: SweepConfig) -> None:
+    _positive("sweep.mean_tokens_per_sample", s.mean_tokens_per_sample)
+    if not 0 < s.grouped_nonpad_share <= 1:
+        _fail("sweep.grouped_nonpad_share", s.grouped_nonpad_share, "must be in (0, 1]")
+    for method, shares in s.mfu.items():
+        for precision, share in shares.items():
+            _one_of(f"sweep.mfu.{method} key", precision, PRECISIONS)
+            if not 0 < share <= 1:
+                _fail(f"sweep.mfu.{method}.{precision}", share, "must be in (0, 1]")
+    _non_negative("sweep.memory_overhead_gib", s.memory_overhead_gib)
+    _non_negative("sweep.fragmentation", s.fragmentation)
