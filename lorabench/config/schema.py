@@ -282,7 +282,9 @@ class SweepConfig:
     force: bool = False
     """Train and evaluate again grid points that already have a finished, evaluated run."""
     plan: bool = False
-    """List the grid points, what would happen to each, and estimated GPU hours; run nothing."""
+    """Run nothing; print each grid point (train.py: its one run) with what would happen to it,
+    its memory per GPU against the GPU's, its hours, and the setting that would make a point
+    that does not fit fit (`lorabench.planning`)."""
     evaluate: bool = True
     """Evaluate each grid point after training."""
     rows: list[list[str]] = field(default_factory=list)
@@ -293,10 +295,6 @@ class SweepConfig:
     mean_tokens_per_sample: int = 300
     """Plan: tokens per sample while the training set is not prepared (once it is, its measured
     lengths are used); BELLE's instructions plus answers average a few hundred tokens."""
-    gpu_flops: float = 312e12
-    """For plan's estimate: peak bf16 FLOP/s of one GPU (A100)."""
-    expected_mfu: float = 0.4
-    """For plan's estimate: the share of peak a training run achieves."""
     grouped_nonpad_share: float = 0.9
     """Plan: share of the positions that hold real tokens under `data.batching=grouped` while
     the training set is not prepared (once it is, the share is measured from its lengths).
