@@ -97,6 +97,9 @@ def build_model(
 ) -> PreTrainedModel:
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
+    A config with `pretrain` and no `pretrained` is refused: its weights are a pretraining's
+    (`lorabench.pretrain.resolved_model` points `pretrained` at them).
+
     With `meta=True` nothing is allocated or downloaded: the model lives on the meta device,
     which is enough to count parameters.
     """
@@ -104,6 +107,12 @@ def build_model(
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(model_config(model_cfg), dtype=dtype)
     if model_cfg.pretrained is None:
+        if model_cfg.pretrain is not None:
+            # Never random weights in place of a pretrained base: resolve it first.
+            raise ValueError(
+                f"model {model_cfg.name} is pretrained (model.pretrain): load it through "
+                "lorabench.pretrain.resolved_model, which points model.pretrained at it"
+            )
         torch.manual_seed(seed)
         return AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
+from lorabench.analysis.findings import write_findings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import load_runs
 from lorabench.analysis.tables import PaperModel, parse_paper_model, write_tables
@@ -128,6 +129,7 @@ def write_report(
         stands = ", ".join(f"{ours} as `{theirs}`" for ours, theirs in pairs)
         lines += [f"Compared with the paper's rows of the same recipe, reading {stands}."]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
+    lines += [write_findings(runs, out)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
     for path in figures.files:
         if path.suffix == ".png":

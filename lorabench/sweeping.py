@@ -4,14 +4,21 @@ A grid point whose configuration already has a FINISHED, evaluated run is skippe
 killed one is recorded as such (the run ends FAILED or KILLED with its error) and the sweep goes
 on; re-running a sweep resumes unfinished points from their checkpoints. An experiment config
 can list explicit rows (`sweep.rows`, e.g. `experiment=paper_table4`); they run in dependency
-order, a chained row after the row that trains its base run.
+order, a chained row after the row that trains its base run, after the untuned base models it
+names (`sweep.base_models`), each evaluated as a base row (`<model> (base)`) once.
+
+Each row ends with one summary line on the console (`Outcome.line`): its name, what happened,
+its final training loss, its score with the 95% interval, and its time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ from hydra import compose as hydra_compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,7 +36,13 @@ from lorabench.config import validate
 from lorabench.config.schema import Config, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
-from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
+from lorabench.launching import (
+    DistEnv,
+    launch_command,
+    needs_launcher,
+    set_cpu_threads,
+    training_process,
+)
 from lorabench.methods import method_for
 from lorabench.tracking import client_for, experiment_id
 
@@ -62,13 +76,14 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
 
 
 def close_parent(client: MlflowClient, run_id: str) -> None:
-    """FINISHED when every grid point finished, else FAILED naming the others."""
+    """FINISHED when every grid point (and base row) finished, else FAILED naming the others."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
     )
     unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
-    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children))
+    points = [r for r in children if contract.TAG_RUN_KIND not in r.data.tags]
+    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(points))
     if unfinished:
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
@@ -157,8 +172,50 @@ def plan(cfg: Config) -> PointPlan:
     )
 
 
-def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
-    """Train and evaluate one grid point; returns `skipped`, `finished` or `failed`.
+@dataclass(frozen=True)
+class Outcome:
+    """What a sweep did with one row, as its summary line shows it."""
+
+    name: str
+    status: str
+    """`skipped` (done before), `finished` (trained and evaluated), `evaluated` (a base row),
+    `trained` (not evaluated: `sweep.evaluate=false`) or `failed`."""
+    seconds: float
+    metrics: Mapping[str, float]
+    """The row's run's metrics (training loss, scores); empty when it has none."""
+
+    def line(self) -> str:
+        """`tiny+lora(2m): finished  loss 1.234  score 0.345 (95% CI 0.301-0.389)  1m05s`."""
+        parts = [f"{self.name}: {self.status}"]
+        if (loss := self.metrics.get(contract.TRAIN_FINAL_LOSS)) is not None:
+            parts.append(f"loss {loss:.3f}")
+        if (score := self.metrics.get(contract.EVAL_AVERAGE_SCORE)) is not None:
+            low = self.metrics.get(contract.EVAL_AVERAGE_SCORE_CI_LOW)
+            high = self.metrics.get(contract.EVAL_AVERAGE_SCORE_CI_HIGH)
+            ci = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
+            parts.append(f"score {score:.3f}{ci}")
+        if self.status == "failed":
+            parts.append("(the error is in the log file and the run's error tag)")
+        parts.append(format_seconds(self.seconds))
+        return "  ".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    """`42s`, `3m05s`."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def _outcome(cfg: Config, name: str, status: str, run_id: str | None, start: float) -> Outcome:
+    metrics: Mapping[str, float] = {}
+    if run_id is not None:
+        metrics = client_for(cfg.tracking).get_run(run_id).data.metrics
+    return Outcome(name, status, time.perf_counter() - start, metrics)
+
+
+def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Outcome:
+    """Train and evaluate one grid point; its outcome is `skipped`, `finished` (`trained`
+    without evaluation) or `failed`.
 
     A failure is recorded in MLflow and logged, not raised, so the sweep goes on; Ctrl-C (or
     SIGTERM) stops the sweep, leaving the point KILLED and resumable.
@@ -166,11 +223,16 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
     from lorabench.evaluation import evaluate
     from lorabench.training import train
 
+    start = time.perf_counter()
     if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
         log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
-        return "skipped"
+        return _outcome(cfg, cfg.run_name, "skipped", done, start)
+    run_id = None
     try:
         if needs_launcher(cfg, DistEnv.from_environ()):
+            from lorabench.pretrain import resolved_model
+
+            resolved_model(cfg)  # the ranks load the pretrained base; it is made here, once
             # Every rank gets the same overrides (parent run, output directory); rank 0 opens
             # the point's run and records its id in the output directory.
             parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
@@ -185,8 +247,56 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
             evaluate(_updated(cfg, run=run_id))
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
-        return "failed"
-    return "finished"
+        return _outcome(cfg, cfg.run_name, "failed", None, start)
+    status = "finished" if cfg.sweep.evaluate else "trained"
+    return _outcome(cfg, cfg.run_name, status, run_id, start)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def evaluated_base(cfg: Config, target: Any) -> str | None:
+    """The run of the base row `target` when it holds this evaluation (same eval hash)."""
+    from lorabench.evaluation.targets import evaluation_hash
+
+    id_file = target.eval_dir / contract.RUN_ID_FILE
+    if not id_file.is_file():
+        return None
+    run_id = id_file.read_text().strip()
+    try:
+        run = client_for(cfg.tracking).get_run(run_id)
+    except MlflowException:
+        return None  # recorded in another store
+    tags = run.data.tags
+    same = tags.get(contract.TAG_EVAL_HASH) == evaluation_hash(cfg, target)
+    return run_id if run.info.status == "FINISHED" and same else None
+
+
+def run_base_row(cfg: Config) -> Outcome:
+    """Evaluate the untuned base model of `cfg` as a base row (`<model> (base)`), unless it
+    already holds this evaluation; a failure is logged and the sweep goes on."""
+    from lorabench.evaluation import evaluate
+    from lorabench.evaluation.targets import resolve_target
+
+    start = time.perf_counter()
+    cfg = _updated(cfg, run=None, model_path=None)
+    name = cfg.model.name
+    try:
+        target = resolve_target(cfg)  # a demo base is pretrained here when it is missing
+        name = target.name
+        with _locked(target.eval_dir.parent / ".base-row.lock"):  # one evaluation at a time
+            if not cfg.sweep.force and (done := evaluated_base(cfg, target)) is not None:
+                return _outcome(cfg, name, "skipped", done, start)
+            result = evaluate(cfg)
+    except Exception as err:  # noqa: BLE001 - as run_point: the sweep goes on
+        log.error("%s failed: %s", name, err, exc_info=not isinstance(err, LorabenchError))
+        return _outcome(cfg, name, "failed", None, start)
+    return _outcome(cfg, name, "evaluated", result.run_id, start)
 
 
 def _updated(cfg: Config, **changes: Any) -> Config:
@@ -209,27 +319,44 @@ def ordered_rows(names: Sequence[str], bases: Sequence[str | None]) -> list[int]
     return order
 
 
+def _composed(overrides: Sequence[str]) -> Config:
+    return validate(hydra_compose(config_name="config", overrides=list(overrides)), overrides)
+
+
 def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[str, str]:
-    """Run an experiment's rows under one parent run; returns each run name's outcome."""
+    """Run an experiment's base rows, then its rows, under one parent run, printing each one's
+    summary line as it ends; returns each row's outcome by name (`plan`: what would happen)."""
     base = [o for o in overrides if not o.startswith("experiment=")]
-    rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
-    configs = [
-        validate(hydra_compose(config_name="config", overrides=[*base, *r]), [*base, *r])
-        for r in rows
-    ]
+    model_map = cfg.sweep.model_map
+    bases = [_composed([*base, f"model={model_map.get(m, m)}"]) for m in cfg.sweep.base_models]
+    rows = [[_mapped_model(o, model_map) for o in row] for row in cfg.sweep.rows]
+    configs = [_composed([*base, *r]) for r in rows]
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
+        for config in bases:
+            print(f"{config.model.name} (base): evaluate the untuned base (no training)")
         return {names[i]: _print_plan(configs[i]) for i in order}
     parent = open_parent(cfg.tracking, overrides)
     outcomes = {}
     try:
-        for i in order:
-            point = _updated(configs[i], tracking={"parent_run_id": parent})
-            outcomes[names[i]] = run_point(point, [*base, *rows[i]], train_script)
+        steps = [lambda c=c: run_base_row(c) for c in _nested(bases, parent)]
+        steps += [
+            lambda c=c, r=r: run_point(c, [*base, *r], train_script)
+            for c, r in zip(_nested([configs[i] for i in order], parent),
+                            [rows[i] for i in order], strict=True)
+        ]  # fmt: skip
+        for step in steps:
+            outcome = step()
+            print(outcome.line(), flush=True)
+            outcomes[outcome.name] = outcome.status
     finally:
         close_parent(client_for(cfg.tracking), parent)
     return outcomes
+
+
+def _nested(configs: Sequence[Config], parent: str) -> list[Config]:
+    return [_updated(c, tracking={"parent_run_id": parent}) for c in configs]
 
 
 def _mapped_model(override: str, model_map: dict[str, str]) -> str:
@@ -256,12 +383,10 @@ def _print_plan(cfg: Config) -> str:
 def sweep_main(cfg: DictConfig, train_script: str) -> None:
     """`sweep.py`: one grid point of a multirun, or an experiment's rows in order."""
     config = validate(cfg)
+    set_cpu_threads(config.hardware)
     overrides = list(HydraConfig.get().overrides.task)
     if config.sweep.rows:
-        outcomes = run_rows(config, overrides, train_script)
-        if not config.sweep.plan:
-            for name, outcome in outcomes.items():
-                print(f"{name}: {outcome}")
+        run_rows(config, overrides, train_script)
         return
     parent_file = Path(HydraConfig.get().sweep.dir) / PARENT_RUN_FILE
     if parent_file.is_file():
@@ -269,5 +394,4 @@ def sweep_main(cfg: DictConfig, train_script: str) -> None:
     if config.sweep.plan:
         _print_plan(config)
         return
-    outcome = run_point(config, overrides, train_script)
-    print(f"{config.run_name}: {outcome}")
+    print(run_point(config, overrides, train_script).line(), flush=True)

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from lorabench.config import Config, compose, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
 
 # The training metrics every run must hold (DESIGN.md, "The MLflow contract").
 CONTRACT_METRICS = {
@@ -28,6 +29,20 @@ CONTRACT_METRICS = {
     "model/total_params",
     "system/peak_memory_gb",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory of pretrained demo bases for the whole session (LORABENCH_PRETRAINED_DIR,
+    which subprocesses inherit): the first test that needs the `tiny` base pretrains it, every
+    later one loads it. A directory the developer already points at (their machine's) is kept."""
+    if os.environ.get(PRETRAINED_DIR_ENV):
+        yield Path(os.environ[PRETRAINED_DIR_ENV])
+        return
+    path = tmp_path_factory.mktemp("pretrained")
+    os.environ[PRETRAINED_DIR_ENV] = str(path)
+    yield path
+    del os.environ[PRETRAINED_DIR_ENV]
 
 
 @pytest.fixture(scope="session")

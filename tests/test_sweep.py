@@ -90,7 +90,7 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
     base = train(demo_config("method=ft", "data=0.6m", "training.max_steps=40"))
     chained = train(
         demo_config(
-            "method=lora",
+            "method=lora_incremental",
             "data=math_0.25m",
             "base_run='tiny+ft(0.6m)[steps=40]'",
             "training.max_steps=2",
@@ -131,6 +131,9 @@ def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store)
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+lora(math_0.25m)")
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
     assert "tiny-13b+lora(2m)" in names
+    # The untuned bases the rows are read against come first, as base rows.
+    assert result.stdout.index("tiny (base): evaluate") < result.stdout.index(lines[0])
+    assert "tiny-13b (base): evaluate" in result.stdout
     assert runs_of(store) == []
 
 

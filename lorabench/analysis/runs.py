@@ -28,6 +28,10 @@ from lorabench.evaluation.scoring import macro_average
 
 log = logging.getLogger(__name__)
 
+CATEGORY_CI_LOW = "_ci_low"
+CATEGORY_CI_HIGH = "_ci_high"
+"""Suffixes of the columns holding a category's 95% interval (`others_ci_low`)."""
+
 COLUMNS: tuple[str, ...] = (
     "run_name",
     "base_model",
@@ -39,6 +43,8 @@ COLUMNS: tuple[str, ...] = (
     "average_score",
     "ci_low",
     "ci_high",
+    *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
+    *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
     "additional_params",
     "base_params",
     "hours_per_epoch",
@@ -54,13 +60,19 @@ COLUMNS: tuple[str, ...] = (
 )
 """The tidy table's columns. Scores are in [0, 1]; `num_samples` is the training set's size
 (rows kept, else the configured size); `base_params` the base model's parameter count (without
-LoRA's); `evaluated` is False for runs that hold no `eval/` score at all."""
+LoRA's); `evaluated` is False for runs that hold no `eval/` score at all; `<category>_ci_low`
+and `_ci_high` bound a category's mean (empty for runs evaluated before they were logged)."""
 
 PAPER_RUN_PREFIX = "[paper] "
 """Run-name prefix of the paper's reference runs in MLflow (see paper_runs.import_paper_runs)."""
 
 NOT_EVALUATED = "not evaluated"
 """The section label of runs without evaluation metrics."""
+
+BASE_METHOD = "base"
+"""The `method` of a base row: the untuned base model itself (tag `run_kind=base`)."""
+METHOD_ORDER = {BASE_METHOD: 0, "lora": 1, "ft": 2}
+"""Within a base model's runs: its base row first, then LoRA, then FT (then any other)."""
 
 _SCALE = re.compile(r"(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
 
@@ -113,7 +125,8 @@ def load_runs(
     paper's reference runs (tag `source=paper`) unless `include_paper`. Runs that did not finish
     (FAILED, KILLED, still RUNNING) are left out and counted in `df.attrs["excluded"]`
     ({status: count}), with a warning. Runs without evaluation metrics are kept, with
-    `evaluated=False`.
+    `evaluated=False`. Pretraining runs of demo bases (tag `run_kind=pretraining`) are left out;
+    base rows (`run_kind=base`, the untuned base evaluated) are kept with method `base`.
 
     Raises AnalysisError when the experiment does not exist or holds no finished run.
     """
@@ -145,6 +158,8 @@ def load_runs(
             continue
         if tags.get(contract.TAG_SOURCE) == "paper" and not include_paper:
             continue
+        if tags.get(contract.TAG_RUN_KIND) == contract.RUN_KIND_PRETRAINING:
+            continue  # a demo base's pretraining: no row of the study's tables
         if run.info.status != "FINISHED":
             excluded[run.info.status] += 1
             continue
@@ -194,7 +209,15 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     it is their macro average (as the paper computes it).
     """
     frame = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
-    for column in (*CATEGORIES, "average_score", "ci_low", "ci_high", "hours_per_epoch"):
+    intervals = [f"{c}{end}" for end in (CATEGORY_CI_LOW, CATEGORY_CI_HIGH) for c in CATEGORIES]
+    for column in (
+        *CATEGORIES,
+        "average_score",
+        "ci_low",
+        "ci_high",
+        *intervals,
+        "hours_per_epoch",
+    ):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in ("num_samples", "additional_params", "base_params", "gpu_hours"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
@@ -214,6 +237,9 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
     name = run.info.run_name or run.info.run_id
     parsed = parse_run_name(tags.get(contract.TAG_PAPER_RUN) or name)
     scores = {c: metrics.get(contract.eval_score(c)) for c in CATEGORIES}
+    for c in CATEGORIES:
+        scores[f"{c}{CATEGORY_CI_LOW}"] = metrics.get(contract.eval_score_ci_low(c))
+        scores[f"{c}{CATEGORY_CI_HIGH}"] = metrics.get(contract.eval_score_ci_high(c))
     evaluated = any(
         k.startswith(contract.EVAL_SCORE_PREFIX) or k == contract.EVAL_AVERAGE_SCORE
         for k in metrics
@@ -231,7 +257,9 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "run_name": name,
         "base_model": base_model,
         # The name's label tells variants apart (`lora-r64`); the param is `lora` for all.
-        "method": parsed.get("method") or _param(params, "method.name"),
+        "method": BASE_METHOD
+        if tags.get(contract.TAG_RUN_KIND) == contract.RUN_KIND_BASE
+        else parsed.get("method") or _param(params, "method.name"),
         "data": data,
         "num_samples": metrics.get(contract.DATA_ROWS_KEPT) or _configured_samples(params, data),
         "base_run": base_run,
@@ -330,14 +358,14 @@ def _isnan(value: Any) -> bool:
 
 
 def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Paper order: by base model size, single-stage runs before chained ones, LoRA before FT,
-    then by data size."""
+    """Paper order: by base model size, single-stage runs before chained ones, the base row
+    before LoRA before FT, then by data size."""
     key = pd.DataFrame(
         {
             "size": runs["base_params"].fillna(0).to_numpy(),
             "model": runs["base_model"].fillna("").to_numpy(),
             "chained": runs["base_run"].notna().to_numpy(),
-            "method": runs["method"].map({"lora": 0, "ft": 1}).fillna(2).to_numpy(),
+            "method": runs["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER)).to_numpy(),
             "samples": runs["num_samples"].fillna(0).to_numpy(),
             "name": runs["run_name"].to_numpy(),
         }
