@@ -47,6 +47,7 @@ import transformers
 
 from lorabench.config import compose, validate
 from lorabench.data import nonpad_share, prepare_train_data, sample_lengths
+from lorabench.data.report import DataReport
 from lorabench.demo_corpus import generate_train_samples
 from lorabench.modeling import build_tokenizer
 
@@ -159,6 +160,27 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
+def print_prepared(
+    report: DataReport, lengths: np.ndarray, max_length: int, default_batching: str
+) -> None:
+    """The prepared set's `name=value` lines: rows, tokens, lengths, each batching's share."""
+    print(f"rows_read={report.rows_read}")
+    print(f"rows_kept={report.rows_kept}")
+    for reason, n in report.skipped.items():
+        if n:
+            print(f"skipped_{reason}={n}")
+    print(f"tokens={report.tokens}")
+    print(f"mean_length={report.mean_length:.1f}")
+    print(f"p95_length={report.p95_length:.1f}")
+    shares = {
+        mode: nonpad_share(lengths, mode, micro_batch_size=MICRO_BATCH, max_length=max_length)
+        for mode in ("padded", "grouped", "packed")
+    }
+    for mode, share in shares.items():
+        print(f"nonpad_share_{mode}={share:.4f}")
+    print(f"nonpad_share_default={shares[default_batching]:.4f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     transformers.logging.set_verbosity_error()
@@ -209,24 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load_average_1min={os.getloadavg()[0]:.1f}")
         print(f"peak_rss_gb={rss.peak / 1e9:.2f}")
         print(f"peak_rss_sum_gb={rss.peak_rss_sum / 1e9:.2f}")
-        print(f"rows_read={report.rows_read}")
-        print(f"rows_kept={report.rows_kept}")
-        for reason, n in report.skipped.items():
-            if n:
-                print(f"skipped_{reason}={n}")
-        print(f"tokens={report.tokens}")
-        print(f"mean_length={report.mean_length:.1f}")
-        print(f"p95_length={report.p95_length:.1f}")
-        lengths = sample_lengths(cached.dataset)
-        shares = {
-            mode: nonpad_share(
-                lengths, mode, micro_batch_size=MICRO_BATCH, max_length=args.max_length
-            )
-            for mode in ("padded", "grouped", "packed")
-        }
-        for mode, share in shares.items():
-            print(f"nonpad_share_{mode}={share:.4f}")
-        print(f"nonpad_share_default={shares[cfg.data.batching]:.4f}")
+        print_prepared(report, sample_lengths(cached.dataset), args.max_length, cfg.data.batching)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

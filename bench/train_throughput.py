@@ -58,8 +58,9 @@ from transformers import (
 
 from lorabench.config import Config, compose, validate
 from lorabench.data import build_train_dataset, make_collator, trainer_arguments
-from lorabench.modeling import build_tokenizer, model_config
-from lorabench.training import load_dtype, train, training_arguments
+from lorabench.methods import method_for
+from lorabench.modeling import DTYPES, build_tokenizer, model_config
+from lorabench.training import train, training_arguments
 
 NO_PERIODIC_SAVE = 1_000_000
 """`training.save_steps` past any run's end: periodic checkpoints stay out of the measurement
@@ -175,6 +176,8 @@ def baseline_arguments(cfg: Config) -> TrainingArguments:
     return TrainingArguments(
         output_dir=training.output_dir,
         per_device_train_batch_size=hw.micro_batch_size,
+        per_device_eval_batch_size=hw.micro_batch_size,
+        prediction_loss_only=True,
         gradient_accumulation_steps=method.global_batch_size // per_step,
         num_train_epochs=method.epochs,
         max_steps=training.max_steps,
@@ -215,9 +218,9 @@ def check_same_arguments(cfg: Config) -> None:
 def baseline_model(cfg: Config, tokenizer) -> torch.nn.Module:
     """The same seeded tiny model, wrapped in the same LoRA adapters (or fully trainable)."""
     torch.manual_seed(cfg.training.seed)
-    model = AutoModelForCausalLM.from_config(
-        model_config(cfg.model, tokenizer), dtype=load_dtype(cfg)
-    )
+    method = method_for(cfg.method)
+    dtype = method.load_dtype(DTYPES[cfg.precision], cfg.hardware.deepspeed is not None)
+    model = AutoModelForCausalLM.from_config(model_config(cfg.model, tokenizer), dtype=dtype)
     lora = cfg.method.lora
     if lora is None:
         return model
@@ -228,7 +231,7 @@ def baseline_model(cfg: Config, tokenizer) -> torch.nn.Module:
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules),
+            target_modules=list(method.target_modules(model)),
             bias=lora.bias,
         ),
     )

@@ -76,6 +76,12 @@ DATA_TOKENS = "data/tokens"
 DATA_MEAN_LENGTH = "data/mean_length"
 DATA_P95_LENGTH = "data/p95_length"
 DATA_NONPAD_SHARE = "data/nonpad_share"
+DATA_DEV_ROWS = "data/dev_rows"
+"""Rows held out of training as the development split (`data.dev_fraction`)."""
+
+# The development split (logged at the end of training, when `data.dev_fraction` > 0).
+DEV_LOSS = "dev/loss"
+"""Mean loss on the held-out development split of the training data (never the eval set)."""
 
 
 def data_skipped(reason: str) -> str:
@@ -161,6 +167,11 @@ TAG_SWEEP = "sweep"
 TAG_SWEEP_OVERRIDES = "overrides"
 TAG_SWEEP_GRID_POINTS = "grid_points"
 TAG_SWEEP_UNFINISHED = "unfinished_points"
+TAG_SWEEP_LR_WARNINGS = "lr_warnings"
+"""On a sweep's parent: pairs of its runs comparing methods at one unusual learning rate."""
+TAG_SWEEP_LR_PICKS = "lr_picks"
+"""On a sweep's parent (`sweep.pick_learning_rate`): per method, the learning rate of the lowest
+development loss."""
 TAG_SOURCE = "source"
 TAG_PAPER_RUN = "paper_run"
 # MLflow's own tags.
@@ -175,6 +186,8 @@ ARTIFACT_ADAPTER_DIR = "adapter"
 ARTIFACT_EVAL_DIR = "eval"
 ARTIFACT_GENERATIONS = "eval/generations.jsonl"
 ARTIFACT_JUDGEMENTS = "eval/judgements.jsonl"
+ARTIFACT_LR_PICKS = "lr_search/picks.csv"
+"""On a sweep's parent: `lorabench.analysis.learning_rates.best_learning_rates`'s table."""
 
 # ---- files in a run's output directory --------------------------------------------------------
 RUN_ID_FILE = "mlflow_run_id"

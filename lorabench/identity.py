@@ -37,8 +37,9 @@ IDENTITY_KEYS = (
     "hardware.precision",
 )
 """Config keys (and everything below them) that define what a training computes."""
-NOT_IDENTITY = ("data.num_proc", "data.max_bad_fraction")
-"""Below `IDENTITY_KEYS` but execution only: preparation's processes, its failure threshold."""
+NOT_IDENTITY = ("data.num_proc", "data.max_bad_fraction", "method.usual_learning_rates")
+"""Below `IDENTITY_KEYS` but not what is trained: preparation's processes, its failure
+threshold, and the learning rates a method is compared at (a reporting range)."""
 UNNAMED_AXES = ("model.pretrained", "model.tokenizer.name_or_path", "model.name", "base_run")
 """Identity keys never spelt out in a name: the name's head already shows the model and base
 run, and pointing a preset at a local copy of its weights should keep the preset's name (a
@@ -52,6 +53,14 @@ AXIS_ALIASES = {
     "method.lr_scheduler": "schedule",
     "method.lora.alpha": "alpha",
     "method.lora.dropout": "dropout",
+    "method.lora.targets": "targets",
+    "method.lora.target_modules": "modules",
+    "method.lora.use_dora": "dora",
+    "method.lora.use_rslora": "rslora",
+    "method.lora.init": "init",
+    "method.lora.loraplus_lr_ratio": "loraplus",
+    "method.quantization.quant_type": "quant",
+    "data.dev_fraction": "dev",
     "training.seed": "seed",
     "training.max_steps": "steps",
     "data.seed": "data_seed",

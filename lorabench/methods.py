@@ -2,25 +2,75 @@
 
 Training, chaining, evaluation and planning ask the method object (`method_for(cfg.method)`, or
 `method_of_dir(path)` for a saved result) instead of testing `cfg.method.lora` themselves: what
-dtype the weights load in, how the model is wrapped, what is saved and logged, how a saved result
-becomes a plain model again, and how many FLOPs a token costs. A new PEFT variant is a new class
-here.
+dtype the weights load in (and whether in 4 bits), whether the method applies to the model, how
+the model is wrapped, which optimiser trains it, what is saved and logged, how a saved result
+becomes a plain model again, and how many FLOPs a token costs.
+
+LoRA's variants are options of `LoRA`, each passed to peft's own implementation: rank and alpha,
+target-module presets resolved per architecture (`TARGET_PRESETS`), DoRA (`use_dora`), rsLoRA
+(`use_rslora`), PiSSA (`init_lora_weights="pissa"`), LoRA+ (`create_loraplus_optimizer`) and
+QLoRA (a 4-bit base through `BitsAndBytesConfig`). A new kind of PEFT method is a new class here.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft.optimizers import create_loraplus_optimizer
+from peft.tuners.tuners_utils import check_target_module_exists
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.pytorch_utils import Conv1D
 
-from lorabench.config.schema import LoraConfig, MethodConfig
+from lorabench.config.schema import LoraConfig, MethodConfig, QuantizationConfig
+from lorabench.errors import ConfigError
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 """What marks a directory as a PEFT adapter (rather than a full model)."""
+INITIAL_ADAPTER_DIR = "adapter_init"
+"""Beside a PiSSA adapter: the adapter as initialised, from which the trained one is converted."""
+
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj")
+_LLAMA_LAYOUT = {
+    # The paper's set (attention without its output projection, and the MLP) is the one that
+    # gives its reported additional parameters (17.9M on LLaMA-7B, 28.0M on LLaMA-13B).
+    "paper": ("q_proj", "k_proj", "v_proj", *_MLP),
+    "attention": _ATTENTION,
+    # Every linear layer of the transformer blocks: the output head is the vocabulary
+    # projection, not a block's, as in peft's own "all-linear".
+    "all_linear": (*_ATTENTION, *_MLP),
+}
+TARGET_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "llama": _LLAMA_LAYOUT,
+    "qwen2": _LLAMA_LAYOUT,  # Qwen2 names its projections as LLaMA does (q/k/v carry biases)
+}
+"""`method.lora.targets` per architecture (`model_type`): the module names each preset adapts."""
+
+LORA_LAYER_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Embedding,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.MultiheadAttention,
+    Conv1D,
+)
+"""The layer types peft's LoRA wraps (peft's `dispatch_default`)."""
+DORA_LAYER_TYPES = tuple(t for t in LORA_LAYER_TYPES if t is not nn.MultiheadAttention)
+"""The layer types peft's DoRA supports (its MultiheadAttention layer refuses DoRA)."""
 
 
 class Method(ABC):
@@ -38,13 +88,42 @@ class Method(ABC):
     def load_dtype(self, precision: torch.dtype, deepspeed: bool) -> torch.dtype:
         """The dtype the base weights load in, for training at `precision`."""
 
+    def quantization_config(self, precision: torch.dtype) -> BitsAndBytesConfig | None:
+        """How the base weights are quantised on loading (default: they are not)."""
+        return None
+
+    def check(self, model: PreTrainedModel) -> None:  # noqa: B027
+        """Raise ConfigError if the method does not apply to `model` (a meta-device build of
+        the base, so that nothing is loaded before the check); default: it always applies."""
+
     @abstractmethod
-    def wrap(self, model: PreTrainedModel) -> PreTrainedModel | PeftModel:
-        """The model to train (with only the method's parameters trainable)."""
+    def wrap(
+        self, model: PreTrainedModel, *, initialise: bool = True
+    ) -> PreTrainedModel | PeftModel:
+        """The model to train (with only the method's parameters trainable).
+
+        `initialise=False` skips expensive initialisations that leave the parameters' shapes
+        unchanged (PiSSA's SVD): for counting parameters on the meta device.
+        """
 
     def prepare_for_checkpointing(self, model: PreTrainedModel) -> None:  # noqa: B027
         """Adjust the base before `wrap` when activation checkpointing is on (default: no
         change)."""
+
+    def optimizer(
+        self, model: PreTrainedModel | PeftModel, args: TrainingArguments
+    ) -> torch.optim.Optimizer | None:
+        """The optimiser to train with; None: the Trainer's own (AdamW over the trainable
+        parameters at `args.learning_rate`)."""
+        return None
+
+    def record_initial(self, model: PreTrainedModel | PeftModel, saved: Path) -> None:  # noqa: B027
+        """Before training (main process): keep what `save` needs from the model as
+        initialised (default: nothing)."""
+
+    def save(self, trainer: Trainer, saved: Path) -> None:
+        """Write the trained result to `saved` (every rank calls it: ZeRO-3 gathers)."""
+        trainer.save_model(str(saved))
 
     @abstractmethod
     def load_trained(
@@ -75,7 +154,7 @@ class FullFineTuning(Method):
         # half dtype saves host memory (8 ranks × 27 GB of fp32 LLaMA-7B fit few nodes).
         return precision if deepspeed else torch.float32
 
-    def wrap(self, model: PreTrainedModel) -> PreTrainedModel:
+    def wrap(self, model: PreTrainedModel, *, initialise: bool = True) -> PreTrainedModel:
         model.requires_grad_(True)
         return model
 
@@ -86,7 +165,8 @@ class FullFineTuning(Method):
 
 
 class LoRA(Method):
-    """Low-rank adapters through peft on a frozen base; the result is an adapter directory."""
+    """Low-rank adapters through peft on a frozen base (optionally 4-bit: QLoRA), with peft's
+    variants; the result is an adapter directory that loads on the original base."""
 
     name = "lora"
     saved_dir = "adapter"
@@ -94,35 +174,155 @@ class LoRA(Method):
     # The frozen base needs no weight gradients: forward (2) + activation gradients (2).
     flops_per_token_per_param = 4
 
-    def __init__(self, lora: LoraConfig) -> None:
+    def __init__(self, lora: LoraConfig, quantization: QuantizationConfig | None = None) -> None:
         self.lora = lora
+        self.quantization = quantization
 
     def load_dtype(self, precision: torch.dtype, deepspeed: bool) -> torch.dtype:
         return precision  # the frozen base may sit in half precision
 
-    def prepare_for_checkpointing(self, model: PreTrainedModel) -> None:
-        model.enable_input_require_grads()  # frozen embeddings would cut the graph
+    def quantization_config(self, precision: torch.dtype) -> BitsAndBytesConfig | None:
+        q = self.quantization
+        if q is None:
+            return None
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=q.quant_type,
+            bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=precision,
+        )
 
-    def peft_config(self) -> PeftLoraConfig:
-        """The peft configuration of the adapters."""
+    @property
+    def _pissa(self) -> bool:
+        return self.lora.init.startswith("pissa")
+
+    def target_modules(self, model: PreTrainedModel) -> tuple[str, ...]:
+        """The module names to adapt: the `targets` preset for this architecture, or the
+        explicit `target_modules`."""
+        if self.lora.targets is None:
+            return tuple(self.lora.target_modules)
+        model_type = model.config.model_type
+        presets = TARGET_PRESETS.get(model_type)
+        if presets is None:
+            raise ConfigError(
+                f"method.lora.targets={self.lora.targets}: no target presets for model_type "
+                f"{model_type!r} (known: {', '.join(TARGET_PRESETS)}); name the modules with "
+                f"method.lora.targets=null method.lora.target_modules=[...] (its linear layers: "
+                f"{', '.join(linear_layer_names(model))})"
+            )
+        return presets[self.lora.targets]
+
+    def peft_config(
+        self, target_modules: Sequence[str], *, initialise: bool = True
+    ) -> PeftLoraConfig:
+        """The peft configuration of the adapters on `target_modules`."""
+        init = self.lora.init
         return PeftLoraConfig(
             task_type="CAUSAL_LM",
             r=self.lora.r,
             lora_alpha=self.lora.alpha,
             lora_dropout=self.lora.dropout,
-            target_modules=list(self.lora.target_modules),
+            target_modules=list(target_modules),
             bias=self.lora.bias,
+            use_dora=self.lora.use_dora,
+            use_rslora=self.lora.use_rslora,
+            # peft's True is its default initialisation (B zero, A Kaiming-uniform): cheap.
+            init_lora_weights=True if init == "default" or not initialise else init,
         )
 
-    def wrap(self, model: PreTrainedModel) -> PeftModel:
-        return get_peft_model(model, self.peft_config())
+    def check(self, model: PreTrainedModel) -> None:
+        if self.quantization is not None and find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                "method.quantization: QLoRA loads the base through bitsandbytes, which is not "
+                "installed: pip install 'lorabench[qlora]'"
+            )
+        targets = self.target_modules(model)
+        modules = dict(model.named_modules())
+        missing = []
+        for target in targets:  # peft's own matching: a module's name or a dotted suffix
+            single = self.peft_config([target], initialise=False)
+            if not any(check_target_module_exists(single, name) for name in modules):
+                missing.append(target)
+        if missing:
+            raise ConfigError(
+                f"method.lora target modules {', '.join(missing)} are not in the "
+                f"{model.config.model_type} model: its linear layers are "
+                f"{', '.join(linear_layer_names(model))} (method.lora.targets="
+                f"{'|'.join(_LLAMA_LAYOUT)} chooses among them per architecture)"
+            )
+        config = self.peft_config(targets, initialise=False)
+        supported, variant, hint = (
+            (DORA_LAYER_TYPES, "DoRA", ", or set method.lora.use_dora=false")
+            if self.lora.use_dora
+            else (LORA_LAYER_TYPES, "LoRA", "")
+        )
+        unsupported = {
+            name: type(module).__name__
+            for name, module in modules.items()
+            if check_target_module_exists(config, name) and not isinstance(module, supported)
+        }
+        if unsupported:
+            kinds = sorted(set(unsupported.values()))
+            shown = ", ".join(list(unsupported)[:4]) + (", ..." if len(unsupported) > 4 else "")
+            raise ConfigError(
+                f"{variant} cannot adapt layers of type {', '.join(kinds)} ({shown}); it "
+                f"supports {', '.join(t.__name__ for t in supported)}: choose other "
+                f"method.lora.target_modules{hint}"
+            )
+
+    def prepare_for_checkpointing(self, model: PreTrainedModel) -> None:
+        model.enable_input_require_grads()  # frozen embeddings would cut the graph
+
+    def wrap(self, model: PreTrainedModel, *, initialise: bool = True) -> PeftModel:
+        if getattr(model, "is_loaded_in_4bit", False):
+            # QLoRA's recipe: freeze, and keep the unquantised parameters (norms, embeddings)
+            # in fp32; activation checkpointing stays the Trainer's (TrainingArguments).
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        config = self.peft_config(self.target_modules(model), initialise=initialise)
+        return get_peft_model(model, config)
+
+    def optimizer(
+        self, model: PreTrainedModel | PeftModel, args: TrainingArguments
+    ) -> torch.optim.Optimizer | None:
+        ratio = self.lora.loraplus_lr_ratio
+        if ratio is None:
+            return None
+        # The Trainer's own optimiser class and settings (AdamW, betas, eps), with LoRA+'s
+        # parameter groups: B (and DoRA's magnitudes) at `ratio` × the learning rate.
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        kwargs.pop("lr", None)
+        return create_loraplus_optimizer(
+            model,
+            optimizer_cls,
+            lr=args.learning_rate,
+            loraplus_lr_ratio=ratio,
+            loraplus_weight_decay=args.weight_decay,
+            **kwargs,
+        )
+
+    def record_initial(self, model: PreTrainedModel | PeftModel, saved: Path) -> None:
+        if self._pissa:
+            # PiSSA moves the principal components out of the base weights; saving converts
+            # the trained adapter against this snapshot into a plain LoRA adapter (rank 2r)
+            # that loads on the original base.
+            model.save_pretrained(str(saved.parent / INITIAL_ADAPTER_DIR))
+
+    def save(self, trainer: Trainer, saved: Path) -> None:
+        if not self._pissa:
+            super().save(trainer, saved)
+            return
+        if trainer.args.should_save:
+            trainer.model.save_pretrained(
+                str(saved),
+                path_initial_model_for_weight_conversion=str(saved.parent / INITIAL_ADAPTER_DIR),
+            )
 
     @property
     def needs_base(self) -> bool:
         return True
 
     def is_additional(self, parameter_name: str) -> bool:
-        return "lora_" in parameter_name
+        return "lora_" in parameter_name  # lora_A, lora_B and DoRA's lora_magnitude_vector
 
     def load_trained(
         self, base: PreTrainedModel | None, saved: Path, dtype: torch.dtype
@@ -132,9 +332,18 @@ class LoRA(Method):
         return PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
 
 
+def linear_layer_names(model: nn.Module) -> list[str]:
+    """The distinct names of the model's linear layers (`q_proj`, ..., `lm_head`), sorted."""
+    return sorted(
+        {name.rpartition(".")[2] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    )
+
+
 def method_for(method: MethodConfig) -> Method:
     """The method a config asks for."""
-    return FullFineTuning() if method.lora is None else LoRA(method.lora)
+    if method.lora is None:
+        return FullFineTuning()
+    return LoRA(method.lora, method.quantization)
 
 
 def method_of_dir(saved: Path) -> Method:

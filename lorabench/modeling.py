@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    BitsAndBytesConfig,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -94,6 +96,8 @@ def build_model(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     meta: bool = False,
+    quantization: BitsAndBytesConfig | None = None,
+    device_map: str | dict[str, int | str] | None = None,
 ) -> PreTrainedModel:
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
@@ -101,7 +105,8 @@ def build_model(
     (`lorabench.pretrain.resolved_model` points `pretrained` at them).
 
     With `meta=True` nothing is allocated or downloaded: the model lives on the meta device,
-    which is enough to count parameters.
+    which is enough to count parameters (of the unquantised weights). `quantization` loads the
+    weights quantised (QLoRA) onto `device_map`, where bitsandbytes places them itself.
     """
     if meta:
         with torch.device("meta"):
@@ -114,18 +119,35 @@ def build_model(
                 "lorabench.pretrain.resolved_model, which points model.pretrained at it"
             )
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
+        model = AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
+        if quantization is None:
+            return model
+        # transformers quantises while loading weights only: round-trip the initialised model.
+        with tempfile.TemporaryDirectory(prefix="lorabench-quantise-") as folder:
+            model.save_pretrained(folder)
+            return AutoModelForCausalLM.from_pretrained(
+                folder, dtype=dtype, quantization_config=quantization, device_map=device_map
+            )
     try:
-        return AutoModelForCausalLM.from_pretrained(model_cfg.pretrained, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(
+            model_cfg.pretrained,
+            dtype=dtype,
+            quantization_config=quantization,
+            device_map=device_map,
+        )
     except (OSError, ValueError) as err:
         raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
 
 
 def count_parameters(model: torch.nn.Module, method: Method) -> ParameterCounts:
-    """Count the method's additional, the trainable and all parameters (works on meta)."""
+    """Count the method's additional, the trainable and all parameters (works on meta; a
+    4-bit weight counts as the weight it stands for)."""
     additional = trainable = total = 0
     for name, param in model.named_parameters():
-        n = param.numel()
+        # A 4-bit weight is stored packed (two values a byte); its quantisation state keeps
+        # the weight's real shape.
+        quant_state = getattr(param, "quant_state", None)
+        n = quant_state.shape.numel() if quant_state is not None else param.numel()
         total += n
         if param.requires_grad:
             trainable += n

@@ -26,6 +26,7 @@ import pandas as pd
 
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
+from lorabench.analysis.learning_rates import shared_learning_rate_warnings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import load_runs
 from lorabench.analysis.tables import PaperModel, parse_paper_model, write_tables
@@ -95,6 +96,8 @@ class ReportFiles:
     report: Path
     tables: dict[str, Path]
     figures: FigureFiles
+    warnings: list[str] = field(default_factory=list)
+    """Comparisons of methods at one learning rate unusual for one of them."""
 
     @property
     def files(self) -> list[Path]:
@@ -128,6 +131,9 @@ def write_report(
         )
         stands = ", ".join(f"{ours} as `{theirs}`" for ours, theirs in pairs)
         lines += [f"Compared with the paper's rows of the same recipe, reading {stands}."]
+    warnings = shared_learning_rate_warnings(runs)
+    if warnings:
+        lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
     lines += [write_findings(runs, out)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
@@ -138,7 +144,7 @@ def write_report(
         lines += [f"- `{name}` not drawn: {reason}"]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return ReportFiles(out, report, tables, figures)
+    return ReportFiles(out, report, tables, figures, warnings)
 
 
 def run(options: ReportOptions) -> ReportFiles | None:
@@ -178,6 +184,8 @@ def run(options: ReportOptions) -> ReportFiles | None:
     print(f"wrote {len(files.files)} files to {files.out_dir} (open {files.report})")
     for name, reason in files.figures.skipped.items():
         print(f"figure {name} not drawn: {reason}")
+    for warning in files.warnings:
+        print(f"warning: {warning}")
     log_to = options.log_to if options.log_to is not None else options.parent_run
     if log_to and not options.paper:
         log_to_run(options.tracking_uri, log_to, files.out_dir)

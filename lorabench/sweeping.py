@@ -19,14 +19,14 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -75,19 +75,59 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
     ).info.run_id
 
 
-def close_parent(client: MlflowClient, run_id: str) -> None:
-    """FINISHED when every grid point (and base row) finished, else FAILED naming the others."""
+def close_parent(client: MlflowClient, run_id: str, pick_learning_rate: bool = False) -> None:
+    """FINISHED when every grid point (and base row) finished, else FAILED naming the others;
+    the finished points' learning rates are checked (and, with `pick_learning_rate`, picked)
+    on the way (base rows train nothing, so they have none)."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
     )
-    unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
     points = [r for r in children if contract.TAG_RUN_KIND not in r.data.tags]
+    finished = [r for r in points if r.info.status == "FINISHED"]
+    if finished:
+        record_learning_rates(client, run_id, finished, pick_learning_rate)
+    unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
     client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(points))
     if unfinished:
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
     client.set_terminated(run_id, RunStatus.to_string(status))
+
+
+def record_learning_rates(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], pick: bool
+) -> None:
+    """Warn about (and tag the parent with) methods compared at one unusual learning rate;
+    with `pick`, print and log per method the learning rate of the lowest dev loss."""
+    from lorabench.analysis.learning_rates import (
+        best_learning_rates,
+        shared_learning_rate_warnings,
+    )
+    from lorabench.analysis.runs import AnalysisError, run_frame
+
+    frame = run_frame(runs)
+    warnings = shared_learning_rate_warnings(frame)
+    for warning in warnings:
+        log.warning(warning)
+    if warnings:
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_WARNINGS, "\n".join(warnings)[:5000])
+    if not pick:
+        return
+    try:
+        picks = best_learning_rates(frame)
+    except AnalysisError as err:  # nothing to pick from: said, and the sweep still closes
+        log.error("sweep.pick_learning_rate: %s", err)
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, str(err)[:5000])
+        return
+    lines = [
+        f"{p.candidates}: learning rate {p.learning_rate:g} (dev loss {p.dev_loss:.4f}, "
+        f"best of {p.tried})"
+        for p in picks.itertuples(index=False)
+    ]
+    print("\n".join(["learning rates picked on the development split:", *lines]))
+    client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, "\n".join(lines)[:5000])
+    client.log_text(parent_id, picks.to_csv(index=False), contract.ARTIFACT_LR_PICKS)
 
 
 def _tracking_of(config: DictConfig) -> TrackingConfig:
@@ -113,7 +153,11 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
         if path.is_file():
-            close_parent(client_for(_tracking_of(config)), path.read_text().strip())
+            close_parent(
+                client_for(_tracking_of(config)),
+                path.read_text().strip(),
+                pick_learning_rate=config.sweep.pick_learning_rate,
+            )
 
 
 def finished_run(cfg: Config) -> str | None:
@@ -319,8 +363,11 @@ def ordered_rows(names: Sequence[str], bases: Sequence[str | None]) -> list[int]
     return order
 
 
-def _composed(overrides: Sequence[str]) -> Config:
-    return validate(hydra_compose(config_name="config", overrides=list(overrides)), overrides)
+def _composed(overrides: Sequence[str], experiment: Config) -> Config:
+    """A row composed without the experiment, taking the experiment's sweep settings
+    (`evaluate`: a learning-rate search judges nothing), which every row shares."""
+    composed = validate(hydra_compose(config_name="config", overrides=list(overrides)), overrides)
+    return replace(composed, sweep=experiment.sweep)
 
 
 def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[str, str]:
@@ -328,9 +375,9 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
     summary line as it ends; returns each row's outcome by name (`plan`: what would happen)."""
     base = [o for o in overrides if not o.startswith("experiment=")]
     model_map = cfg.sweep.model_map
-    bases = [_composed([*base, f"model={model_map.get(m, m)}"]) for m in cfg.sweep.base_models]
+    bases = [_composed([*base, f"model={model_map.get(m, m)}"], cfg) for m in cfg.sweep.base_models]
     rows = [[_mapped_model(o, model_map) for o in row] for row in cfg.sweep.rows]
-    configs = [_composed([*base, *r]) for r in rows]
+    configs = [_composed([*base, *r], cfg) for r in rows]
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
@@ -351,7 +398,7 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
             print(outcome.line(), flush=True)
             outcomes[outcome.name] = outcome.status
     finally:
-        close_parent(client_for(cfg.tracking), parent)
+        close_parent(client_for(cfg.tracking), parent, cfg.sweep.pick_learning_rate)
     return outcomes
 
 

@@ -1,4 +1,4 @@
-"""Synthetic runs that follow the MLflow contract (DESIGN.md), for the analysis tests."""
+"""Synthetic runs that follow the MLflow contract (lorabench.contract), for the analysis tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from lorabench import contract
 from lorabench.evaluation.eval_set import CATEGORIES
 
 DEMO_SIZES = {"0.6m": 600, "2m": 2000, "4m": 4000}
@@ -58,6 +59,20 @@ def scores(base: float, spread: float = 0.02) -> dict[str, float]:
     }
 
 
+def eval_counts(
+    parse_failures: Mapping[str, int] = (), truncated: Mapping[str, int] = ()
+) -> dict[str, float]:
+    """The counts an evaluation logs, from {category: count}: every category (zeros included)
+    and the totals."""
+    failures, cut = dict(parse_failures), dict(truncated)
+    return {
+        contract.EVAL_JUDGE_PARSE_FAILURES: sum(failures.values()),
+        contract.EVAL_TRUNCATED_ANSWERS: sum(cut.values()),
+        **{contract.eval_parse_failures(c): failures.get(c, 0) for c in CATEGORIES},
+        **{contract.eval_truncated(c): cut.get(c, 0) for c in CATEGORIES},
+    }
+
+
 def demo_run(
     client: MlflowClient,
     experiment_id: str,
@@ -70,8 +85,11 @@ def demo_run(
     parent: str | None = None,
     status: str = "FINISHED",
     score: float | None = None,
+    more_metrics: Mapping[str, float] = (),
+    more_tags: Mapping[str, str] = (),
 ) -> str:
-    """One grid point of a demo sweep, with training metrics and (unless judge is None) eval."""
+    """One grid point of a demo sweep, with training metrics and (unless judge is None) eval;
+    `more_metrics` and `more_tags` are logged too (e.g. `eval_counts`, the served judge model)."""
     n = DEMO_SIZES.get(data, 250)
     lora = method == "lora"
     base_params = 830_000 if model == "tiny" else 6_738_415_616
@@ -94,6 +112,8 @@ def demo_run(
             score = (0.30 if lora else 0.38) + 0.02 * list(DEMO_SIZES).index(data)
         metrics.update(scores(score))
         tags.update({"eval_judge": judge, "eval_set": eval_set, "eval_items": "45"})
+    metrics.update(more_metrics)
+    tags.update(more_tags)
     params = {
         "model.name": model,
         "method.name": method,

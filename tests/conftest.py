@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from lorabench.config import Config, compose, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
+JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
+"""The environment variable tests hand the fake judge server's key in."""
 
 # The training metrics every run must hold (DESIGN.md, "The MLflow contract").
 CONTRACT_METRICS = {
@@ -43,6 +46,14 @@ def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ[PRETRAINED_DIR_ENV] = str(path)
     yield path
     del os.environ[PRETRAINED_DIR_ENV]
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh fake API key, exported as JUDGE_KEY_ENV for the test."""
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv(JUDGE_KEY_ENV, key)
+    return key
 
 
 @pytest.fixture(scope="session")

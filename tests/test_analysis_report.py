@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from analysis_helpers import assert_real_image, demo_run, demo_sweep, experiment
+from analysis_helpers import assert_real_image, demo_run, demo_sweep, eval_counts, experiment
 
+from lorabench import contract
 from lorabench.analysis.figures import FIGURES
 from lorabench.errors import ConfigError
 from lorabench.report import main, parse_args
@@ -51,6 +52,42 @@ def test_report_of_a_sweep_logged_to_its_parent(store, store_file, tmp_path):
     assert "## Table 4" in page and "![data_scaling](figures/data_scaling.png)" in page
     logged = {a.path for a in store.list_artifacts(parent, "analysis")}
     assert {"analysis/report.md", "analysis/table4.csv", "analysis/figures"} <= logged
+
+
+def test_report_shows_the_served_judge_and_what_could_not_be_scored(
+    store, store_file, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    judge = {"judge": "openai:gpt-3.5-turbo", "eval_set": "belle"}
+    demo_run(
+        store,
+        exp,
+        "lora",
+        "2m",
+        **judge,
+        more_metrics=eval_counts({"rewrite": 2}, {"generation": 3, "others": 1}),
+        more_tags={
+            contract.TAG_EVAL_JUDGE_MODEL: "gpt-3.5-turbo-0125",
+            contract.TAG_EVAL_JUDGE_PROMPTS: "belle(translation=paper)",
+        },
+    )
+    demo_run(store, exp, "ft", "2m", **judge)  # evaluated before either was recorded
+    uri = f"tracking_uri=sqlite:///{store_file}"
+    main(["experiment=lorabench-demo", uri, "out=rep", "overlay=false"])
+    page = (tmp_path / "rep" / "report.md").read_text()
+    heading = (
+        "### Judge `openai:gpt-3.5-turbo` (served by `gpt-3.5-turbo-0125`; prompts "
+        "`belle(translation=paper)`), eval set `belle` (2 runs)"
+    )
+    assert page.count(heading) == 2  # Table 4 and the appendix
+    assert "differ in the model the judge's server reported**: `gpt-3.5-turbo-0125` for " in page
+    assert "not recorded for `tiny+ft(2m)`" in page
+    assert "| `tiny+lora(2m)` | 2 / 4 | 0 / 1 | 2 / 0 | 0 / 0 | 0 / 3 | 0 / 0 |" in page
+    assert "| `tiny+ft(2m)` | " + " | ".join([""] * 10) + " |" in page
+    appendix = pd.read_csv(tmp_path / "rep" / "appendix.csv").set_index("run_name")
+    assert appendix.loc["tiny+lora(2m)", "parse_failures_rewrite"] == 2
+    assert pd.isna(appendix.loc["tiny+ft(2m)", "truncated_answers"])
 
 
 def test_paper_alone_needs_no_mlflow(tmp_path):

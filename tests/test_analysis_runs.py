@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from analysis_helpers import demo_run, demo_sweep, experiment, log_run
+from analysis_helpers import demo_run, demo_sweep, eval_counts, experiment, log_run
 
+from lorabench import contract
 from lorabench.analysis.runs import (
     COLUMNS,
+    COUNT_METRICS,
     AnalysisError,
     data_scale,
     load_runs,
@@ -69,6 +72,52 @@ def test_runs_without_eval_metrics_are_kept_and_flagged(store, store_file, tmp_p
     assert runs.loc["tiny+lora(2m)", "judge"] is None
     assert runs.loc["tiny+lora(2m)", "hours_per_epoch"] > 0
     assert runs.loc["tiny+ft(2m)", "evaluated"]
+
+
+def test_served_judge_model_prompts_and_counts_are_columns(store, store_file, tmp_path):
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    demo_run(
+        store,
+        exp,
+        "lora",
+        "2m",
+        judge="openai:gpt-3.5-turbo",
+        more_metrics=eval_counts({"rewrite": 2, "others": 1}, {"generation": 4}),
+        more_tags={
+            contract.TAG_EVAL_JUDGE_MODEL: "gpt-3.5-turbo-0125, gpt-3.5-turbo-0613",
+            contract.TAG_EVAL_JUDGE_PROMPTS: "belle:6032824adcd7 belle(translation=paper)",
+        },
+    )
+    # Evaluated before the counts and the served model were recorded; the empty tag is what a
+    # judge reporting no model leaves.
+    demo_run(store, exp, "ft", "2m", more_tags={contract.TAG_EVAL_JUDGE_MODEL: ""})
+    runs = load_runs(uri(store_file), "lorabench-demo").set_index("run_name")
+    lora, ft = runs.loc["tiny+lora(2m)"], runs.loc["tiny+ft(2m)"]
+    assert lora["judge_model"] == "gpt-3.5-turbo-0125, gpt-3.5-turbo-0613"
+    assert lora["judge_prompts"] == "belle:6032824adcd7 belle(translation=paper)"
+    assert (lora["parse_failures"], lora["parse_failures_rewrite"]) == (3, 2)
+    assert (lora["truncated_answers"], lora["truncated_answers_generation"]) == (4, 4)
+    assert lora["parse_failures_generation"] == 0  # a logged 0 stays a 0
+    assert ft["judge_model"] is None and ft["judge_prompts"] is None
+    assert ft[list(COUNT_METRICS)].isna().all()  # never logged: empty, not 0
+
+
+def test_judged_without_a_single_score_is_evaluated(store, store_file, tmp_path):
+    """Every reply unparseable: no score, but the run was judged and its counts say why."""
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    counts = eval_counts(dict.fromkeys(CATEGORIES, 5))
+    log_run(
+        store,
+        exp,
+        "tiny+lora(2m)",
+        metrics={contract.EVAL_JUDGED_ITEMS: 0, contract.EVAL_UNJUDGED_ITEMS: 45, **counts},
+        tags={contract.TAG_EVAL_JUDGE: "openai:gpt-4o", contract.TAG_EVAL_SET: "demo"},
+    )
+    runs = load_runs(uri(store_file), "lorabench-demo")
+    row = runs.iloc[0]
+    assert row["evaluated"] and row["judge"] == "openai:gpt-4o"
+    assert pd.isna(row["average_score"]) and row["parse_failures"] == 45
+    assert [s.judge for s in sections(runs)] == ["openai:gpt-4o"]
 
 
 def test_chained_run_names_its_base(store, store_file, tmp_path):

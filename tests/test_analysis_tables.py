@@ -8,7 +8,13 @@ from analysis_helpers import demo_run, experiment
 
 from lorabench import reference
 from lorabench.analysis.paper_runs import paper_frame
-from lorabench.analysis.runs import frame_from_records, load_runs
+from lorabench.analysis.runs import (
+    PARSE_FAILURES,
+    TRUNCATED,
+    count_column,
+    frame_from_records,
+    load_runs,
+)
 from lorabench.analysis.tables import (
     appendix_markdown,
     appendix_table,
@@ -129,6 +135,88 @@ def test_mixed_judges_get_one_marked_table_each():
     # Each section holds only its own runs.
     demo = text.split("### Judge `reference:f1`")[1].split("### ")[0]
     assert "tiny+lora(2m)" in demo and "llama-7b" not in demo
+
+
+def test_headings_name_the_served_judge_model_and_prompts():
+    prompts = "belle:6032824adcd7 belle(translation=paper)"
+    served = {
+        "judge": "openai:gpt-3.5-turbo",
+        "eval_set": "belle",
+        "judge_model": "gpt-3.5-turbo-0125",
+        "judge_prompts": prompts,
+    }
+    runs = synthetic(
+        {"run_name": "llama-7b+lora(2m)", **served, **scores(0.6)},
+        {"run_name": "llama-7b+ft(2m)", **served, **scores(0.7)},
+        # An offline judge reports itself as its model and its prompts.
+        {
+            "run_name": "tiny+lora(2m)",
+            **dict.fromkeys(("judge_model", "judge_prompts"), "reference:f1"),
+        }
+        | scores(0.5),
+    )
+    t4 = table4(runs)
+    for text in (table4_markdown(t4), appendix_markdown(appendix_table(runs))):
+        assert (
+            "### Judge `openai:gpt-3.5-turbo` (served by `gpt-3.5-turbo-0125`; prompts "
+            f"`{prompts}`), eval set `belle` (2 runs)"
+        ) in text
+        assert "### Judge `reference:f1`, eval set `demo` (1 run)" in text
+        assert "These runs differ" not in text
+    row = t4.set_index("run_name").loc["llama-7b+ft(2m)"]
+    assert (row["judge_model"], row["judge_prompts"]) == ("gpt-3.5-turbo-0125", prompts)
+
+
+def test_different_served_models_within_a_section_are_listed():
+    runs = synthetic(
+        {"run_name": "tiny+lora(2m)", "judge_model": "gpt-3.5-turbo-0125", **scores(0.5)},
+        {"run_name": "tiny+ft(2m)", "judge_model": "gpt-3.5-turbo-0125, gpt-3.5-turbo-0613"}
+        | scores(0.6),
+        {"run_name": "tiny+lora(4m)", "judge_model": "gpt-3.5-turbo-0125", **scores(0.6)},
+        {"run_name": "tiny+ft(4m)", **scores(0.7)},
+    )
+    text = table4_markdown(table4(runs))
+    assert "(served by `gpt-3.5-turbo-0125`, `gpt-3.5-turbo-0613`)" in text
+    assert text.count("### Judge ") == 1  # still one section: one judge, one eval set
+    assert (
+        "> **These runs differ in the model the judge's server reported**: "
+        "`gpt-3.5-turbo-0125, gpt-3.5-turbo-0613` for `tiny+ft(2m)`; "
+        "`gpt-3.5-turbo-0125` for `tiny+lora(2m)`, `tiny+lora(4m)`; "
+        "not recorded for `tiny+ft(4m)`."
+    ) in text
+    assert "differ in the judge's prompts" not in text
+
+
+def counts(failures: dict[str, int], cut: dict[str, int]) -> dict[str, int]:
+    """Count columns as an evaluation logs them: every category, zeros included, and totals."""
+    return {
+        count_column(PARSE_FAILURES): sum(failures.values()),
+        count_column(TRUNCATED): sum(cut.values()),
+        **{count_column(PARSE_FAILURES, c): failures.get(c, 0) for c in CATEGORIES},
+        **{count_column(TRUNCATED, c): cut.get(c, 0) for c in CATEGORIES},
+    }
+
+
+def test_appendix_counts_unscored_replies_and_cut_answers_per_category():
+    runs = synthetic(
+        {"run_name": "tiny+lora(2m)", **scores(0.5)}
+        | counts({"rewrite": 2, "others": 1}, {"generation": 4, "rewrite": 1}),
+        {"run_name": "tiny+ft(2m)", **scores(0.6)},  # logged no counts
+        {"run_name": "tiny+ft(4m)", "evaluated": False, "judge": None, "eval_set": None},
+    )
+    app = appendix_table(runs).set_index("run_name")
+    assert app.loc["tiny+lora(2m)", "truncated_answers_generation"] == 4
+    assert pd.isna(app.loc["tiny+ft(2m)", "parse_failures"])
+    text = appendix_markdown(appendix_table(runs))
+    section, not_evaluated = text.split("### Not evaluated")
+    assert "**Could not be scored / cut answers.**" in section
+    assert "| Run | Total | others | rewrite | classification | generation |" in section
+    assert "| `tiny+lora(2m)` | 3 / 5 | 1 / 0 | 2 / 1 | 0 / 0 | 0 / 4 | 0 / 0 |" in section
+    assert "| `tiny+ft(2m)` | " + " | ".join([""] * 10) + " |" in section  # blank, not 0
+    assert "Could not be scored" not in not_evaluated
+    # No run of a section logged any count: no such table (the paper reports none).
+    assert "Could not be scored" not in appendix_markdown(appendix_table(paper_frame()))
+    assert "Could not be scored" not in table4_markdown(table4(runs))
 
 
 def test_runs_without_eval_metrics_are_marked_not_scored():

@@ -19,6 +19,7 @@ import torch
 from peft import PeftModel
 
 from lorabench.config import compose, validate
+from lorabench.methods import method_for
 from lorabench.modeling import build_model, build_tokenizer
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
@@ -82,7 +83,8 @@ def test_torchrun_zero2_lora_logs_one_run_and_a_loadable_adapter(
     base = build_model(cfg.model, build_tokenizer(cfg.model, cfg.cache_dir))
     model = PeftModel.from_pretrained(base, tmp_path / "out" / "adapter")
     lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
-    assert len(lora_b) == 2 * len(cfg.method.lora.target_modules)  # 2 layers in the tiny model
+    targets = method_for(cfg.method).target_modules(base)  # the paper's preset, resolved
+    assert len(lora_b) == 2 * len(targets) == 2 * 6  # 2 layers in the tiny model
     assert all(torch.count_nonzero(p) > 0 for p in lora_b.values())
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,10 @@ from lorabench.judging import (
     load_belle_prompts,
 )
 from lorabench.judging import prompts as prompts_module
+from tests.conftest import JUDGE_KEY_ENV as KEY_ENV
 from tests.conftest import REPO_ROOT
 from tests.fake_openai_server import FakeOpenAIServer, reply
 
-KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
 SERVED = "gpt-3.5-turbo-0125"
 BELLE_DIR = REPO_ROOT.parent / "shared" / "data" / "belle_eval"
 needs_belle = pytest.mark.skipif(
@@ -190,13 +189,6 @@ _case(
 )
 
 # ---- the server and a judge built from the config -------------------------------------------
-
-
-@pytest.fixture
-def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = f"sk-test-{uuid.uuid4().hex}"
-    monkeypatch.setenv(KEY_ENV, key)
-    return key
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import logging
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from lorabench.errors import ConfigError
 from lorabench.evaluation.eval_set import EvalItem, category_of
 from lorabench.judging import JudgeError, JudgeRequest, OpenAIJudge
+from tests.conftest import JUDGE_KEY_ENV as KEY_ENV
 from tests.fake_openai_server import (
     FakeOpenAIServer,
     bad_request,
@@ -28,15 +28,6 @@ from tests.fake_openai_server import (
     server_error,
     slow,
 )
-
-KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
-
-
-@pytest.fixture
-def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = f"sk-test-{uuid.uuid4().hex}"
-    monkeypatch.setenv(KEY_ENV, key)
-    return key
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ saved adapter / checkpoint loads, failures are recorded, and interrupted runs re
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -213,3 +214,18 @@ def test_saves_scale_with_the_run_when_save_steps_is_null(demo_config) -> None:
     args = training_arguments(cfg)
     # A ratio of the total steps: transformers saves every ceil(total × ratio) steps.
     assert args.save_steps == pytest.approx(1 / (10 * cfg.method.epochs))
+
+
+def test_process_wide_state_is_restored_for_the_next_point(demo_config, monkeypatch) -> None:
+    """An in-process sweep trains point after point: each gets the training's SIGTERM handler
+    and DeepSpeed accelerator, and leaves the process as it found it."""
+    from lorabench.launching import training_process
+
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = demo_config("hardware.deepspeed=zero2", "hardware.num_processes=2")
+    with training_process(cfg):
+        assert signal.getsignal(signal.SIGTERM) is not before
+        assert os.environ["DS_ACCELERATOR"] == "cpu"
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "DS_ACCELERATOR" not in os.environ

@@ -1,6 +1,7 @@
 """Tokenizers for the prompt tests, and the exact-mask assertion they share.
 
-The LLaMA-style SentencePiece tokenizer is trained locally (nothing is downloaded).
+The LLaMA-style SentencePiece tokenizer and the byte-level BPEs of the LLaMA-3 and Qwen2
+families (`write_byte_level_family`) are trained locally (nothing is downloaded).
 
 The model is trained with the settings of LLaMA's ``tokenizer.model`` (BPE, byte fallback,
 digits split, unk/bos/eos = 0/1/2, no pad, identity normalisation, a dummy prefix, whitespace
@@ -23,6 +24,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lorabench.demo_corpus import DOMAINS, generate_train_samples
@@ -126,7 +137,11 @@ def assert_exact_mask(
         segments += [(format_prompt(human), 0), (assistant + eos, 1)]
     assert [run[2] for run in runs] == [trained for _, trained in segments]
 
-    assert ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in ids[1:]
+    bos = tokenizer.bos_token_id
+    if bos is not None and tokenizer.encode("x")[:1] == [bos]:
+        assert ids[0] == bos and bos not in ids[1:]
+    else:  # a tokenizer without BOS (Qwen2): the prompt starts with its own text
+        assert ids[: runs[0][1]] == tokenizer.encode(segments[0][0], add_special_tokens=False)
     first_end = runs[0][1]
     assert tokenizer.decode(ids[:first_end], skip_special_tokens=True) == segments[0][0]
     for (start, end, trained), (text, _) in zip(runs[1:], segments[1:], strict=True):
@@ -138,3 +153,97 @@ def assert_exact_mask(
             response = text.removesuffix(eos)
             if not response.startswith(" "):
                 assert tokenizer.decode(ids[start : end - 1]) == response
+
+
+# ---- byte-level BPE families (LLaMA-3, Qwen2) ------------------------------------------------
+# The pre-tokenisation patterns of the published tokenizer.json files: LLaMA-3 groups digits in
+# threes, Qwen2 splits them one by one and normalises to NFC.
+_LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+BYTE_LEVEL_FAMILIES: dict[str, dict[str, object]] = {
+    # Special tokens after the BPE vocabulary, as in the real files (<|begin_of_text|> is
+    # 128000); BOS is prepended by the post-processor. The base model ends texts with
+    # <|end_of_text|>, the Instruct model's turns with <|eot_id|>.
+    "llama3": {
+        "pattern": _LLAMA3_PATTERN,
+        "nfc": False,
+        "special": [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ],
+        "config": {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": "<|end_of_text|>",
+            "clean_up_tokenization_spaces": True,
+            "model_max_length": 131072,
+        },
+    },
+    # No BOS at all; <|endoftext|> is EOS and pad of the base model, <|im_end|> ends the chat
+    # format's turns (the Instruct model's EOS).
+    "qwen2": {
+        "pattern": _QWEN2_PATTERN,
+        "nfc": True,
+        "special": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        "config": {
+            "tokenizer_class": "Qwen2Tokenizer",
+            "bos_token": None,
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "errors": "replace",
+            "add_prefix_space": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 131072,
+        },
+    },
+}
+"""The conventions of the two byte-level families the base-model presets use."""
+
+
+def write_byte_level_family(folder: Path, family: str, vocab_size: int = VOCAB_SIZE) -> Path:
+    """Train a byte-level BPE with `family`'s pre-tokenisation and special-token conventions on
+    the demo corpus and save it as that family's checkpoint does (tokenizer.json and
+    tokenizer_config.json), for ``AutoTokenizer.from_pretrained``."""
+    spec = BYTE_LEVEL_FAMILIES[family]
+    backend = Tokenizer(models.BPE())
+    if spec["nfc"]:
+        backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(spec["pattern"]), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_training_texts(), trainer=trainer)
+    backend.add_special_tokens(list(spec["special"]))
+    config = dict(spec["config"])
+    bos = config["bos_token"]
+    byte_level = processors.ByteLevel(trim_offsets=False)
+    if bos is None:
+        backend.post_processor = byte_level
+    else:
+        template = processors.TemplateProcessing(
+            single=f"{bos} $A",
+            pair=f"{bos} $A {bos}:1 $B:1",
+            special_tokens=[(bos, backend.token_to_id(bos))],
+        )
+        backend.post_processor = processors.Sequence([byte_level, template])
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder

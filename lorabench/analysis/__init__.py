@@ -17,6 +17,7 @@ from lorabench.analysis.figures import (
     plot_model_size,
     write_figures,
 )
+from lorabench.analysis.learning_rates import best_learning_rates, shared_learning_rate_warnings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import AnalysisError, load_runs, project_root
 from lorabench.analysis.tables import appendix_table, table4, write_tables
@@ -24,6 +25,7 @@ from lorabench.analysis.tables import appendix_table, table4, write_tables
 __all__ = [
     "AnalysisError",
     "appendix_table",
+    "best_learning_rates",
     "import_paper_runs",
     "load_runs",
     "log_to_run",
@@ -34,6 +36,7 @@ __all__ = [
     "plot_data_scaling",
     "plot_model_size",
     "project_root",
+    "shared_learning_rate_warnings",
     "table4",
     "write_figures",
     "write_tables",

@@ -40,6 +40,15 @@ SCORE_LABEL = "Average score (macro over 9 categories)"
 COST_LABELS = {"hours_per_epoch": "Training time per epoch", "gpu_hours": "GPU time (GPUs × hours)"}
 COST_NOUNS = {"hours_per_epoch": "training hours per epoch", "gpu_hours": "GPU hours"}
 PAPER_LABEL = "paper"
+FIGURE_TITLES = {
+    "data_scaling": "Score against training data size",
+    "model_size": "Effect of the base model's size",
+    "cost_hours_per_epoch": "Score against training hours per epoch",
+    "cost_gpu_hours": "Score against GPU hours",
+    "categories": "Score per category",
+}
+"""Each figure `write_figures` draws (its file name's stem) and its title."""
+FIGURES = tuple(FIGURE_TITLES)
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ def plot_data_scaling(
     runs: pd.DataFrame,
     *,
     paper: pd.DataFrame | None = None,
-    title: str = "Score against training data size",
+    title: str = FIGURE_TITLES["data_scaling"],
     primary: Style = OURS,
 ) -> Figure:
     """One panel per base model: average score against training samples (log axis), a line per
@@ -241,7 +250,7 @@ def plot_model_size(
     runs: pd.DataFrame,
     *,
     paper: pd.DataFrame | None = None,
-    title: str = "Effect of the base model's size",
+    title: str = FIGURE_TITLES["model_size"],
     primary: Style = OURS,
 ) -> Figure:
     """Average score per base model (ordered by parameter count), one line per recipe (method
@@ -253,13 +262,7 @@ def plot_model_size(
         raise AnalysisError(
             "score against model size: no run with an average score and a base model size"
         )
-    ours = ours.assign(recipe=ours.apply(_recipe, axis=1))
-    theirs = _scored(paper)
-    if not theirs.empty:
-        theirs = theirs.assign(recipe=theirs.apply(_recipe, axis=1))
-        spans = theirs.groupby("recipe")["base_model"].nunique()
-        keep = set(ours["recipe"]) | set(spans[spans > 1].index)
-        theirs = theirs[theirs["recipe"].isin(keep)]
+    ours, theirs = _with_recipes(ours, _scored(paper))
     both = pd.concat([ours, theirs], ignore_index=True) if len(theirs) else ours
     sizes = both.groupby("base_model")["base_params"].median().sort_values()
     position = {m: i for i, m in enumerate(sizes.index)}
@@ -286,6 +289,27 @@ def plot_model_size(
                 **style.marker_kwargs(colors[recipe]),
             )
             _error_bars(ax, group, xs, colors[recipe])
+    _model_size_axes(ax, sizes, ours)
+    fig.suptitle(title, fontsize=12)
+    _legend(fig, colors, styles)
+    return fig
+
+
+def _with_recipes(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both frames with a `recipe` column; of the paper's runs, only the recipes that match one
+    of ours or span several base models (drawn as a line across them)."""
+    ours = ours.assign(recipe=ours.apply(_recipe, axis=1))
+    if theirs.empty:
+        return ours, theirs
+    theirs = theirs.assign(recipe=theirs.apply(_recipe, axis=1))
+    spans = theirs.groupby("recipe")["base_model"].nunique()
+    keep = set(ours["recipe"]) | set(spans[spans > 1].index)
+    return ours, theirs[theirs["recipe"].isin(keep)]
+
+
+def _model_size_axes(ax: Axes, sizes: pd.Series, ours: pd.DataFrame) -> None:
+    """A column per base model (`sizes`: parameters by model, ascending), labelled with its
+    size; a note when our runs hold a single base model."""
     ax.set_xticks(range(len(sizes)), [f"{m}\n{format_count(n)} params" for m, n in sizes.items()])
     ax.set_xlim(-0.6, len(sizes) - 0.4)
     ax.set_xlabel("Base model (ordered by parameter count)")
@@ -298,9 +322,6 @@ def plot_model_size(
             f"Only one base model among these runs ({ours['base_model'].iloc[0]}): "
             "train others (model=...) to see a trend.",
         )
-    fig.suptitle(title, fontsize=12)
-    _legend(fig, colors, styles)
-    return fig
 
 
 # Score against cost -----------------------------------------------------------------------------
@@ -346,28 +367,47 @@ def plot_cost(
         if frame.empty:
             continue
         styles.append(style)
-        for method, group in frame.groupby("method", sort=False):
-            color = _method_color(method)
-            methods[_method_label(method)] = color
-            ax.plot(
-                group[cost], group["average_score"], linestyle="none", **style.marker_kwargs(color)
-            )
-            _error_bars(ax, group, cost, color)
+        methods.update(_cost_points(ax, frame, cost, style))
         labels += _point_labels(ax, frame, cost)
-        front = pareto_front(frame, cost)
-        (line,) = ax.plot(
-            front[cost],
-            front["average_score"],
-            drawstyle="steps-post",
-            linestyle=style.linestyle,
-            color=front_color,
-            linewidth=1.2,
-            alpha=0.8,
-            label=f"Pareto front ({style.label})",
-        )
-        fronts.append(line)
+        fronts.append(_pareto_line(ax, frame, cost, style, front_color))
     if paper is not None and theirs.empty:
         _note(ax, f"The paper reports no {COST_NOUNS[cost]}.")
+    _cost_axes(ax, cost)
+    _place_labels(ax, labels)
+    fig.suptitle(title or FIGURE_TITLES[f"cost_{cost}"], fontsize=12)
+    _legend(fig, methods, styles, fronts)
+    return fig
+
+
+def _cost_points(ax: Axes, frame: pd.DataFrame, cost: str, style: Style) -> dict[str, str]:
+    """A point per run, coloured by method, with its interval; returns {method label: colour}."""
+    colors = {}
+    for method, group in frame.groupby("method", sort=False):
+        color = _method_color(method)
+        colors[_method_label(method)] = color
+        ax.plot(group[cost], group["average_score"], linestyle="none", **style.marker_kwargs(color))
+        _error_bars(ax, group, cost, color)
+    return colors
+
+
+def _pareto_line(ax: Axes, frame: pd.DataFrame, cost: str, style: Style, color: str) -> Line2D:
+    """The Pareto front of `frame` as a step line (for the legend, it is returned)."""
+    front = pareto_front(frame, cost)
+    (line,) = ax.plot(
+        front[cost],
+        front["average_score"],
+        drawstyle="steps-post",
+        linestyle=style.linestyle,
+        color=color,
+        linewidth=1.2,
+        alpha=0.8,
+        label=f"Pareto front ({style.label})",
+    )
+    return line
+
+
+def _cost_axes(ax: Axes, cost: str) -> None:
+    """A log axis of durations at round values (5 s, 2 min, 10 h) for `cost`."""
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(_TimeLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_hours(x)))
@@ -376,10 +416,6 @@ def plot_cost(
     ax.set_ylabel(SCORE_LABEL)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.3, y=0.15)
-    _place_labels(ax, labels)
-    fig.suptitle(title or f"Score against {COST_NOUNS[cost]}", fontsize=12)
-    _legend(fig, methods, styles, fronts)
-    return fig
 
 
 # Round durations, in hours: seconds, minutes, hours.
@@ -456,7 +492,7 @@ def plot_category_heatmap(
     runs: pd.DataFrame,
     *,
     paper: pd.DataFrame | None = None,
-    title: str = "Score per category",
+    title: str = FIGURE_TITLES["categories"],
     primary: Style = OURS,
 ) -> Figure:
     """Runs × the 9 categories, each cell its mean judge score (grey where unscored); the
@@ -508,8 +544,6 @@ def _unique_labels(frame: pd.DataFrame, prefix: str = "") -> list[str]:
 
 # Files ------------------------------------------------------------------------------------------
 
-FIGURES = ("data_scaling", "model_size", "cost_hours_per_epoch", "cost_gpu_hours", "categories")
-
 
 @dataclass
 class FigureFiles:
@@ -545,50 +579,16 @@ def write_figures(
     numbers shipped with the package); a table of paper rows alone is drawn as the primary
     data. A figure that has nothing to draw is skipped with its reason, never drawn empty.
     """
-    ours = runs[runs["source"] != "paper"]
-    paper_rows = runs[runs["source"] == "paper"]
-    primary = OURS
-    if ours.empty:
-        ours, paper_rows, primary = paper_rows, pd.DataFrame(), PAPER
-    overlay = None
-    if overlay_paper and primary is OURS:
-        overlay = paper_rows if len(paper_rows) else paper_frame()
+    ours, overlay, primary = _primary_and_overlay(runs, overlay_paper)
     result = FigureFiles()
     groups = [s for s in sections(ours) if s.evaluated]
     if not groups:
-        for name in FIGURES:
-            result.skipped[name] = "no run has evaluation metrics"
+        result.skipped.update(dict.fromkeys(FIGURES, "no run has evaluation metrics"))
         return result
     for section in groups:
         suffix = f"__{section.slug}" if len(groups) > 1 else ""
-        where = f"\n{section.label}"
-        makers = {
-            "data_scaling": lambda s=section, w=where: plot_data_scaling(
-                s.runs, paper=overlay, title="Score against training data size" + w, primary=primary
-            ),
-            "model_size": lambda s=section, w=where: plot_model_size(
-                s.runs, paper=overlay, title="Effect of the base model's size" + w, primary=primary
-            ),
-            "cost_hours_per_epoch": lambda s=section, w=where: plot_cost(
-                s.runs,
-                cost="hours_per_epoch",
-                paper=overlay,
-                title="Score against training hours per epoch" + w,
-                primary=primary,
-            ),
-            "cost_gpu_hours": lambda s=section, w=where: plot_cost(
-                s.runs,
-                cost="gpu_hours",
-                paper=overlay,
-                title="Score against GPU hours" + w,
-                primary=primary,
-            ),
-            "categories": lambda s=section, w=where: plot_category_heatmap(
-                s.runs, paper=overlay, title="Score per category" + w, primary=primary
-            ),
-        }
         undefined = section.runs["average_score"].isna().all()
-        for name, make in makers.items():
+        for name in FIGURES:
             if undefined and name != "categories":
                 result.skipped[name + suffix] = (
                     f"no run scored by {section.label} has an average score (a category "
@@ -596,12 +596,42 @@ def write_figures(
                 )
                 continue
             try:
-                fig = make()
+                fig = _draw(name, section.runs, overlay, primary, subtitle=section.label)
             except AnalysisError as err:
                 result.skipped[name + suffix] = str(err)
                 continue
             result.files += save_figure(fig, out_dir, name + suffix, formats)
     return result
+
+
+def _primary_and_overlay(
+    runs: pd.DataFrame, overlay_paper: bool
+) -> tuple[pd.DataFrame, pd.DataFrame | None, Style]:
+    """The runs to draw, the paper's runs to overlay (None: none) and the style of the former
+    (see `write_figures`)."""
+    ours = runs[runs["source"] != "paper"]
+    paper_rows = runs[runs["source"] == "paper"]
+    if ours.empty:
+        return paper_rows, None, PAPER
+    if not overlay_paper:
+        return ours, None, OURS
+    return ours, paper_rows if len(paper_rows) else paper_frame(), OURS
+
+
+def _draw(
+    name: str, runs: pd.DataFrame, paper: pd.DataFrame | None, primary: Style, subtitle: str
+) -> Figure:
+    """The figure `name` (one of FIGURES), its title followed by `subtitle` on a second line."""
+    title = f"{FIGURE_TITLES[name]}\n{subtitle}"
+    if name.startswith("cost_"):
+        cost = name.removeprefix("cost_")
+        return plot_cost(runs, cost=cost, paper=paper, title=title, primary=primary)
+    plot = {
+        "data_scaling": plot_data_scaling,
+        "model_size": plot_model_size,
+        "categories": plot_category_heatmap,
+    }[name]
+    return plot(runs, paper=paper, title=title, primary=primary)
 
 
 def log_to_run(

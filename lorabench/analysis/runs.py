@@ -2,9 +2,10 @@
 quantity the paper reports.
 
 Names follow the tracking contract (`lorabench.contract`, `docs/tracking.md`): params
-`model.name`, `method.name`, `data.*`, `base_run`; tags `eval_judge`, `eval_set`, `source`,
-`sweep`; metrics `eval/score/<category>`, `eval/average_score[_ci_low|_ci_high]`, `model/*`,
-`train/hours_per_epoch`, `train/gpu_hours`.
+`model.name`, `method.name`, `data.*`, `base_run`; tags `eval_judge`, `eval_judge_model`,
+`eval_judge_prompts`, `eval_set`, `source`, `sweep`; metrics `eval/score/<category>`,
+`eval/average_score[_ci_low|_ci_high]`, `eval/judge_parse_failures[/<category>]`,
+`eval/truncated_answers[/<category>]`, `model/*`, `train/hours_per_epoch`, `train/gpu_hours`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,26 @@ CATEGORY_CI_LOW = "_ci_low"
 CATEGORY_CI_HIGH = "_ci_high"
 """Suffixes of the columns holding a category's 95% interval (`others_ci_low`)."""
 
+PARSE_FAILURES = "parse_failures"
+"""Count columns of judge replies from which no score could be read (see COUNT_METRICS)."""
+TRUNCATED = "truncated_answers"
+"""Count columns of answers cut at `eval.decoding.max_new_tokens` (see COUNT_METRICS)."""
+
+
+def count_column(kind: str, category: str | None = None) -> str:
+    """The tidy table's column of a count (`PARSE_FAILURES` or `TRUNCATED`): its total, or one
+    category's (`parse_failures_rewrite`)."""
+    return kind if category is None else f"{kind}_{category}"
+
+
+COUNT_METRICS: Mapping[str, str] = {
+    PARSE_FAILURES: contract.EVAL_JUDGE_PARSE_FAILURES,
+    **{count_column(PARSE_FAILURES, c): contract.eval_parse_failures(c) for c in CATEGORIES},
+    TRUNCATED: contract.EVAL_TRUNCATED_ANSWERS,
+    **{count_column(TRUNCATED, c): contract.eval_truncated(c) for c in CATEGORIES},
+}
+"""Count columns → the metric each is read from; empty (NaN) where a run logged none."""
+
 COLUMNS: tuple[str, ...] = (
     "run_name",
     "base_model",
@@ -45,11 +66,18 @@ COLUMNS: tuple[str, ...] = (
     "ci_high",
     *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
     *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
+    *COUNT_METRICS,
     "additional_params",
     "base_params",
     "hours_per_epoch",
     "gpu_hours",
+    "learning_rate",
+    "usual_lr_low",
+    "usual_lr_high",
+    "dev_loss",
     "judge",
+    "judge_model",
+    "judge_prompts",
     "eval_set",
     "evaluated",
     "status",
@@ -60,8 +88,32 @@ COLUMNS: tuple[str, ...] = (
 )
 """The tidy table's columns. Scores are in [0, 1]; `num_samples` is the training set's size
 (rows kept, else the configured size); `base_params` the base model's parameter count (without
-LoRA's); `evaluated` is False for runs that hold no `eval/` score at all; `<category>_ci_low`
-and `_ci_high` bound a category's mean (empty for runs evaluated before they were logged)."""
+LoRA's); `judge_model` the model name(s) the judge's server reported (comma-separated) and
+`judge_prompts` the judge's prompts, None where not recorded; `usual_lr_low` / `usual_lr_high`
+the run's method's usual learning rates; `dev_loss` the loss on the held-out development split;
+`evaluated` is False for runs that hold no `eval/` score and no judged-items count at all; the
+counts (COUNT_METRICS) are empty where a run logged none; `<category>_ci_low` and `_ci_high`
+bound a category's mean (empty for runs evaluated before they were logged)."""
+
+_NUMERIC = (
+    *CATEGORIES,
+    "average_score",
+    "ci_low",
+    "ci_high",
+    *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
+    *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
+    *COUNT_METRICS,
+    "additional_params",
+    "base_params",
+    "hours_per_epoch",
+    "gpu_hours",
+    "num_samples",
+    "learning_rate",
+    "usual_lr_low",
+    "usual_lr_high",
+    "dev_loss",
+)
+"""The columns held as floats (NaN where empty)."""
 
 PAPER_RUN_PREFIX = "[paper] "
 """Run-name prefix of the paper's reference runs in MLflow (see paper_runs.import_paper_runs)."""
@@ -130,7 +182,35 @@ def load_runs(
 
     Raises AnalysisError when the experiment does not exist or holds no finished run.
     """
+    client, experiment_id = _open_experiment(tracking_uri, experiment)
+    filter_string = ""
+    if parent_run_id is not None:
+        filter_string = f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
+    runs = list(_search(client, experiment_id, filter_string))
+    kept, excluded = _finished(runs, include_paper=include_paper)
+    where = f"experiment {experiment!r}" + (
+        f" (sweep {parent_run_id})" if parent_run_id is not None else ""
+    )
+    if excluded:
+        log.warning("%s: left out %s", where, _counts(excluded))
+    if not kept:
+        detail = f"; left out {_counts(excluded)}" if excluded else ""
+        raise AnalysisError(
+            f"{where} in {tracking_uri} has no finished run{detail}: "
+            "train (python train.py ...) and evaluate (python evaluate.py run=...) first"
+        )
+    names = {r.info.run_id: r.info.run_name for r in runs}
+    frame = run_frame(kept, names)
+    frame.attrs["excluded"] = dict(excluded)
+    frame.attrs["source"] = f"{where} in {tracking_uri}"
+    return frame
+
+
+def _open_experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """A client of the store and the experiment's id; AnalysisError, saying what is there, when
+    the store or the experiment is missing."""
     if tracking_uri.startswith("sqlite:///"):
+        # Checked before any client opens it: opening a missing sqlite store creates an empty one.
         path = Path(tracking_uri.removeprefix("sqlite:///"))
         if not path.is_file():
             raise AnalysisError(
@@ -145,10 +225,11 @@ def load_runs(
             f"no experiment {experiment!r} in {tracking_uri} (experiments there: "
             f"{', '.join(known) or 'none'}); train runs first or pass another experiment"
         )
-    filter_string = ""
-    if parent_run_id is not None:
-        filter_string = f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
-    runs = list(_search(client, exp.experiment_id, filter_string))
+    return client, exp.experiment_id
+
+
+def _finished(runs: Sequence[Run], *, include_paper: bool) -> tuple[list[Run], Counter[str]]:
+    """The runs to tabulate (see `load_runs`) and the unfinished ones left out, by status."""
     parents = {r.data.tags.get(contract.TAG_PARENT_RUN_ID) for r in runs}
     kept: list[Run] = []
     excluded: Counter[str] = Counter()
@@ -164,22 +245,7 @@ def load_runs(
             excluded[run.info.status] += 1
             continue
         kept.append(run)
-    where = f"experiment {experiment!r}" + (
-        f" (sweep {parent_run_id})" if parent_run_id is not None else ""
-    )
-    if excluded:
-        log.warning("%s: left out %s", where, _counts(excluded))
-    if not kept:
-        detail = f"; left out {_counts(excluded)}" if excluded else ""
-        raise AnalysisError(
-            f"{where} in {tracking_uri} has no finished run{detail}: "
-            "train (python train.py ...) and evaluate (python evaluate.py run=...) first"
-        )
-    names = {r.info.run_id: r.info.run_name for r in runs}
-    frame = frame_from_records(_record(r, names) for r in kept)
-    frame.attrs["excluded"] = dict(excluded)
-    frame.attrs["source"] = f"{where} in {tracking_uri}"
-    return frame
+    return kept, excluded
 
 
 def _counts(counter: Mapping[str, int]) -> str:
@@ -202,6 +268,12 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Ite
             return
 
 
+def run_frame(runs: Iterable[Run], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The tidy table of MLflow runs as they are (no filtering); `names` maps run ids to run
+    names, for base runs recorded by id."""
+    return frame_from_records(_record(r, names or {}) for r in runs)
+
+
 def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A tidy table from dicts keyed by COLUMNS (missing keys are empty).
 
@@ -209,17 +281,7 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     it is their macro average (as the paper computes it).
     """
     frame = pd.DataFrame.from_records(list(records), columns=list(COLUMNS))
-    intervals = [f"{c}{end}" for end in (CATEGORY_CI_LOW, CATEGORY_CI_HIGH) for c in CATEGORIES]
-    for column in (
-        *CATEGORIES,
-        "average_score",
-        "ci_low",
-        "ci_high",
-        *intervals,
-        "hours_per_epoch",
-    ):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    for column in ("num_samples", "additional_params", "base_params", "gpu_hours"):
+    for column in _NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     scored = frame[list(CATEGORIES)].notna().all(axis=1) & frame["average_score"].isna()
     for i in frame.index[scored]:
@@ -227,7 +289,16 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame["evaluated"] = frame["evaluated"].fillna(False).astype(bool)
     for column in ("judge", "eval_set"):  # scored, but by whom or on what is not recorded
         frame.loc[frame["evaluated"] & frame[column].isna(), column] = "unknown"
-    for column in ("base_run", "judge", "eval_set", "parent_run_id", "profile", "run_id"):
+    for column in (
+        "base_run",
+        "judge",
+        "judge_model",
+        "judge_prompts",
+        "eval_set",
+        "parent_run_id",
+        "profile",
+        "run_id",
+    ):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
 
@@ -240,8 +311,11 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
     for c in CATEGORIES:
         scores[f"{c}{CATEGORY_CI_LOW}"] = metrics.get(contract.eval_score_ci_low(c))
         scores[f"{c}{CATEGORY_CI_HIGH}"] = metrics.get(contract.eval_score_ci_high(c))
+    # Judged with no score read (every reply unparseable) still counts as evaluated: its counts
+    # say what went wrong, and it is no run still to evaluate.
     evaluated = any(
-        k.startswith(contract.EVAL_SCORE_PREFIX) or k == contract.EVAL_AVERAGE_SCORE
+        k.startswith(contract.EVAL_SCORE_PREFIX)
+        or k in (contract.EVAL_AVERAGE_SCORE, contract.EVAL_JUDGED_ITEMS)
         for k in metrics
     )
     additional = metrics.get(contract.MODEL_ADDITIONAL_PARAMS)
@@ -267,11 +341,19 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "average_score": metrics.get(contract.EVAL_AVERAGE_SCORE),
         "ci_low": metrics.get(contract.EVAL_AVERAGE_SCORE_CI_LOW),
         "ci_high": metrics.get(contract.EVAL_AVERAGE_SCORE_CI_HIGH),
+        **{column: metrics.get(metric) for column, metric in COUNT_METRICS.items()},
         "additional_params": additional,
         "base_params": base_params,
         "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
         "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        "learning_rate": _number(_param(params, "method.learning_rate")),
+        "usual_lr_low": _number(_param(params, "method.usual_learning_rates.low")),
+        "usual_lr_high": _number(_param(params, "method.usual_learning_rates.high")),
+        "dev_loss": metrics.get(contract.DEV_LOSS),
         "judge": tags.get(contract.TAG_EVAL_JUDGE, "unknown") if evaluated else None,
+        # An empty tag: a judge that reports no model (the offline reference judge).
+        "judge_model": tags.get(contract.TAG_EVAL_JUDGE_MODEL) or None,
+        "judge_prompts": tags.get(contract.TAG_EVAL_JUDGE_PROMPTS) or None,
         "eval_set": tags.get(contract.TAG_EVAL_SET, "unknown") if evaluated else None,
         "evaluated": evaluated,
         "status": run.info.status,
@@ -363,7 +445,8 @@ def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
     key = pd.DataFrame(
         {
             "size": runs["base_params"].fillna(0).to_numpy(),
-            "model": runs["base_model"].fillna("").to_numpy(),
+            # astype: a column no run fills is float, and filling it with "" is deprecated.
+            "model": runs["base_model"].astype(object).fillna("").to_numpy(),
             "chained": runs["base_run"].notna().to_numpy(),
             "method": runs["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER)).to_numpy(),
             "samples": runs["num_samples"].fillna(0).to_numpy(),

@@ -8,12 +8,15 @@ is compared with `llama-7b+lora(2m)` when `paper_model="llama-7b"` (or
 
 Scores from different judges (or eval sets) are never put in one table: the Markdown holds one
 table per judge and eval set, each under its own heading, and the CSV carries both columns.
+Each heading names the model the judge's server reported and the judge's prompts, and lists
+them run by run where they differ within the section. The appendix adds, per section, the
+judge's replies that could not be scored and the answers cut at `max_new_tokens`, per category.
 Runs without evaluation metrics get a section of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,13 @@ import pandas as pd
 
 from lorabench.analysis.paper_runs import PAPER_EVAL_SET, PAPER_JUDGE, PaperRow, paper_values
 from lorabench.analysis.runs import (
+    COUNT_METRICS,
     PAPER_RUN_PREFIX,
+    PARSE_FAILURES,
+    TRUNCATED,
     AnalysisError,
     Section,
+    count_column,
     missing_categories,
     sections,
     sort_runs,
@@ -76,10 +83,7 @@ def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFram
             paper = paper_match(run, paper_model)
             rows.append(
                 {
-                    "run_name": run["run_name"],
-                    "judge": section.judge,
-                    "eval_set": section.eval_set,
-                    "evaluated": run["evaluated"],
+                    **_scored_by(run, section),
                     "average_score": run["average_score"],
                     "ci_low": run["ci_low"],
                     "ci_high": run["ci_high"],
@@ -93,9 +97,7 @@ def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFram
                     "hours_per_epoch": run["hours_per_epoch"],
                     "paper_hours_per_epoch": paper.hours_per_epoch if paper else None,
                     "gpu_hours": run["gpu_hours"],
-                    "missing_categories": _missing_text(run),
-                    "source": run["source"],
-                    "run_id": run["run_id"],
+                    **_provenance(run),
                 }
             )
     return pd.DataFrame(rows)
@@ -103,7 +105,9 @@ def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFram
 
 def appendix_table(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFrame:
     """The appendix table, one row per run: the 9 category scores and their average, the
-    paper's (`paper_<category>`) and the differences (`diff_<category>`)."""
+    paper's (`paper_<category>`) and the differences (`diff_<category>`), and the judge's
+    replies without a readable score and the answers cut at `max_new_tokens` (runs.COUNT_METRICS
+    columns, empty where not logged)."""
     rows = []
     keys = [*CATEGORIES, "average_score"]
     for section in _ordered(runs):
@@ -116,20 +120,37 @@ def appendix_table(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.
                 theirs = {"average_score": theirs.get("average_score")}
             rows.append(
                 {
-                    "run_name": run["run_name"],
-                    "judge": section.judge,
-                    "eval_set": section.eval_set,
-                    "evaluated": run["evaluated"],
+                    **_scored_by(run, section),
                     **{k: run[k] for k in keys},
                     "paper_run": paper.run_name if paper else None,
                     **{f"paper_{k}": theirs.get(k) for k in keys},
                     **{f"diff_{k}": _diff(run[k], theirs.get(k)) for k in keys},
-                    "missing_categories": _missing_text(run),
-                    "source": run["source"],
-                    "run_id": run["run_id"],
+                    **{k: run[k] for k in COUNT_METRICS},
+                    **_provenance(run),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _scored_by(run: pd.Series, section: Section) -> dict[str, Any]:
+    """Both tables' first columns: the run, and who scored it on what."""
+    return {
+        "run_name": run["run_name"],
+        "judge": section.judge,
+        "judge_model": run["judge_model"],
+        "judge_prompts": run["judge_prompts"],
+        "eval_set": section.eval_set,
+        "evaluated": run["evaluated"],
+    }
+
+
+def _provenance(run: pd.Series) -> dict[str, Any]:
+    """Both tables' last columns."""
+    return {
+        "missing_categories": _missing_text(run),
+        "source": run["source"],
+        "run_id": run["run_id"],
+    }
 
 
 def _missing_text(run: pd.Series) -> str:
@@ -199,13 +220,56 @@ def appendix_markdown(table: pd.DataFrame) -> str:
         table,
         headers,
         cells,
+        after=_counts_markdown,
     )
 
 
 NOT_EVALUATED_CELL = "not evaluated"
 
 
-def _document(title: str, table: pd.DataFrame, headers: Sequence[str], cells: Any) -> str:
+def _counts_markdown(part: pd.DataFrame) -> list[str]:
+    """One section's judge replies without a readable score and answers cut at
+    `max_new_tokens`, per run and category; nothing when no run of it logged any."""
+    if part[list(COUNT_METRICS)].isna().all(axis=None):
+        return []
+    rows = [
+        [_name(row), *(_counts_cell(row, c) for c in (None, *CATEGORIES))]
+        for _, row in part.iterrows()
+    ]
+    return [
+        "",
+        "**Could not be scored / cut answers.** Each cell: the judge's replies from which no "
+        "score could be read / the answers cut at `max_new_tokens` (blank or –: not logged).",
+        "",
+        *_markdown_rows(["Run", "Total", *CATEGORIES], rows),
+    ]
+
+
+def _counts_cell(row: pd.Series, category: str | None) -> str:
+    failures = row[count_column(PARSE_FAILURES, category)]
+    truncated = row[count_column(TRUNCATED, category)]
+    if _missing(failures) and _missing(truncated):
+        return ""
+    return f"{_count(failures)} / {_count(truncated)}"
+
+
+def _count(value: Any) -> str:
+    return "–" if _missing(value) else f"{value:.0f}"
+
+
+Cells = Callable[[pd.Series], list[str]]
+"""A table row's Markdown cells."""
+
+
+def _document(
+    title: str,
+    table: pd.DataFrame,
+    headers: Sequence[str],
+    cells: Cells,
+    after: Callable[[pd.DataFrame], list[str]] | None = None,
+) -> str:
+    """A Markdown document of one table per judge and eval set, `after(part)` following each
+    evaluated section's table."""
     keys = [
         (None, None) if _missing(j) else (j, e)
         for j, e in zip(table["judge"], table["eval_set"], strict=True)
@@ -223,39 +287,93 @@ def _document(title: str, table: pd.DataFrame, headers: Sequence[str], cells: An
         lines += ["> **No run has evaluation metrics**: no scores to show.", ""]
     for judge, eval_set in groups:
         part = table[[k == (judge, eval_set) for k in keys]]
-        n = f"{len(part)} run{'s' if len(part) != 1 else ''}"
-        if judge is None:
-            lines += [
-                f"### Not evaluated ({n})",
-                "",
-                "> These runs hold no `eval/` metrics: evaluate them with "
-                "`python evaluate.py run=<run name>`.",
-                "",
-            ]
-        else:
-            lines += [f"### Judge `{judge}`, eval set `{eval_set}` ({n})", ""]
-            if part["paper_run"].notna().any() and (judge, eval_set) != (
-                PAPER_JUDGE,
-                PAPER_EVAL_SET,
-            ):
-                lines += [
-                    f"> The paper's scores come from `{PAPER_JUDGE}` (April 2023) on BELLE's "
-                    f"1,000-item eval set; Δ here compares them with `{judge}` on "
-                    f"`{eval_set}`, a different scale.",
-                    "",
-                ]
+        lines += _heading(judge, eval_set, part)
         lines += _markdown_rows(headers, [cells(row) for _, row in part.iterrows()])
-        undefined = part[part["evaluated"] & part["missing_categories"].ne("")]
-        if len(undefined):
-            lines.append("")
-            for _, row in undefined.iterrows():
-                missing = row["missing_categories"].replace(";", ", ")
-                lines.append(
-                    f"- `{row['run_name']}`: no score for {missing}, so its average (the "
-                    "macro average of the 9 categories) is undefined."
-                )
+        lines += _undefined_averages(part)
+        if judge is not None and after is not None:
+            lines += after(part)
         lines.append("")
     return "\n".join(lines)
+
+
+def _heading(judge: str | None, eval_set: str | None, part: pd.DataFrame) -> list[str]:
+    """A section's heading and the notes that go with it."""
+    n = f"{len(part)} run{'s' if len(part) != 1 else ''}"
+    if judge is None:
+        return [
+            f"### Not evaluated ({n})",
+            "",
+            "> These runs hold no `eval/` metrics: evaluate them with "
+            "`python evaluate.py run=<run name>`.",
+            "",
+        ]
+    models = _by_value(part, "judge_model", judge)
+    prompts = _by_value(part, "judge_prompts", judge)
+    about = []
+    if any(models):
+        about.append(f"served by {_served(models)}")
+    if any(prompts):
+        about.append("prompts " + ", ".join(f"`{p}`" for p in prompts if p))
+    details = f" ({'; '.join(about)})" if about else ""
+    lines = [f"### Judge `{judge}`{details}, eval set `{eval_set}` ({n})", ""]
+    lines += _differing("the model the judge's server reported", models)
+    lines += _differing("the judge's prompts", prompts)
+    if part["paper_run"].notna().any() and (judge, eval_set) != (PAPER_JUDGE, PAPER_EVAL_SET):
+        lines += [
+            f"> The paper's scores come from `{PAPER_JUDGE}` (April 2023) on BELLE's "
+            f"1,000-item eval set; Δ here compares them with `{judge}` on "
+            f"`{eval_set}`, a different scale.",
+            "",
+        ]
+    return lines
+
+
+def _by_value(part: pd.DataFrame, column: str, judge: str) -> dict[str | None, list[str]]:
+    """The section's run names by their value of `column` (None: not recorded). A value that
+    is the judge's own name says nothing more (an offline judge reports itself as its model
+    and its prompts), so it counts as not recorded."""
+    out: dict[str | None, list[str]] = {}
+    for value, name in zip(part[column], part["run_name"], strict=True):
+        key = None if _missing(value) or value == judge else str(value)
+        out.setdefault(key, []).append(name)
+    return out
+
+
+def _served(models: Mapping[str | None, list[str]]) -> str:
+    """The served models of a section, sorted, each once (a run's tag may name several)."""
+    names = {m.strip() for value in models if value for m in value.split(",")}
+    return ", ".join(f"`{m}`" for m in sorted(names) if m)
+
+
+def _differing(what: str, by_value: Mapping[str | None, list[str]]) -> list[str]:
+    """A warning listing the runs per value (in order of appearance, unrecorded last) when the
+    section's runs do not share one."""
+    if len(by_value) < 2:
+        return []
+    listing = "; ".join(
+        f"{'not recorded' if value is None else f'`{value}`'} for "
+        + ", ".join(f"`{name}`" for name in names)
+        for value, names in sorted(by_value.items(), key=lambda item: item[0] is None)
+    )
+    return [
+        f"> **These runs differ in {what}**: {listing}. Their scores may not be comparable.",
+        "",
+    ]
+
+
+def _undefined_averages(part: pd.DataFrame) -> list[str]:
+    """A line per evaluated run whose average is undefined, naming its unscored categories."""
+    undefined = part[part["evaluated"] & part["missing_categories"].ne("")]
+    if not len(undefined):
+        return []
+    lines = [""]
+    for _, row in undefined.iterrows():
+        missing = row["missing_categories"].replace(";", ", ")
+        lines.append(
+            f"- `{row['run_name']}`: no score for {missing}, so its average (the "
+            "macro average of the 9 categories) is undefined."
+        )
+    return lines
 
 
 def _markdown_rows(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -8,7 +8,8 @@ these objects, before any model is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
 BELLE_TRANSLATIONS = ("paper", "current")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+LORA_TARGETS = ("paper", "attention", "all_linear")
+"""Target-module presets, resolved per architecture (`lorabench.methods.TARGET_PRESETS`)."""
+LORA_BIASES = ("none", "all", "lora_only")
+LORA_INITS = ("default", "gaussian", "pissa")
+"""peft's `init_lora_weights`: `default` (B zero, A Kaiming), `gaussian`, `pissa` (principal
+singular vectors, an exact SVD); `pissa_niter_<N>` (a randomised SVD of N iterations) too."""
+PISSA_NITER = re.compile(r"^pissa_niter_[1-9][0-9]*$")
+QUANT_TYPES = ("nf4", "fp4")
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -92,13 +101,45 @@ class ModelConfig:
 
 @dataclass
 class LoraConfig:
-    """LoRA adapter settings (peft.LoraConfig)."""
+    """LoRA adapter settings, and its variants, all passed to peft (`lorabench.methods.LoRA`)."""
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
+    targets: str | None = None
+    """A preset of target modules resolved per architecture: `paper` (attention q, k, v and the
+    MLP: the paper's counts), `attention` (q, k, v, o) or `all_linear` (every linear layer of
+    the blocks); null: the explicit `target_modules`."""
     target_modules: list[str] = field(default_factory=list)
+    """Explicit module names (peft's matching: a name or a dotted suffix), with `targets` null."""
     bias: str = "none"
+    use_dora: bool = False
+    """DoRA: a trained magnitude vector per adapted layer on top of the low-rank direction."""
+    use_rslora: bool = False
+    """rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r."""
+    init: str = "default"
+    """peft's `init_lora_weights` (see LORA_INITS): `pissa` initialises from the weights'
+    principal components (the base keeps the residual)."""
+    loraplus_lr_ratio: float | None = None
+    """LoRA+: the B matrices learn at this multiple of `method.learning_rate` (null: plain)."""
+
+
+@dataclass
+class QuantizationConfig:
+    """A 4-bit frozen base through bitsandbytes (QLoRA); computation runs at the precision."""
+
+    quant_type: str = "nf4"
+    """`nf4` (QLoRA's NormalFloat) or `fp4`."""
+    double_quant: bool = True
+    """Quantise the quantisation constants too (QLoRA's double quantisation)."""
+
+
+@dataclass
+class LearningRateRange:
+    """The learning rates usual for a method (sweeps and reports warn outside it)."""
+
+    low: float = MISSING
+    high: float = MISSING
 
 
 @dataclass
@@ -109,6 +150,11 @@ class MethodConfig:
     """`lora` or `ft`; used in run names."""
     lora: LoraConfig | None = None
     """LoRA settings; None means full-parameter fine-tuning."""
+    quantization: QuantizationConfig | None = None
+    """Load the frozen base in 4 bits (QLoRA; LoRA only); null: at the training precision."""
+    usual_learning_rates: LearningRateRange | None = None
+    """Where this method's learning rate usually lies: two runs of different methods sharing a
+    learning rate outside it are flagged (`lorabench.analysis.learning_rates`)."""
     epochs: float = MISSING
     global_batch_size: int = MISSING
     """Sequences per optimiser step over all processes; gradient accumulation is derived."""
@@ -165,6 +211,10 @@ class DataConfig:
     with per-sample position ids, no attention across samples."""
     num_proc: int | None = None
     """Processes for preparation (validation of Hub data, tokenisation); null: one per core."""
+    dev_fraction: float = 0.0
+    """Hold out this share of the prepared samples (seeded by `seed`, the same rows for every
+    method) as a development split: not trained on, its loss logged as `dev/loss` at the end of
+    training, for choosing hyper-parameters without touching the eval set. 0: train on all."""
 
 
 @dataclass
@@ -318,6 +368,9 @@ class SweepConfig:
     """For plan's estimate: peak bf16 FLOP/s of one GPU (A100)."""
     expected_mfu: float = 0.4
     """For plan's estimate: the share of peak a training run achieves."""
+    pick_learning_rate: bool = False
+    """After the rows: per method (and model, data), the learning rate of the lowest `dev/loss`
+    (the rows need `data.dev_fraction` > 0), printed and logged to the sweep's parent run."""
 
 
 @dataclass
@@ -464,12 +517,58 @@ def _check_method(m: MethodConfig) -> None:
     _one_of("method.lr_scheduler", m.lr_scheduler, SCHEDULERS)
     _one_of("method.precision", m.precision, PRECISIONS)
     if m.lora is not None:
-        _positive("method.lora.r", m.lora.r)
-        _positive("method.lora.alpha", m.lora.alpha)
-        if not 0 <= m.lora.dropout < 1:
-            _fail("method.lora.dropout", m.lora.dropout, "must be in [0, 1)")
-        if not m.lora.target_modules:
-            _fail("method.lora.target_modules", [], "name at least one module")
+        _check_lora(m.lora)
+    if m.quantization is not None:
+        if m.lora is None:
+            _fail(
+                "method.quantization",
+                asdict(m.quantization),
+                "a 4-bit base cannot be fine-tuned in full (its weights are frozen integers); "
+                "quantise only under LoRA (method=qlora), or set method.quantization=null",
+            )
+        _one_of("method.quantization.quant_type", m.quantization.quant_type, QUANT_TYPES)
+        if m.lora.init.startswith("pissa"):
+            _fail(
+                "method.lora.init",
+                m.lora.init,
+                "PiSSA decomposes full-precision weights, and peft cannot initialise it on a "
+                "4-bit base; set method.quantization=null, or method.lora.init=default",
+            )
+    if (usual := m.usual_learning_rates) is not None:
+        _positive("method.usual_learning_rates.low", usual.low)
+        if not usual.high > usual.low:
+            _fail("method.usual_learning_rates.high", usual.high, f"must be > low={usual.low}")
+
+
+def _check_lora(lora: LoraConfig) -> None:
+    _positive("method.lora.r", lora.r)
+    _positive("method.lora.alpha", lora.alpha)
+    if not 0 <= lora.dropout < 1:
+        _fail("method.lora.dropout", lora.dropout, "must be in [0, 1)")
+    _one_of("method.lora.bias", lora.bias, LORA_BIASES)
+    if lora.targets is not None:
+        _one_of("method.lora.targets", lora.targets, LORA_TARGETS)
+        if lora.target_modules:
+            _fail(
+                "method.lora.target_modules",
+                lora.target_modules,
+                f"set either a preset (method.lora.targets={lora.targets}) or explicit modules, "
+                "not both: add method.lora.targets=null to use these modules",
+            )
+    elif not lora.target_modules:
+        _fail("method.lora.target_modules", [], "name at least one module, or set targets")
+    if lora.init not in LORA_INITS and not PISSA_NITER.match(lora.init):
+        _fail(
+            "method.lora.init",
+            lora.init,
+            f"must be one of {', '.join(LORA_INITS)}, pissa_niter_<N>",
+        )
+    if lora.loraplus_lr_ratio is not None and lora.loraplus_lr_ratio < 1:
+        _fail(
+            "method.lora.loraplus_lr_ratio",
+            lora.loraplus_lr_ratio,
+            "must be >= 1 (B learns faster than A), or null for plain LoRA",
+        )
 
 
 def _check_data(d: DataConfig) -> None:
@@ -490,14 +589,19 @@ def _check_data(d: DataConfig) -> None:
     _one_of("data.batching", d.batching, BATCHING_MODES)
     if d.num_proc is not None:
         _positive("data.num_proc", d.num_proc)
-    for i, s in enumerate(d.sources):
-        key = f"data.sources[{i}]"
-        if (s.hub is None) == (s.path is None):
-            _fail(key, {"hub": s.hub, "path": s.path}, "set exactly one of hub and path")
-        _one_of(f"{key}.format", s.format, DATA_FORMATS)
+    if not 0 <= d.dev_fraction < 1:
+        _fail("data.dev_fraction", d.dev_fraction, "must be in [0, 1)")
+    for i, source in enumerate(d.sources):
         # Only when the sources are used: the demo profile keeps the preset's sources unread.
-        if s.path is not None and d.demo_fraction is None and not Path(s.path).is_file():
-            _fail(f"{key}.path", s.path, "no such file")
+        _check_source(f"data.sources[{i}]", source, used=d.demo_fraction is None)
+
+
+def _check_source(key: str, s: DataSourceConfig, used: bool) -> None:
+    if (s.hub is None) == (s.path is None):
+        _fail(key, {"hub": s.hub, "path": s.path}, "set exactly one of hub and path")
+    _one_of(f"{key}.format", s.format, DATA_FORMATS)
+    if s.path is not None and used and not Path(s.path).is_file():
+        _fail(f"{key}.path", s.path, "no such file")
 
 
 def _check_hardware(h: HardwareConfig) -> None:

@@ -18,7 +18,7 @@ from lorabench.data.batching import (
 )
 from lorabench.data.preparation import PreparedData, build_train_dataset, prepare_train_data
 from lorabench.data.report import DataReport, SourceReport
-from lorabench.data.sampling import demo_size
+from lorabench.data.sampling import demo_size, split_dev
 from lorabench.errors import DataError
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "nonpad_share",
     "prepare_train_data",
     "sample_lengths",
+    "split_dev",
     "trainer_arguments",
 ]

@@ -1,7 +1,9 @@
-"""Sizes: the demo corpus's, and the seeded draw of exactly `num_samples` valid rows."""
+"""Sizes: the demo corpus's, the seeded draw of exactly `num_samples` valid rows, and the
+development split held out of them."""
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 
 from lorabench.config.schema import DataConfig
@@ -37,3 +39,22 @@ def draw_order(valid: np.ndarray, num_samples: int | None, seed: int) -> np.ndar
             "lower it, add sources, or set data.num_samples=null to use every valid row"
         )
     return np.random.default_rng(seed).permutation(valid)
+
+
+def split_dev(
+    dataset: datasets.Dataset, dev_fraction: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The training rows and the development split (`dev_fraction` of the rows, at least one;
+    None when the fraction is 0), drawn with `seed` so every method holds out the same rows."""
+    if dev_fraction == 0:
+        return dataset, None
+    n_dev = max(1, round(len(dataset) * dev_fraction))
+    if n_dev >= len(dataset):
+        raise DataError(
+            f"data.dev_fraction={dev_fraction} holds out all {len(dataset)} prepared rows; "
+            "lower it or train on more samples"
+        )
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    dev = np.sort(order[:n_dev])
+    train = np.sort(order[n_dev:])
+    return dataset.select(train), dataset.select(dev)

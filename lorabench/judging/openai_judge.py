@@ -76,6 +76,15 @@ class _Outcome:
     """The reply's `model` field (None: not known)."""
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """Why one attempt failed in a way worth retrying."""
+
+    failure: str
+    retry_after: float | None = None
+    """Seconds the server asked to wait (a `Retry-After` header), if it did."""
+
+
 class OpenAIJudge(Judge):
     """Scores answers with a chat model over the OpenAI API (see the module docstring)."""
 
@@ -97,7 +106,9 @@ class OpenAIJudge(Judge):
         max_retry_after: float = 120.0,
         recheck_parse_failures: bool = False,
     ) -> None:
-        """
+        """Check the settings (a ConfigError names the `judge.` key at fault) and keep them; long
+        only because each argument is documented here.
+
         Args:
             model: the judge model's name as the server knows it (the paper: gpt-3.5-turbo).
             base_url: an OpenAI-compatible server, e.g. `http://localhost:8000/v1` (vLLM);
@@ -334,7 +345,7 @@ class OpenAIJudge(Judge):
             extra["max_tokens"] = 1
         elif self.max_tokens is not None:
             extra["max_tokens"] = self.max_tokens
-        failure = ""
+        retry = _Retry("")
         for attempt in range(self.max_retries + 1):
             hold = self._resume_at - loop.time()
             if hold > 0:
@@ -344,52 +355,63 @@ class OpenAIJudge(Judge):
             else:
                 self.stats.calls += 1
                 self.stats.retries += attempt > 0
-            retry_after: float | None = None
-            try:
-                response = await client.chat.completions.create(
-                    model=self.model,
-                    messages=[{"role": "user", "content": prompt}],
-                    temperature=self.temperature,
-                    **extra,
-                )
-            except openai.APIStatusError as err:
-                failure = _redact(f"HTTP {err.status_code}: {_message(err)}", api_key)
-                if not _retryable(err.status_code):
-                    return _Outcome(None, error=failure, status=err.status_code)
-                retry_after = _retry_after(err.response.headers)
-            except openai.APITimeoutError:
-                failure = f"timed out after {self.timeout:g}s"
-            except openai.APIConnectionError as err:
-                failure = _redact(f"connection error: {err.__cause__ or err}", api_key)
-            except openai.APIError as err:  # e.g. a 200 whose body is not a chat completion
-                return _Outcome(None, error=_redact(f"invalid response: {err}", api_key))
-            else:
-                outcome = _reply_of(response)
+            result = await self._attempt(client, prompt, api_key, extra)
+            if isinstance(result, _Outcome):
                 if not preflight:
-                    self.stats.prompt_tokens += outcome.prompt_tokens
-                    self.stats.completion_tokens += outcome.completion_tokens
-                return outcome
+                    self.stats.prompt_tokens += result.prompt_tokens
+                    self.stats.completion_tokens += result.completion_tokens
+                return result
+            retry = result
             if attempt == self.max_retries:
                 break
-            if retry_after is not None and retry_after > self.max_retry_after:
+            if retry.retry_after is not None and retry.retry_after > self.max_retry_after:
                 return _Outcome(
                     None,
-                    error=f"{failure} (server asked to retry after {retry_after:g}s, more than "
-                    f"max_retry_after={self.max_retry_after:g}s)",
+                    error=f"{retry.failure} (server asked to retry after {retry.retry_after:g}s, "
+                    f"more than max_retry_after={self.max_retry_after:g}s)",
                 )
-            wait = self._backoff(attempt, retry_after)
-            if retry_after is not None:
-                self._resume_at = max(self._resume_at, loop.time() + retry_after)
-            log.info(
-                "judge request failed (%s); retry %d/%d in %.2fs",
-                failure,
-                attempt + 1,
-                self.max_retries,
-                wait,
-            )
-            await asyncio.sleep(wait)
+            await self._wait_to_retry(attempt, retry)
         attempts = self.max_retries + 1
-        return _Outcome(None, error=f"gave up after {attempts} attempts; last: {failure}")
+        return _Outcome(None, error=f"gave up after {attempts} attempts; last: {retry.failure}")
+
+    async def _attempt(
+        self, client: openai.AsyncOpenAI, prompt: str, api_key: str, extra: dict[str, Any]
+    ) -> _Outcome | _Retry:
+        """One request: its outcome (a reply, or an error not worth retrying), or why to retry."""
+        try:
+            response = await client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=self.temperature,
+                **extra,
+            )
+        except openai.APIStatusError as err:
+            failure = _redact(f"HTTP {err.status_code}: {_message(err)}", api_key)
+            if not _retryable(err.status_code):
+                return _Outcome(None, error=failure, status=err.status_code)
+            return _Retry(failure, _retry_after(err.response.headers))
+        except openai.APITimeoutError:
+            return _Retry(f"timed out after {self.timeout:g}s")
+        except openai.APIConnectionError as err:
+            return _Retry(_redact(f"connection error: {err.__cause__ or err}", api_key))
+        except openai.APIError as err:  # e.g. a 200 whose body is not a chat completion
+            return _Outcome(None, error=_redact(f"invalid response: {err}", api_key))
+        return _reply_of(response)
+
+    async def _wait_to_retry(self, attempt: int, retry: _Retry) -> None:
+        """Sleep before retry number `attempt + 1`; a Retry-After holds off every request."""
+        loop = asyncio.get_running_loop()
+        wait = self._backoff(attempt, retry.retry_after)
+        if retry.retry_after is not None:
+            self._resume_at = max(self._resume_at, loop.time() + retry.retry_after)
+        log.info(
+            "judge request failed (%s); retry %d/%d in %.2fs",
+            retry.failure,
+            attempt + 1,
+            self.max_retries,
+            wait,
+        )
+        await asyncio.sleep(wait)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry number `attempt + 1`: jittered exponential, ≥ Retry-After."""

@@ -26,6 +26,8 @@ def training_arguments(cfg: Config) -> TrainingArguments:
     return TrainingArguments(
         output_dir=training.output_dir,
         per_device_train_batch_size=hw.micro_batch_size,
+        per_device_eval_batch_size=hw.micro_batch_size,
+        prediction_loss_only=True,  # the dev split's loss alone: no logits kept
         gradient_accumulation_steps=cfg.gradient_accumulation_steps(),
         num_train_epochs=method.epochs,
         max_steps=training.max_steps,

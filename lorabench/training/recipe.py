@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lorabench import contract
 from lorabench.config.schema import Config
-from lorabench.data import configured_nonpad_share, make_collator, prepare_train_data
+from lorabench.data import configured_nonpad_share, make_collator, prepare_train_data, split_dev
 from lorabench.identity import check_output_dir, config_hash, identity, record_identity
 from lorabench.launching import DistEnv
 from lorabench.methods import method_for
@@ -57,10 +58,13 @@ class TrainResult:
 
 
 def dry_run(cfg: Config) -> ParameterCounts:
-    """Build the model on the meta device (no weights, no download) and count its parameters."""
+    """Build the model on the meta device (no weights, no download), check that the method
+    applies to it, and count its parameters (no expensive initialisation runs: the shapes are
+    those of the real run)."""
     method = method_for(cfg.method)
-    model = method.wrap(build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True))
-    return count_parameters(model, method)
+    base = build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True)
+    method.check(base)
+    return count_parameters(method.wrap(base, initialise=False), method)
 
 
 def completed_result(output_dir: Path) -> TrainResult | None:
@@ -188,30 +192,59 @@ class TrainingRecipe:
     def build(self, run: Run | None) -> None:
         """Tokenizer, prepared data (logged), model with the method applied, Trainer."""
         cfg = self.cfg
+        # Before the tokenizer, the data or any weights: a method that does not apply (target
+        # modules the architecture lacks) is found on the meta-device model.
+        self.method.check(build_model(cfg.model, None, meta=True))
         args = training_arguments(cfg)  # before the model: ZeRO-3 needs it
         self.tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
         with args.main_process_first(desc="training data"):  # rank 0 prepares, others load
             prepared = prepare_train_data(
                 cfg.data, self.tokenizer, cfg.method.max_length, Path(cfg.cache_dir)
             )
+        train_set, self.dev_set = split_dev(prepared.dataset, cfg.data.dev_fraction, cfg.data.seed)
         if run is not None:
-            share = configured_nonpad_share(cfg, prepared.dataset)
-            run.log_metrics({**prepared.report.metrics(), contract.DATA_NONPAD_SHARE: share})
-        dtype = self.method.load_dtype(DTYPES[cfg.precision], cfg.hardware.deepspeed is not None)
-        model = build_model(cfg.model, self.tokenizer, dtype=dtype, seed=cfg.training.seed)
+            share = configured_nonpad_share(cfg, train_set)
+            dev_rows = 0 if self.dev_set is None else len(self.dev_set)
+            run.log_metrics(
+                {
+                    **prepared.report.metrics(),
+                    contract.DATA_NONPAD_SHARE: share,
+                    contract.DATA_DEV_ROWS: dev_rows,
+                }
+            )
+        precision = DTYPES[cfg.precision]
+        dtype = self.method.load_dtype(precision, cfg.hardware.deepspeed is not None)
+        quantization = self.method.quantization_config(precision)
+        # bitsandbytes places quantised weights while loading: each rank on its own GPU.
+        device = self.env.local_rank if cfg.hardware.device == "cuda" else "cpu"
+        model = build_model(
+            cfg.model,
+            self.tokenizer,
+            dtype=dtype,
+            seed=cfg.training.seed,
+            quantization=quantization,
+            device_map=None if quantization is None else {"": device},
+        )
         if cfg.hardware.activation_checkpointing:
             self.method.prepare_for_checkpointing(model)
+        # Seeded: a randomised initialisation (LoRA's A, PiSSA's randomised SVD) is the same on
+        # every rank and in a resumed session, whose checkpoint was trained from it.
+        torch.manual_seed(cfg.training.seed)
         model = self.method.wrap(model)
+        if self.env.is_main:
+            self.method.record_initial(model, self.output_dir / self.method.saved_dir)
         self.counts = count_parameters(model, self.method)
         log.info("parameters: %s", self.counts)
         self.callback = ContractMetricsCallback(run)
         self.trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=prepared.dataset,
+            train_dataset=train_set,
+            eval_dataset=self.dev_set,
             data_collator=make_collator(cfg.data.batching, self.tokenizer, cfg.method.max_length),
             processing_class=self.tokenizer,
             callbacks=[self.callback],
+            optimizers=(self.method.optimizer(model, args), None),
         )
         use_stage_progress(self.trainer, f"{cfg.run_name} training", cfg.training.progress_bar)
         self.previous_gpu_hours = 0.0
@@ -232,10 +265,12 @@ class TrainingRecipe:
     def finish(self, run: Run | None) -> TrainResult:
         """Save the model (every rank: ZeRO-3 gathers), log the summary, record completion."""
         model_path = self.output_dir / self.method.saved_dir
-        self.trainer.save_model(str(model_path))
+        self.method.save(self.trainer, model_path)
         metrics = _summary_metrics(
             self.callback.session, self.counts, self.cfg, self.previous_gpu_hours
         )
+        if self.dev_set is not None:  # every rank: evaluation is distributed
+            metrics[contract.DEV_LOSS] = self.trainer.evaluate()["eval_loss"]
         result = TrainResult(
             run_id=run.run_id if run is not None else None,
             output_dir=self.output_dir,
