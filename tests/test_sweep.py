@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lorabench import contract
+from lorabench.sweeping import Outcome
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
@@ -32,6 +34,10 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
     args.append(f"training.output_dir={tmp_path}/out/${{run_name}}")
     first = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-4000:]
+    # A quiet console: one summary line a point, no per-step dicts (they go to the log file).
+    summaries = [line for line in first.stdout.splitlines() if ": finished  loss " in line]
+    assert len(summaries) == 4, first.stdout
+    assert "{'loss'" not in first.stdout + first.stderr
 
     (parent,) = _parents(store)
     children = _children(store, parent.info.run_id)
@@ -162,3 +168,18 @@ def test_plan_prints_each_paper_rows_learning_rate_and_epochs(tmp_path: Path, is
     assert "lr=5e-07 epochs=2" in rows["llama-7b+ft(2m)+ft(math_0.25m)"]  # §4.5
     assert "lr=5e-06 epochs=3" in rows["llama-7b+ft(2m)"]  # Table 2
     assert "lr=0.0002 epochs=4" in rows["llama-7b+ft(2m)+lora(math_0.25m)"]  # Table 3
+
+
+def test_a_points_summary_line_names_its_loss_score_interval_and_time() -> None:
+    metrics = {
+        contract.TRAIN_FINAL_LOSS: 1.23456,
+        contract.EVAL_AVERAGE_SCORE: 0.345,
+        contract.EVAL_AVERAGE_SCORE_CI_LOW: 0.301,
+        contract.EVAL_AVERAGE_SCORE_CI_HIGH: 0.389,
+    }
+    line = Outcome("tiny+lora(2m)", "finished", 65.2, metrics).line()
+    assert line == "tiny+lora(2m): finished  loss 1.235  score 0.345 (95% CI 0.301-0.389)  1m05s"
+    failed = Outcome("tiny (base)", "failed", 3.0, {}).line()
+    assert (
+        failed.startswith("tiny (base): failed  (the error is in the log file") and "3s" in failed
+    )
