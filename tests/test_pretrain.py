@@ -152,6 +152,7 @@ def pretrain_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # three CLI processes: two minutes on a loaded 2-core machine
 def test_the_command_pretrains_once(tmp_path: Path, isolated) -> None:
     args = ["profile=demo", "model=tiny", *SMALL, *isolated, f"pretrained_dir={tmp_path}/bases"]
     first = pretrain_command(*args, cwd=tmp_path)
