@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo report test test-fast lint format mlflow-ui clean
+.PHONY: install demo report notebook test test-fast lint format mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,18 +15,33 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+NOTEBOOK_STAMP := $(VENV)/.notebook-installed
+$(NOTEBOOK_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,notebook]'
+	touch $(NOTEBOOK_STAMP)
+
 install: $(STAMP)  ## create .venv and install lorabench with its dev tools
 
-demo: $(STAMP)  ## the paper's LoRA × FT × data grid on the tiny model, offline on CPU, + report
+# The demo's stages: the pretrained tiny bases (cached: once per machine), the user's grid, the
+# paper's Table 4 rows with the untuned base rows, then the report with the findings section.
+# The two bases pretrain side by side, one core each (a line each when they start and end).
+PARALLEL_PRETRAINING := hydra/launcher=local_parallel hydra.launcher.n_jobs=2 training.progress_bar=false
+demo: $(STAMP)  ## pretrained tiny bases, LoRA × FT × data grid, Table 4 rows, base rows, report (CPU, offline)
+	$(PY) -m lorabench.pretrain -m profile=demo model=tiny,tiny-13b $(PARALLEL_PRETRAINING)
 	$(PY) sweep.py -m profile=demo method=lora,ft data=0.6m,2m,4m
+	$(PY) sweep.py experiment=paper_table4 profile=demo
 	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
 	@echo
 	@echo "Runs: MLflow store mlruns/mlflow.db, experiment lorabench-demo."
-	@echo "Tables and figures: reports/demo/report.md"
+	@echo "Tables, findings and figures: reports/demo/report.md"
 	@echo "Open the runs with:  make mlflow-ui   (then http://127.0.0.1:5000)"
+	@echo "Or the analysis notebook:  make notebook"
 
-report: $(STAMP)  ## tables and figures of the demo experiment from MLflow
+report: $(STAMP)  ## tables, findings and figures of the demo experiment from MLflow
 	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
+
+notebook: $(NOTEBOOK_STAMP)  ## JupyterLab on analysis/scaling_trends.ipynb (the demo's runs)
+	$(VENV)/bin/jupyter lab analysis/scaling_trends.ipynb
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check .

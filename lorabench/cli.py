@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lorabench.config import validate
-from lorabench.errors import LorabenchError
+from lorabench.console import quiet_libraries
+from lorabench.errors import ConfigError, LorabenchError
 from lorabench.launching import (
     DistEnv,
     check_world_size,
     needs_launcher,
     relaunch,
+    set_cpu_threads,
     training_process,
 )
 
@@ -35,6 +38,7 @@ def sweep_entry(cfg: DictConfig, train_script: str) -> None:
     point failed (a multirun, after its last job)."""
     from lorabench.sweeping import sweep_main
 
+    quiet_libraries()
     try:
         code = sweep_main(cfg, train_script)
     except LorabenchError as err:
@@ -51,8 +55,53 @@ def evaluate_main(cfg: DictConfig) -> None:
         sys.exit(f"error: {err}")
 
 
+def pretrain_main(cfg: DictConfig) -> None:
+    """`python -m lorabench.pretrain`: the model's pretrained base, made now if it is missing."""
+    try:
+        _pretrain_main(cfg)
+    except LorabenchError as err:
+        sys.exit(f"error: {err}")
+
+
+def _pretrain_main(cfg: DictConfig) -> None:
+    config = validate(cfg)
+    quiet_libraries()
+    set_cpu_threads(config.hardware)
+    model = config.model
+    if model.pretrain is None or model.pretrained is not None:
+        raise ConfigError(
+            f"model={model.name} is not pretrained here (model.pretrain is null or "
+            "model.pretrained names its weights): nothing to do; the demo's models are tiny "
+            "and tiny-13b"
+        )
+    from lorabench import contract
+    from lorabench.pretrain import cached_base, ensure_pretrained
+    from lorabench.sweeping import format_seconds
+
+    start = time.perf_counter()
+    base = cached_base(config)
+    if base is None:
+        print(
+            f"{model.name}: pretraining on {model.pretrain.documents} world documents "
+            f"(once; kept in {config.pretrained_dir})",
+            flush=True,
+        )
+        base = ensure_pretrained(config, on_demand=False)
+    metrics = base.record.metrics
+    state = "pretrained" if base.built else "already pretrained (cached)"
+    print(
+        f"{model.name}: {state}: {base.path}  held-out perplexity "
+        f"{metrics[contract.PRETRAIN_INITIAL_HELDOUT_PERPLEXITY]:.1f} at initialisation, "
+        f"{metrics[contract.PRETRAIN_HELDOUT_PERPLEXITY]:.2f} pretrained; mlflow run "
+        f"{base.record.run_id}  {format_seconds(time.perf_counter() - start)}",
+        flush=True,
+    )
+
+
 def _evaluate_main(cfg: DictConfig) -> None:
     config = validate(cfg)
+    quiet_libraries()
+    set_cpu_threads(config.hardware)
     from lorabench.evaluation import estimate, evaluate
 
     if config.dry_run:
@@ -75,6 +124,8 @@ def _evaluate_main(cfg: DictConfig) -> None:
 
 def _train_main(cfg: DictConfig) -> None:
     config = validate(cfg)
+    quiet_libraries()
+    set_cpu_threads(config.hardware)
     if config.sweep.plan:
         from lorabench.sweeping import print_plan, summary
 
@@ -98,6 +149,9 @@ def _train_main(cfg: DictConfig) -> None:
         # Here, not in every rank: a run that cannot start fails once, before torchrun.
         preflight(config)
     if needs_launcher(config, env):
+        from lorabench.pretrain import resolved_model
+
+        resolved_model(config)  # the ranks load the pretrained base; it is made here, once
         # This job's own overrides, not sys.argv: under `-m` argv holds the whole sweep, and
         # only a failure may end the process (the next job of a sweep runs in this one).
         if code := relaunch(config, sys.argv[0], list(HydraConfig.get().overrides.task)):

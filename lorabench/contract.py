@@ -15,6 +15,12 @@ A run is named after what it trains, like the paper's rows::
 The `[...]` suffix lists, sorted, every training axis whose value differs from the named presets
 (`lorabench.identity` decides which keys are axes); a name without it is the presets' own
 config, so only the paper's configuration carries a paper row's name.
+
+Runs about a base model itself are named after the model and their role::
+
+    llama-7b (base)                         # the untuned base, evaluated (tag run_kind=base)
+    tiny (pretraining)                      # a demo base's pretraining (run_kind=pretraining)
+    tiny (base)[model.pretrain.epochs=2]    # model axes that differ from the preset
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ STEP_METRICS: Mapping[str, str] = {
 """HF Trainer log keys → the contract's per-step metric names."""
 
 # Per training session (logged at its last step).
+TRAIN_FINAL_LOSS = "train/final_loss"
+"""Mean of the session's last 10 logged step losses (what a summary line shows)."""
 TRAIN_TOKENS_PER_SECOND = "train/tokens_per_second"
 TRAIN_HOURS_PER_EPOCH = "train/hours_per_epoch"
 """Wall-clock hours per epoch of optimisation alone: checkpoint writing is excluded."""
@@ -46,6 +54,18 @@ MODEL_ADDITIONAL_PARAMS = "model/additional_params"
 MODEL_TRAINABLE_PARAMS = "model/trainable_params"
 MODEL_TOTAL_PARAMS = "model/total_params"
 SYSTEM_PEAK_MEMORY_GB = "system/peak_memory_gb"
+
+# Pretraining of a demo base (`lorabench.pretrain`), logged in its own run.
+PRETRAIN_HELDOUT_LOSS = "pretrain/heldout_loss"
+"""Mean next-token cross-entropy on the held-out world documents, after pretraining (nats)."""
+PRETRAIN_HELDOUT_PERPLEXITY = "pretrain/heldout_perplexity"
+"""exp(heldout loss) after pretraining."""
+PRETRAIN_INITIAL_HELDOUT_PERPLEXITY = "pretrain/heldout_perplexity_initial"
+"""The same, measured on the randomly initialised model before pretraining."""
+PRETRAIN_TRAIN_TOKENS = "pretrain/train_tokens"
+"""Tokens of the pretraining corpus (blocks × block size) seen once per epoch."""
+PRETRAIN_SECONDS = "pretrain/seconds"
+"""Wall-clock seconds of the pretraining itself (corpus and model building excluded)."""
 
 # Training data (`lorabench.data.report`).
 DATA_PREFIX = "data/"
@@ -83,11 +103,23 @@ EVAL_JUDGE_TOKENS = "eval/judge_tokens"
 EVAL_TRUNCATED_ANSWERS = "eval/truncated_answers"
 """Answers that stopped at `eval.decoding.max_new_tokens` rather than at EOS."""
 EVAL_SCORE_PREFIX = "eval/score/"
+EVAL_SCORE_CI_LOW_PREFIX = "eval/score_ci_low/"
+EVAL_SCORE_CI_HIGH_PREFIX = "eval/score_ci_high/"
 
 
 def eval_score(category: str) -> str:
     """Mean judge score of one of the 9 categories."""
     return f"{EVAL_SCORE_PREFIX}{category}"
+
+
+def eval_score_ci_low(category: str) -> str:
+    """Lower end of the 95% bootstrap interval of a category's mean score."""
+    return f"{EVAL_SCORE_CI_LOW_PREFIX}{category}"
+
+
+def eval_score_ci_high(category: str) -> str:
+    """Upper end of the 95% bootstrap interval of a category's mean score."""
+    return f"{EVAL_SCORE_CI_HIGH_PREFIX}{category}"
 
 
 def eval_parse_failures(category: str) -> str:
@@ -112,6 +144,16 @@ TAG_BASE_MODEL = "base_model"
 TAG_MODEL_PATH = "model_path"
 """The saved adapter or model directory (absolute)."""
 TAG_METHOD = "method"
+TAG_RUN_KIND = "run_kind"
+"""What a run that is no training grid point holds: `RUN_KIND_PRETRAINING` or `RUN_KIND_BASE`."""
+RUN_KIND_PRETRAINING = "pretraining"
+"""A demo base's pretraining: not a row of the study's tables."""
+RUN_KIND_BASE = "base"
+"""An evaluation of an untuned base model: the row every tuned run is read against."""
+TAG_PRETRAIN_KEY = "pretrain_key"
+"""The pretraining cache key of a demo base (on its pretraining run and on the runs using it)."""
+TAG_PRETRAIN_RUN_ID = "pretrain_run_id"
+"""The run that pretrained the base a run starts from (possibly in another store)."""
 TAG_ERROR = "error"
 TAG_EVAL_JUDGE = "eval_judge"
 TAG_EVAL_JUDGE_MODEL = "eval_judge_model"
@@ -161,6 +203,13 @@ RUN_NAME_PATTERN = re.compile(
 )
 """Parses a run name: `model`, the `chain` of earlier stages, `method` (with a rank suffix such
 as `lora-r64`), `data`, and `axes` (the `[...]` suffix, without brackets)."""
+
+
+def format_model_run_name(model: str, role: str, axes: str | None = None) -> str:
+    """The name of a run about a base model itself: `tiny (base)`, `llama-7b (base)`,
+    `tiny (pretraining)`, plus `[k=v,...]` when the model's config differs from its preset."""
+    name = f"{model} ({role})"
+    return f"{name}[{axes}]" if axes else name
 
 
 def format_run_name(

@@ -245,3 +245,16 @@ def record_identity(output_dir: Path, values: Mapping[str, Any]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(values), indent=2, sort_keys=True, default=str, ensure_ascii=False)
     (output_dir / contract.IDENTITY_FILE).write_text(text + "\n")
+
+
+def model_run_name(run_name: str, model: str, role: str) -> str:
+    """The name of a run about the base model itself (`contract.format_model_run_name`): the
+    model's axes of a config's run name (`model.*` keys differing from the presets, or the
+    `config=<hash>` that stands for long suffixes), e.g. `tiny (base)[model.pretrain.epochs=2]`."""
+    parts = contract.parse_run_name(run_name) or {}
+    axes = [
+        axis
+        for axis in (parts.get("axes") or "").split(",")
+        if axis.startswith(("model.", "config="))
+    ]
+    return contract.format_model_run_name(model, role, ",".join(axes) or None)

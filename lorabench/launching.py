@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lorabench.config.schema import Config
+import torch
+
+from lorabench.config.schema import Config, HardwareConfig
 from lorabench.errors import ConfigError
 
 
@@ -39,6 +41,12 @@ class DistEnv:
     def launched(self) -> bool:
         """Whether a distributed launcher started this process."""
         return "WORLD_SIZE" in os.environ
+
+
+def set_cpu_threads(hardware: HardwareConfig) -> None:
+    """Apply `hardware.cpu_threads` to this process (None keeps PyTorch's default)."""
+    if hardware.cpu_threads is not None:
+        torch.set_num_threads(hardware.cpu_threads)
 
 
 def needs_launcher(cfg: Config, env: DistEnv) -> bool:

@@ -119,6 +119,9 @@ def build_model(
 ) -> PreTrainedModel:
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
+    A config with `pretrain` and no `pretrained` is refused: its weights are a pretraining's
+    (`lorabench.pretrain.resolved_model` points `pretrained` at them).
+
     With `meta=True` no weights are allocated or downloaded: the model lives on the meta device,
     which is enough to count parameters (of the unquantised weights; `offline`: nor is its
     config, see `model_config`). `quantization` loads the weights quantised (QLoRA) onto
@@ -129,6 +132,12 @@ def build_model(
             config = model_config(model_cfg, offline=offline)
             return AutoModelForCausalLM.from_config(config, dtype=dtype)
     if model_cfg.pretrained is None:
+        if model_cfg.pretrain is not None:
+            # Never random weights in place of a pretrained base: resolve it first.
+            raise ValueError(
+                f"model {model_cfg.name} is pretrained (model.pretrain): load it through "
+                "lorabench.pretrain.resolved_model, which points model.pretrained at it"
+            )
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
         if quantization is None:

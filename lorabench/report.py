@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
+from lorabench.analysis.findings import write_findings
 from lorabench.analysis.learning_rates import shared_learning_rate_warnings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import load_runs
@@ -134,6 +135,7 @@ def write_report(
     if warnings:
         lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
+    lines += [write_findings(runs, out)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
     for path in figures.files:
         if path.suffix == ".png":

@@ -7,19 +7,26 @@ start here (no GPUs, a model that does not load: `lorabench.preflight`) fails on
 rank starts. A sweep with failed points finishes the others, lists the failures and exits
 non-zero. An experiment config can list explicit rows (`sweep.rows`, e.g.
 `experiment=paper_table4`); they run in dependency order, a chained row after the row that
-trains its base run. `sweep.plan=true` runs nothing and prints each point's plan
-(`lorabench.planning`) and a total.
+trains its base run, after the untuned base models it names (`sweep.base_models`), each
+evaluated as a base row (`<model> (base)`) once. `sweep.plan=true` runs nothing and prints each
+point's plan (`lorabench.planning`) and a total.
+
+Each row ends with one summary line on the console (`PointOutcome.line`): its name, what
+happened, its final training loss, its score with the 95% interval, and its time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from mlflow.entities import Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,7 +44,13 @@ from lorabench.config import validate
 from lorabench.config.schema import Config, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
-from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
+from lorabench.launching import (
+    DistEnv,
+    launch_command,
+    needs_launcher,
+    set_cpu_threads,
+    training_process,
+)
 from lorabench.planning import PointEstimate, estimate_point
 from lorabench.preflight import preflight
 from lorabench.tracking import client_for, experiment_id
@@ -67,8 +81,9 @@ class PointPlan:
 
 @dataclass(frozen=True)
 class PointOutcome:
-    """What became of one grid point: run (`skipped`, `finished`, `failed`) or planned (`skip`,
-    `resume`, `train`, or `failed`: it could not be planned)."""
+    """What became of one grid point: run (`skipped` (done before), `finished` (trained and
+    evaluated), `evaluated` (a base row), `trained` (not evaluated: `sweep.evaluate=false`),
+    `failed`) or planned (`skip`, `resume`, `train`, or `failed`: it could not be planned)."""
 
     run_name: str
     status: str
@@ -76,10 +91,29 @@ class PointOutcome:
     """Planned: the point's GPU hours (None without a GPU type)."""
     fits: bool | None = None
     """Planned: whether it fits the GPU's memory (None without a GPU type)."""
+    seconds: float = 0.0
+    """Run: how long the row took."""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    """Run: the row's run's metrics (training loss, scores); empty when it has none."""
 
     @property
     def failed(self) -> bool:
         return self.status == FAILED
+
+    def line(self) -> str:
+        """`tiny+lora(2m): finished  loss 1.234  score 0.345 (95% CI 0.301-0.389)  1m05s`."""
+        parts = [f"{self.run_name}: {self.status}"]
+        if (loss := self.metrics.get(contract.TRAIN_FINAL_LOSS)) is not None:
+            parts.append(f"loss {loss:.3f}")
+        if (score := self.metrics.get(contract.EVAL_AVERAGE_SCORE)) is not None:
+            low = self.metrics.get(contract.EVAL_AVERAGE_SCORE_CI_LOW)
+            high = self.metrics.get(contract.EVAL_AVERAGE_SCORE_CI_HIGH)
+            ci = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
+            parts.append(f"score {score:.3f}{ci}")
+        if self.failed:
+            parts.append("(the error is in the log file and the run's error tag)")
+        parts.append(format_seconds(self.seconds))
+        return "  ".join(parts)
 
 
 def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
@@ -99,22 +133,24 @@ def close_parent(
     failed: Sequence[str] = (),
     pick_learning_rate: bool = False,
 ) -> None:
-    """FINISHED when every grid point finished, else FAILED naming the others; the finished
-    points' learning rates are checked (and, with `pick_learning_rate`, picked) on the way.
-    `failed`: the points that failed; those that failed before opening a run of their own (a
-    preflight) count as grid points too."""
+    """FINISHED when every grid point (and base row) finished, else FAILED naming the others;
+    the finished points' learning rates are checked (and, with `pick_learning_rate`, picked)
+    on the way (base rows train nothing, so they have none). `failed`: the points that failed;
+    those that failed before opening a run of their own (a preflight) count as grid points
+    too."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
     )
-    finished = [r for r in children if r.info.status == "FINISHED"]
+    points = [r for r in children if contract.TAG_RUN_KIND not in r.data.tags]
+    finished = [r for r in points if r.info.status == "FINISHED"]
     if finished:
         record_learning_rates(client, run_id, finished, pick_learning_rate)
     runless = set(failed) - {r.info.run_name for r in children}
     unfinished = sorted(
         {r.info.run_name for r in children if r.info.status != "FINISHED"} | set(failed)
     )
-    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children) + len(runless))
+    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(points) + len(runless))
     if unfinished:
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
@@ -298,8 +334,22 @@ def print_plan(cfg: Config) -> PointOutcome:
     )
 
 
+def format_seconds(seconds: float) -> str:
+    """`42s`, `3m05s`."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def _outcome(cfg: Config, name: str, status: str, run_id: str | None, start: float) -> PointOutcome:
+    metrics: Mapping[str, float] = {}
+    if run_id is not None:
+        metrics = client_for(cfg.tracking).get_run(run_id).data.metrics
+    return PointOutcome(name, status, seconds=time.perf_counter() - start, metrics=dict(metrics))
+
+
 def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
-    """Train and evaluate one grid point; its outcome is `skipped`, `finished` or `failed`.
+    """Train and evaluate one grid point; its outcome is `skipped`, `finished` (`trained`
+    without evaluation) or `failed`.
 
     A failure is recorded in MLflow and logged, not raised, so the sweep goes on; a point that
     cannot start here fails its preflight before any rank starts. Ctrl-C (or SIGTERM) stops the
@@ -308,12 +358,17 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Point
     from lorabench.evaluation import evaluate
     from lorabench.training import train
 
+    start = time.perf_counter()
     if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
         log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
-        return PointOutcome(cfg.run_name, "skipped")
+        return _outcome(cfg, cfg.run_name, "skipped", done, start)
+    run_id = None
     try:
         preflight(cfg)
         if needs_launcher(cfg, DistEnv.from_environ()):
+            from lorabench.pretrain import resolved_model
+
+            resolved_model(cfg)  # the ranks load the pretrained base; it is made here, once
             # Every rank gets the same overrides (parent run, output directory); rank 0 opens
             # the point's run and records its id in the output directory.
             parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
@@ -328,8 +383,56 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Point
             evaluate(_updated(cfg, run=run_id))
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
-        return PointOutcome(cfg.run_name, FAILED)
-    return PointOutcome(cfg.run_name, "finished")
+        return _outcome(cfg, cfg.run_name, FAILED, None, start)
+    status = "finished" if cfg.sweep.evaluate else "trained"
+    return _outcome(cfg, cfg.run_name, status, run_id, start)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def evaluated_base(cfg: Config, target: Any) -> str | None:
+    """The run of the base row `target` when it holds this evaluation (same eval hash)."""
+    from lorabench.evaluation.targets import evaluation_hash
+
+    id_file = target.eval_dir / contract.RUN_ID_FILE
+    if not id_file.is_file():
+        return None
+    run_id = id_file.read_text().strip()
+    try:
+        run = client_for(cfg.tracking).get_run(run_id)
+    except MlflowException:
+        return None  # recorded in another store
+    tags = run.data.tags
+    same = tags.get(contract.TAG_EVAL_HASH) == evaluation_hash(cfg, target)
+    return run_id if run.info.status == "FINISHED" and same else None
+
+
+def run_base_row(cfg: Config) -> PointOutcome:
+    """Evaluate the untuned base model of `cfg` as a base row (`<model> (base)`), unless it
+    already holds this evaluation; a failure is logged and the sweep goes on."""
+    from lorabench.evaluation import evaluate
+    from lorabench.evaluation.targets import resolve_target
+
+    start = time.perf_counter()
+    cfg = _updated(cfg, run=None, model_path=None)
+    name = cfg.model.name
+    try:
+        target = resolve_target(cfg)  # a demo base is pretrained here when it is missing
+        name = target.name
+        with _locked(target.eval_dir.parent / ".base-row.lock"):  # one evaluation at a time
+            if not cfg.sweep.force and (done := evaluated_base(cfg, target)) is not None:
+                return _outcome(cfg, name, "skipped", done, start)
+            result = evaluate(cfg)
+    except Exception as err:  # noqa: BLE001 - as run_point: the sweep goes on
+        log.error("%s failed: %s", name, err, exc_info=not isinstance(err, LorabenchError))
+        return _outcome(cfg, name, FAILED, None, start)
+    return _outcome(cfg, name, "evaluated", result.run_id, start)
 
 
 def _updated(cfg: Config, **changes: Any) -> Config:
@@ -352,44 +455,62 @@ def ordered_rows(names: Sequence[str], bases: Sequence[str | None]) -> list[int]
     return order
 
 
+def _composed(overrides: Sequence[str], experiment: Config) -> Config:
+    """A row composed without the experiment, taking the experiment's sweep settings
+    (`evaluate`: a learning-rate search judges nothing), which every row shares."""
+    composed = validate(hydra_compose(config_name="config", overrides=list(overrides)), overrides)
+    return replace(composed, sweep=experiment.sweep)
+
+
 def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[PointOutcome]:
-    """Run (or plan) an experiment's rows under one parent run; returns their outcomes in the
-    order they ran.
+    """Run (or plan) an experiment's base rows, then its rows, under one parent run, printing
+    each one's summary line as it ends; returns their outcomes in the order they ran.
 
     Every row's config is validated before any row trains; a plan instead reports a row whose
     config is invalid as that row's error and plans the others.
     """
     base = [o for o in overrides if not o.startswith("experiment=")]
-    rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
-    # The rows are composed without the experiment; its sweep settings (evaluate: a
-    # learning-rate search judges nothing) are the sweep's, so every row takes them.
+    model_map = cfg.sweep.model_map
+    bases = [_composed([*base, f"model={model_map.get(m, m)}"], cfg) for m in cfg.sweep.base_models]
+    rows = [[_mapped_model(o, model_map) for o in row] for row in cfg.sweep.rows]
     configs: list[Config] = []
     invalid: list[PointOutcome] = []
     for row in rows:
         try:
-            composed = validate(hydra_compose("config", [*base, *row]), [*base, *row])
+            configs.append(_composed([*base, *row], cfg))
         except LorabenchError as err:
             if not cfg.sweep.plan:
                 raise
             label = " ".join(row)
             print(f"{label}: error: {err}")
             invalid.append(PointOutcome(label, FAILED))
-            continue
-        configs.append(replace(composed, sweep=cfg.sweep))
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
+        for config in bases:
+            print(f"{config.model.name} (base): evaluate the untuned base (no training)")
         return [*invalid, *(print_plan(configs[i]) for i in order)]
     parent = open_parent(cfg.tracking, overrides)
     outcomes = []
     try:
-        for i in order:
-            point = _updated(configs[i], tracking={"parent_run_id": parent})
-            outcomes.append(run_point(point, [*base, *rows[i]], train_script))
+        steps = [lambda c=c: run_base_row(c) for c in _nested(bases, parent)]
+        steps += [
+            lambda c=c, r=r: run_point(c, [*base, *r], train_script)
+            for c, r in zip(_nested([configs[i] for i in order], parent),
+                            [rows[i] for i in order], strict=True)
+        ]  # fmt: skip
+        for step in steps:
+            outcome = step()
+            print(outcome.line(), flush=True)
+            outcomes.append(outcome)
     finally:
         failed = [o.run_name for o in outcomes if o.failed]
         close_parent(client_for(cfg.tracking), parent, failed, cfg.sweep.pick_learning_rate)
     return outcomes
+
+
+def _nested(configs: Sequence[Config], parent: str) -> list[Config]:
+    return [_updated(c, tracking={"parent_run_id": parent}) for c in configs]
 
 
 def _mapped_model(override: str, model_map: dict[str, str]) -> str:
@@ -416,17 +537,16 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     overrides = list(hydra.overrides.task)
     if hydra.mode != RunMode.MULTIRUN:
         config = validate(cfg)
+        set_cpu_threads(config.hardware)
         if config.sweep.rows:
             outcomes = run_rows(config, overrides, train_script)
         else:
             outcomes = [_point(config, overrides, train_script)]
-        if not config.sweep.plan:
-            for o in outcomes:
-                print(f"{o.run_name}: {o.status}")
         print(summary(outcomes, plan=config.sweep.plan))
         return int(any(o.failed for o in outcomes))
     try:
         config = validate(cfg)
+        set_cpu_threads(config.hardware)
     except LorabenchError as err:  # this point's config; the sweep's other points go on
         label = " ".join(overrides)
         print(f"{label}: error: {err}")
@@ -436,8 +556,6 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     if parent_file.is_file():
         config = _updated(config, tracking={"parent_run_id": parent_file.read_text().strip()})
     outcome = _point(config, overrides, train_script)
-    if not config.sweep.plan:
-        print(f"{config.run_name}: {outcome.status}")
     record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
     return 0
 
@@ -445,4 +563,6 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
 def _point(config: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
     if config.sweep.plan:
         return print_plan(config)
-    return run_point(config, overrides, train_script)
+    outcome = run_point(config, overrides, train_script)
+    print(outcome.line(), flush=True)
+    return outcome

@@ -1,4 +1,4 @@
-"""The tiny model's tokenizer: a byte-level BPE trained on the project's demo corpus.
+"""The tiny model's tokenizer: a byte-level BPE trained on the demo world's pretraining text.
 
 Stands in for the LLaMA tokenizer on machines without a model hub. It keeps the properties the
 data and training code rely on: ``<s>``/``</s>``/``<unk>`` special tokens plus a distinct
@@ -8,6 +8,7 @@ token, right padding, and an exact decode(encode(text)) round trip for any UTF-8
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,7 +17,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from lorabench.demo_corpus import tokenizer_training_texts
+from lorabench import demo_world
+from lorabench.demo_world import tokenizer_training_texts
 
 SPECIAL_TOKENS: dict[str, str] = {
     "unk_token": "<unk>",
@@ -28,6 +30,10 @@ SPECIAL_TOKENS: dict[str, str] = {
 (unk 0, bos 1, eos 2 as in LLaMA)."""
 
 _MODEL_MAX_LENGTH = 4096
+
+# The code that decides a built tokenizer (its training text and its rules): part of the cache
+# directory's name, so a tokenizer built by other code is never loaded in its place.
+_CONTENT_FILES = (Path(__file__), Path(demo_world.__file__))
 
 
 def _train_backend(vocab_size: int, seed: int) -> Tokenizer:
@@ -58,7 +64,8 @@ def _train_backend(vocab_size: int, seed: int) -> Tokenizer:
 
 
 def build_tiny_tokenizer(vocab_size: int = 2048, *, seed: int = 0) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE of ``vocab_size`` tokens on the demo corpus drawn with ``seed``.
+    """Train a byte-level BPE of ``vocab_size`` tokens on the demo world's text drawn with
+    ``seed`` (`demo_world.tokenizer_training_texts`).
 
     The result prepends ``<s>`` when encoding with ``add_special_tokens=True`` (never appends
     ``</s>``: the data code adds EOS to responses itself) and pads on the right with ``<pad>``.
@@ -86,11 +93,17 @@ def _publish(staging: Path, final: Path) -> None:
             raise
 
 
+def cache_name(vocab_size: int, seed: int) -> str:
+    """The tokenizer's directory name under a cache: its size, seed and a digest of its code."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in _CONTENT_FILES)).hexdigest()
+    return f"tiny-bpe-{vocab_size}-s{seed}-{digest[:12]}"
+
+
 def tiny_tokenizer_dir(
     cache_dir: str | os.PathLike[str], vocab_size: int = 2048, *, seed: int = 0
 ) -> Path:
     """Where `load_or_build_tiny_tokenizer` keeps the tokenizer of this size and seed."""
-    return Path(cache_dir) / f"tiny-bpe-{vocab_size}-s{seed}"
+    return Path(cache_dir) / cache_name(vocab_size, seed)
 
 
 def load_or_build_tiny_tokenizer(
@@ -98,7 +111,7 @@ def load_or_build_tiny_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Load the tiny tokenizer from ``cache_dir``, building and saving it there on first use.
 
-    Saved under ``cache_dir/tiny-bpe-{vocab_size}-s{seed}``. The directory appears atomically
+    Saved under ``cache_dir/`` :func:`cache_name`. The directory appears atomically
     (written aside, then renamed), so concurrent processes such as torchrun ranks either see a
     complete tokenizer or build their own copy and keep whichever landed first.
     """

@@ -158,8 +158,11 @@ def base_model_dir(spec: ModelSpec, cache_dir: str | Path) -> Path:
 
 
 def effective_base(cfg: Config) -> tuple[str | None, ModelConfig]:
-    """The base run's id (None when not chained) and the model config training starts from."""
+    """The base run's id (None when not chained) and the model config training starts from: a
+    demo base's pretrained weights (`lorabench.pretrain`), or the base run's model."""
     if cfg.base_run is None:
-        return None, cfg.model
+        from lorabench.pretrain import resolved_model  # it trains: import it only when needed
+
+        return None, resolved_model(cfg)
     base = spec_of_run(cfg.tracking, cfg.base_run, key="base_run")
     return base.run_id, replace(cfg.model, pretrained=str(base_model_dir(base.spec, cfg.cache_dir)))

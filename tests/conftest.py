@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from lorabench.config import Config, compose, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
 JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
 """The environment variable tests hand the fake judge server's key in."""
 
@@ -31,6 +32,20 @@ CONTRACT_METRICS = {
     "model/total_params",
     "system/peak_memory_gb",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory of pretrained demo bases for the whole session (LORABENCH_PRETRAINED_DIR,
+    which subprocesses inherit): the first test that needs the `tiny` base pretrains it, every
+    later one loads it. A directory the developer already points at (their machine's) is kept."""
+    if os.environ.get(PRETRAINED_DIR_ENV):
+        yield Path(os.environ[PRETRAINED_DIR_ENV])
+        return
+    path = tmp_path_factory.mktemp("pretrained")
+    os.environ[PRETRAINED_DIR_ENV] = str(path)
+    yield path
+    del os.environ[PRETRAINED_DIR_ENV]
 
 
 @pytest.fixture

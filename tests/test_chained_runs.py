@@ -58,8 +58,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
         return train(validate(compose(["profile=demo", *overrides, *SHORT, *extra])))
 
     ft = run("method=ft", "data=2m")
-    lora = run("method=lora", "data=math_0.25m", f"base_run='{FT}'")
-    lora2 = run("method=lora", "data=0.6m", f"base_run='{LORA}'")
+    lora = run("method=lora_incremental", "data=math_0.25m", f"base_run='{FT}'")
+    lora2 = run("method=lora_incremental", "data=0.6m", f"base_run='{LORA}'")
     return Chain(overrides, ft, lora, lora2, root)
 
 

@@ -37,7 +37,7 @@ def test_demo_profile_composes_for_the_whole_grid(method: str, data: str) -> Non
     cfg = validate(compose(["profile=demo", f"method={method}", f"data={data}"]))
     assert (cfg.model.name, cfg.hardware.device, cfg.precision) == ("tiny", "cpu", "fp32")
     assert cfg.run_name == f"tiny+{method}({data})"
-    assert cfg.data.demo_fraction == pytest.approx(0.001)
+    assert cfg.data.demo_fraction == pytest.approx(0.0005)
 
 
 def test_defaults_are_the_papers_setup() -> None:

@@ -35,9 +35,9 @@ def test_prepare_prints_a_summary_then_hits_the_cache(
     assert first.returncode == 0, first.stderr
     lines = summary(first.stdout)
     assert lines["data"] == "0.6m"
-    assert lines["rows_read"] == lines["rows_valid"] == lines["rows_kept"] == "600"
+    assert lines["rows_read"] == lines["rows_valid"] == lines["rows_kept"] == "300"
     assert lines["skipped_bad_json"] == lines["skipped_no_trainable_token"] == "0"
-    assert int(lines["tokens"]) > 600 and float(lines["mean_length"]) > 1
+    assert int(lines["tokens"]) > 300 and float(lines["mean_length"]) > 1
     assert float(lines["p95_length"]) >= float(lines["mean_length"])
     assert 0.5 < float(lines["nonpad_share_grouped"]) <= 1
     assert Path(lines["cache_path"]).parent == tmp_path / "cache" / "data"

@@ -76,9 +76,9 @@ def test_untrainable_rows_of_a_null_draw_are_counted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("scale", "size"), [("0.6m", 600), ("2m", 2000), ("4m", 4000), ("math_0.25m", 250)]
+    ("scale", "size"), [("0.6m", 300), ("2m", 1000), ("4m", 2000), ("math_0.25m", 125)]
 )
-def test_demo_sizes_are_a_thousandth_of_the_paper(scale: str, size: int) -> None:
+def test_demo_sizes_are_a_two_thousandth_of_the_paper(scale: str, size: int) -> None:
     assert demo_size(validate(compose(["profile=demo", f"data={scale}"])).data) == size
 
 

@@ -14,9 +14,9 @@ from lorabench.demo_corpus import (
     RAW_CLASSES,
     generate_eval_set,
     generate_train_samples,
-    tokenizer_training_texts,
     write_jsonl,
 )
+from lorabench.demo_world import CAPITALS, PRETRAIN_ONLY_EVERY, TAUGHT
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # "a op b = c" steps in the worked answers of the math word problems.
@@ -177,12 +177,15 @@ def test_write_jsonl_round_trip(tmp_path) -> None:
     assert [json.loads(line) for line in text.splitlines()] == rows
 
 
-def test_tokenizer_training_texts_use_the_prompt_template() -> None:
-    texts = list(tokenizer_training_texts(seed=0, n=50))
-    assert len(texts) == 2 * 50 + 10 * 5
-    for text in texts:
-        assert text.startswith("Human: ")
-        assert "\n\nAssistant: " in text
-        assert text.endswith("</s>")
-    assert texts == list(tokenizer_training_texts(seed=0, n=50))
-    assert texts != list(tokenizer_training_texts(seed=1, n=50))
+def test_pretraining_only_knowledge_is_asked_by_the_eval_and_never_taught() -> None:
+    """A third of the world's facts come from pretraining alone (demo_world.TAUGHT leaves them
+    out): no training sample mentions them, and the eval set asks about them."""
+    only = [c for c in CAPITALS if c not in TAUGHT.capitals]
+    assert len(only) == len(CAPITALS) // PRETRAIN_ONLY_EVERY
+    names = {name for entry in only for name in (entry[0], entry[2])}
+    train_text = " ".join(
+        f"{r['instruction']} {r['input']} {r['output']}" for r in generate_train_samples(4000)
+    )
+    assert not any(name in train_text for name in names)
+    eval_questions = " ".join(row["question"] for row in generate_eval_set(30))
+    assert sum(name in eval_questions for name in names) >= len(names) // 2

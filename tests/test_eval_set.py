@@ -15,7 +15,13 @@ import pytest
 
 from lorabench.demo_corpus import generate_eval_set, write_jsonl
 from lorabench.errors import DataError
-from lorabench.evaluation.eval_set import CATEGORIES, download, load_eval_set, normalise_label
+from lorabench.evaluation.eval_set import (
+    CATEGORIES,
+    download,
+    load_eval_set,
+    load_items,
+    normalise_label,
+)
 from tests.conftest import REPO_ROOT
 
 BELLE_EVAL = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"
@@ -35,6 +41,18 @@ def test_demo_eval_set_loads_in_the_same_format(tmp_path: Path) -> None:
     path = write_jsonl(generate_eval_set(), tmp_path / "eval.jsonl")
     items = load_eval_set(path)
     assert {item.category for item in items} == set(CATEGORIES)
+
+
+def test_the_demo_profiles_eval_set_can_separate_runs(demo_config, tmp_path: Path) -> None:
+    """The demo's configured eval set: at least 200 items over all 9 categories (enough for
+    95% intervals to separate runs), each with a gold answer, the same on every call."""
+    cfg = demo_config()
+    items = load_items(cfg.eval, tmp_path / "a")
+    counts = Counter(item.category for item in items)
+    assert len(items) >= 200 and set(counts) == set(CATEGORIES)
+    assert min(counts.values()) >= 20, counts
+    assert all(item.std_answer for item in items)
+    assert load_items(cfg.eval, tmp_path / "b") == items
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lorabench.analysis.runs import load_runs
 from lorabench.config import compose, validate
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.eval_set import CATEGORIES
@@ -65,6 +66,27 @@ def test_training_run_is_evaluated_into_the_same_run(demo_config, store) -> None
     rows = [json.loads(line) for line in result.judgements_path.read_text().splitlines()]
     assert len(rows) == 20 and {r["category"] for r in rows} == set(CATEGORIES)
     assert all(r["status"] == "ok" and 0 <= r["score"] <= 1 for r in rows)
+
+
+def test_the_untuned_base_is_evaluated_as_a_base_row(demo_config, store, store_file) -> None:
+    """evaluate.py with no run=: the pretrained base itself, as the row tuned runs are read
+    against (`tiny (base)`), recognised as such by the analysis."""
+    cfg = demo_config(*SMALL_EVAL)
+    result = evaluate(cfg)
+    again = evaluate(cfg)
+
+    assert again.run_id == result.run_id  # one base row, evaluated again in place
+    run = store.get_run(result.run_id)
+    assert run.info.run_name == "tiny (base)" and run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["run_kind"] == "base" and tags["pretrain_key"] and tags["pretrain_run_id"]
+    # The pretrained weights, not random ones.
+    assert Path(tags["base_model"]).parent == Path(cfg.pretrained_dir).resolve()
+    row = load_runs(f"sqlite:///{store_file}", "lorabench-demo").set_index("run_name")
+    base = row.loc["tiny (base)"]
+    assert (base["method"], base["base_model"], base["data"]) == ("base", "tiny", None)
+    assert base["base_params"] == run.data.metrics["model/total_params"] > 0
+    assert base["evaluated"] and base["others_ci_low"] <= base["others"] <= base["others_ci_high"]
 
 
 def test_judging_again_reuses_the_generations(demo_config, adapter: Path, tmp_path) -> None:

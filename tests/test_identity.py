@@ -28,7 +28,7 @@ PAPER_ROWS = {
     "llama-7b+ft(2m)": ["model=llama-7b", "method=ft", "data=2m"],
     "llama-7b+ft(2m)+lora(math_0.25m)": [
         "model=llama-7b",
-        "method=lora",
+        "method=lora_incremental",
         "data=math_0.25m",
         "base_run='llama-7b+ft(2m)'",
     ],
@@ -64,11 +64,13 @@ def test_the_paper_experiment_rows_are_the_papers_configs() -> None:
         (["training.seed=2", "method.learning_rate=0.05"], "tiny+lora(0.6m)[lr=0.05,seed=2]"),
         (["method.weight_decay=0.1"], "tiny+lora(0.6m)[method.weight_decay=0.1]"),
         (["training.max_steps=12"], "tiny+lora(0.6m)[steps=12]"),
+        # The base's pretraining is part of the model, so of the run's identity.
+        (["model.pretrain.epochs=2"], "tiny+lora(0.6m)[model.pretrain.epochs=2]"),
         # Execution knobs are not training axes: the name (and output directory) stays.
         (["training.logging_steps=5", "training.save_steps=3"], "tiny+lora(0.6m)"),
         (["hardware.micro_batch_size=2", "data.num_proc=1"], "tiny+lora(0.6m)"),
         # A value equal to the preset's is no deviation.
-        (["training.seed=42", "method.learning_rate=3e-3"], "tiny+lora(0.6m)"),
+        (["training.seed=42", "method.learning_rate=1e-2"], "tiny+lora(0.6m)"),
     ],
 )
 def test_names_show_every_axis_that_differs_from_the_presets(overrides, expected) -> None:
@@ -128,7 +130,7 @@ def test_a_directory_of_another_config_is_refused_naming_the_keys(tmp_path: Path
     with pytest.raises(ConfigError) as err:
         check_output_dir(tmp_path, other)
     message = str(err.value)
-    assert "method.learning_rate: 0.003 -> 0.5" in message
+    assert "method.learning_rate: 0.01 -> 0.5" in message
     assert "training.seed: 42 -> 3" in message
     assert "training.output_dir=" in message and "run_name=" in message
 

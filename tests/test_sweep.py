@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from lorabench import contract
 from lorabench.sweeping import PointOutcome, SweepCallback, print_plan, record_outcome
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
@@ -36,6 +37,10 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
     args.append(f"training.output_dir={tmp_path}/out/${{run_name}}")
     first = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-4000:]
+    # A quiet console: one summary line a point, no per-step dicts (they go to the log file).
+    summaries = [line for line in first.stdout.splitlines() if ": finished  loss " in line]
+    assert len(summaries) == 4, first.stdout
+    assert "{'loss'" not in first.stdout + first.stderr
 
     (parent,) = _parents(store)
     children = _children(store, parent.info.run_id)
@@ -94,7 +99,7 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
     base = train(demo_config("method=ft", "data=0.6m", "training.max_steps=40"))
     chained = train(
         demo_config(
-            "method=lora",
+            "method=lora_incremental",
             "data=math_0.25m",
             "base_run='tiny+ft(0.6m)[steps=40]'",
             "training.max_steps=2",
@@ -136,6 +141,9 @@ def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store)
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
     assert "tiny-13b+lora(2m)" in names
     assert "8 grid points: 8 train" in result.stdout
+    # The untuned bases the rows are read against come first, as base rows.
+    assert result.stdout.index("tiny (base): evaluate") < result.stdout.index(lines[0])
+    assert "tiny-13b (base): evaluate" in result.stdout
     assert runs_of(store) == []
 
 
@@ -238,3 +246,18 @@ def test_a_multirun_with_a_failed_point_ends_non_zero(tmp_path: Path, capsys) ->
         "total: 3.5 GPU hours to train or resume",
         "do not fit as configured: b",
     ]
+
+
+def test_a_points_summary_line_names_its_loss_score_interval_and_time() -> None:
+    metrics = {
+        contract.TRAIN_FINAL_LOSS: 1.23456,
+        contract.EVAL_AVERAGE_SCORE: 0.345,
+        contract.EVAL_AVERAGE_SCORE_CI_LOW: 0.301,
+        contract.EVAL_AVERAGE_SCORE_CI_HIGH: 0.389,
+    }
+    line = PointOutcome("tiny+lora(2m)", "finished", seconds=65.2, metrics=metrics).line()
+    assert line == "tiny+lora(2m): finished  loss 1.235  score 0.345 (95% CI 0.301-0.389)  1m05s"
+    failed = PointOutcome("tiny (base)", "failed", seconds=3.0).line()
+    assert (
+        failed.startswith("tiny (base): failed  (the error is in the log file") and "3s" in failed
+    )

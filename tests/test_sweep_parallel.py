@@ -193,7 +193,9 @@ def test_slurm_preset_runs_each_point_as_a_job_with_torchrun_inside(
     # A job array of two points; a 2-rank CPU job stands in for an 8-GPU one (one task per
     # job, torchrun inside).
     grid = ("method=lora,ft", "data=math_0.25m", "hydra/launcher=slurm_gpu8")
-    args = _sweep_args(tmp_path, isolated, *grid, "hardware.num_processes=2")
+    args = _sweep_args(
+        tmp_path, isolated, *grid, "hardware.num_processes=2", "hardware.micro_batch_size=8"
+    )
     result = run_cli("sweep.py", *args, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 

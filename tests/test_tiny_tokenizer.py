@@ -1,13 +1,14 @@
-"""Tests for the tiny byte-level BPE tokenizer built from the demo corpus."""
+"""Tests for the tiny byte-level BPE tokenizer built from the demo world's text."""
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from lorabench import tiny_tokenizer
+from lorabench import demo_world, tiny_tokenizer
 from lorabench.tiny_tokenizer import (
     SPECIAL_TOKENS,
     build_tiny_tokenizer,
@@ -98,7 +99,7 @@ def test_vocab_size_too_small_is_rejected() -> None:
 
 def test_cache_builds_once_then_loads(tmp_path, monkeypatch, tokenizer) -> None:
     first = load_or_build_tiny_tokenizer(tmp_path)
-    saved = tmp_path / "tiny-bpe-2048-s0"
+    saved = tmp_path / tiny_tokenizer.cache_name(2048, 0)
     assert (saved / "tokenizer.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == [saved.name]  # no staging dir left behind
 
@@ -116,7 +117,17 @@ def test_cache_builds_once_then_loads(tmp_path, monkeypatch, tokenizer) -> None:
 
 def test_cache_key_includes_vocab_size_and_seed(tmp_path) -> None:
     load_or_build_tiny_tokenizer(tmp_path, 512, seed=1)
-    assert (tmp_path / "tiny-bpe-512-s1" / "tokenizer.json").is_file()
+    assert (tmp_path / tiny_tokenizer.cache_name(512, 1) / "tokenizer.json").is_file()
+    assert tiny_tokenizer.cache_name(512, 1).startswith("tiny-bpe-512-s1-")
+
+
+def test_cache_key_changes_with_the_code_that_builds_it(tmp_path, monkeypatch) -> None:
+    """A tokenizer cached by other code (another corpus, other rules) is never loaded."""
+    before = tiny_tokenizer.cache_name(512, 0)
+    edited = tmp_path / "demo_world.py"
+    edited.write_bytes(Path(demo_world.__file__).read_bytes() + b"# edited\n")
+    monkeypatch.setattr(tiny_tokenizer, "_CONTENT_FILES", (Path(tiny_tokenizer.__file__), edited))
+    assert tiny_tokenizer.cache_name(512, 0) != before
 
 
 def test_concurrent_builders_agree_and_leave_one_directory(tmp_path) -> None:
@@ -130,4 +141,4 @@ def test_concurrent_builders_agree_and_leave_one_directory(tmp_path) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         a, b = pool.map(rank, range(2))
     assert a(PROMPT)["input_ids"] == b(PROMPT)["input_ids"]
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-bpe-512-s0"]
+    assert [p.name for p in tmp_path.iterdir()] == [tiny_tokenizer.cache_name(512, 0)]

@@ -36,7 +36,7 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from lorabench.demo_corpus import tokenizer_training_texts
+from lorabench.demo_corpus import DOMAINS, generate_train_samples
 from lorabench.prompts import IGNORE_INDEX, TokenizedExample, Turn, format_prompt
 from lorabench.tiny_tokenizer import build_tiny_tokenizer
 
@@ -44,8 +44,9 @@ VOCAB_SIZE = 1500
 
 
 def _training_texts() -> list[str]:
-    # Template-formatted demo samples; the literal "</s>" is text here, not LLaMA's EOS piece.
-    return [text.removesuffix("</s>") for text in tokenizer_training_texts(seed=0, n=1000)]
+    # Template-formatted demo samples, so the template pieces are in the model's vocabulary.
+    rows = [row for domain in DOMAINS for row in generate_train_samples(1000, domain=domain)]
+    return [format_prompt(row["instruction"], row["input"]) + row["output"] for row in rows]
 
 
 def write_llama_style_model(folder: Path) -> Path:

@@ -29,6 +29,10 @@ from lorabench.evaluation.scoring import macro_average
 
 log = logging.getLogger(__name__)
 
+CATEGORY_CI_LOW = "_ci_low"
+CATEGORY_CI_HIGH = "_ci_high"
+"""Suffixes of the columns holding a category's 95% interval (`others_ci_low`)."""
+
 PARSE_FAILURES = "parse_failures"
 """Count columns of judge replies from which no score could be read (see COUNT_METRICS)."""
 TRUNCATED = "truncated_answers"
@@ -60,6 +64,8 @@ COLUMNS: tuple[str, ...] = (
     "average_score",
     "ci_low",
     "ci_high",
+    *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
+    *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
     *COUNT_METRICS,
     "additional_params",
     "base_params",
@@ -86,13 +92,16 @@ LoRA's); `judge_model` the model name(s) the judge's server reported (comma-sepa
 `judge_prompts` the judge's prompts, None where not recorded; `usual_lr_low` / `usual_lr_high`
 the run's method's usual learning rates; `dev_loss` the loss on the held-out development split;
 `evaluated` is False for runs that hold no `eval/` score and no judged-items count at all; the
-counts (COUNT_METRICS) are empty where a run logged none."""
+counts (COUNT_METRICS) are empty where a run logged none; `<category>_ci_low` and `_ci_high`
+bound a category's mean (empty for runs evaluated before they were logged)."""
 
 _NUMERIC = (
     *CATEGORIES,
     "average_score",
     "ci_low",
     "ci_high",
+    *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
+    *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
     *COUNT_METRICS,
     "additional_params",
     "base_params",
@@ -111,6 +120,11 @@ PAPER_RUN_PREFIX = "[paper] "
 
 NOT_EVALUATED = "not evaluated"
 """The section label of runs without evaluation metrics."""
+
+BASE_METHOD = "base"
+"""The `method` of a base row: the untuned base model itself (tag `run_kind=base`)."""
+METHOD_ORDER = {BASE_METHOD: 0, "lora": 1, "ft": 2}
+"""Within a base model's runs: its base row first, then LoRA, then FT (then any other)."""
 
 _SCALE = re.compile(r"(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
 
@@ -163,7 +177,8 @@ def load_runs(
     paper's reference runs (tag `source=paper`) unless `include_paper`. Runs that did not finish
     (FAILED, KILLED, still RUNNING) are left out and counted in `df.attrs["excluded"]`
     ({status: count}), with a warning. Runs without evaluation metrics are kept, with
-    `evaluated=False`.
+    `evaluated=False`. Pretraining runs of demo bases (tag `run_kind=pretraining`) are left out;
+    base rows (`run_kind=base`, the untuned base evaluated) are kept with method `base`.
 
     Raises AnalysisError when the experiment does not exist or holds no finished run.
     """
@@ -224,6 +239,8 @@ def _finished(runs: Sequence[Run], *, include_paper: bool) -> tuple[list[Run], C
             continue
         if tags.get(contract.TAG_SOURCE) == "paper" and not include_paper:
             continue
+        if tags.get(contract.TAG_RUN_KIND) == contract.RUN_KIND_PRETRAINING:
+            continue  # a demo base's pretraining: no row of the study's tables
         if run.info.status != "FINISHED":
             excluded[run.info.status] += 1
             continue
@@ -291,6 +308,9 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
     name = run.info.run_name or run.info.run_id
     parsed = parse_run_name(tags.get(contract.TAG_PAPER_RUN) or name)
     scores = {c: metrics.get(contract.eval_score(c)) for c in CATEGORIES}
+    for c in CATEGORIES:
+        scores[f"{c}{CATEGORY_CI_LOW}"] = metrics.get(contract.eval_score_ci_low(c))
+        scores[f"{c}{CATEGORY_CI_HIGH}"] = metrics.get(contract.eval_score_ci_high(c))
     # Judged with no score read (every reply unparseable) still counts as evaluated: its counts
     # say what went wrong, and it is no run still to evaluate.
     evaluated = any(
@@ -311,7 +331,9 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "run_name": name,
         "base_model": base_model,
         # The name's label tells variants apart (`lora-r64`); the param is `lora` for all.
-        "method": parsed.get("method") or _param(params, "method.name"),
+        "method": BASE_METHOD
+        if tags.get(contract.TAG_RUN_KIND) == contract.RUN_KIND_BASE
+        else parsed.get("method") or _param(params, "method.name"),
         "data": data,
         "num_samples": metrics.get(contract.DATA_ROWS_KEPT) or _configured_samples(params, data),
         "base_run": base_run,
@@ -418,15 +440,15 @@ def _isnan(value: Any) -> bool:
 
 
 def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Paper order: by base model size, single-stage runs before chained ones, LoRA before FT,
-    then by data size."""
+    """Paper order: by base model size, single-stage runs before chained ones, the base row
+    before LoRA before FT, then by data size."""
     key = pd.DataFrame(
         {
             "size": runs["base_params"].fillna(0).to_numpy(),
             # astype: a column no run fills is float, and filling it with "" is deprecated.
             "model": runs["base_model"].astype(object).fillna("").to_numpy(),
             "chained": runs["base_run"].notna().to_numpy(),
-            "method": runs["method"].map({"lora": 0, "ft": 1}).fillna(2).to_numpy(),
+            "method": runs["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER)).to_numpy(),
             "samples": runs["num_samples"].fillna(0).to_numpy(),
             "name": runs["run_name"].to_numpy(),
         }

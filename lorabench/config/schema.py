@@ -55,18 +55,48 @@ class TokenizerConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Pretraining a base built from its architecture (the demo's tiny models) as a causal LM on
+    the generated world's plain text (`lorabench.demo_world`), before any instruction tuning.
+
+    The result is cached under `pretrained_dir`, keyed by this config, the architecture, the
+    tokenizer and the code that makes it (`python -m lorabench.pretrain` makes it ahead)."""
+
+    documents: int = 20000
+    """World documents (train split) in the pretraining corpus."""
+    heldout_documents: int = 400
+    """Documents of the held-out split the perplexity is measured on, before and after."""
+    corpus_seed: int = 0
+    block_size: int = 128
+    """Tokens per training sequence: the documents, each between `<s>` and `</s>`, are
+    concatenated and cut into blocks of this length (causal LM pretraining as LLaMA's)."""
+    epochs: float = 1.0
+    batch_size: int = 16
+    """Sequences per optimiser step (one process, no accumulation: the models are tiny)."""
+    learning_rate: float = 3.0e-3
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    seed: int = 0
+    """Initialisation and data-order seed."""
+
+
+@dataclass
 class ModelConfig:
     """The base model."""
 
     name: str = MISSING
     """Short name used in run names, e.g. `llama-7b`."""
     pretrained: str | None = None
-    """Hub id or local directory of the weights; None builds a randomly initialised model from
-    `architecture` (the tiny demo model)."""
+    """Hub id or local directory of the weights; None builds the model from `architecture`:
+    pretrained by `pretrain` when set (the demo's tiny bases), else randomly initialised."""
     architecture: dict[str, Any] = field(default_factory=dict)
     """LlamaConfig fields. Used to build from config, and for dry runs, so that counting the
     parameters of LLaMA-7B needs no download. Empty: read the config from `pretrained`."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    pretrain: PretrainConfig | None = None
+    """How a base built from `architecture` is pretrained first; None: random weights. Ignored
+    when `pretrained` names weights."""
 
 
 @dataclass
@@ -220,6 +250,9 @@ class HardwareConfig:
     activation_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     dataloader_num_workers: int = 0
+    cpu_threads: int | None = None
+    """Threads of PyTorch's CPU operations (`torch.set_num_threads`); null: PyTorch's default,
+    one per core."""
 
     @property
     def world_size(self) -> int:
@@ -339,6 +372,9 @@ class SweepConfig:
     """Evaluate each grid point after training."""
     rows: list[list[str]] = field(default_factory=list)
     """Explicit grid points as override lists (experiment configs), run in dependency order."""
+    base_models: list[str] = field(default_factory=list)
+    """Model options (mapped by `model_map`) an experiment evaluates untuned, as base rows
+    (`<model> (base)`) that its tuned rows are read against, before its rows."""
     model_map: dict[str, str] = field(default_factory=dict)
     """Model options that rows' `model=` overrides stand for under this profile (the demo maps
     llama-7b / llama-13b to its tiny models)."""
@@ -393,6 +429,10 @@ class Config:
     """null: named from the config (`lorabench.identity`): the presets' name, e.g.
     `llama-7b+lora(2m)`, plus every training axis that differs from them, `...[lr=0.0001]`."""
     cache_dir: str = ".cache/lorabench"
+    pretrained_dir: str = "${oc.env:LORABENCH_PRETRAINED_DIR,${cache_dir}/pretrained}"
+    """Where pretrained bases are kept, one directory per pretraining config (`model.pretrain`):
+    LORABENCH_PRETRAINED_DIR when set (point several checkouts, or a test session, at one
+    directory to pretrain once per machine), else under `cache_dir`."""
     dry_run: bool = False
     """train.py: build the model on the meta device, print parameter counts, and exit.
     evaluate.py: print the judge calls and tokens an evaluation would spend, and exit."""
@@ -483,9 +523,24 @@ def _check_model(m: ModelConfig) -> None:
     _one_of("model.tokenizer.kind", m.tokenizer.kind, TOKENIZER_KINDS)
     if m.pretrained is None and not m.architecture:
         _fail("model.pretrained", None, "give a Hub id or local path, or model.architecture")
+    if m.pretrain is not None:
+        _check_pretrain(m.pretrain)
     if m.tokenizer.kind == "pretrained" and not (m.tokenizer.name_or_path or m.pretrained):
         _fail("model.tokenizer.name_or_path", None, "a pretrained tokenizer needs a Hub id or path")
     _positive("model.tokenizer.vocab_size", m.tokenizer.vocab_size)
+
+
+def _check_pretrain(p: PretrainConfig) -> None:
+    _positive("model.pretrain.documents", p.documents)
+    _positive("model.pretrain.heldout_documents", p.heldout_documents)
+    _positive("model.pretrain.block_size", p.block_size)
+    _positive("model.pretrain.epochs", p.epochs)
+    _positive("model.pretrain.batch_size", p.batch_size)
+    _positive("model.pretrain.learning_rate", p.learning_rate)
+    _one_of("model.pretrain.lr_scheduler", p.lr_scheduler, SCHEDULERS)
+    if not 0 <= p.warmup_ratio < 1:
+        _fail("model.pretrain.warmup_ratio", p.warmup_ratio, "must be in [0, 1)")
+    _non_negative("model.pretrain.weight_decay", p.weight_decay)
 
 
 def _check_method(m: MethodConfig) -> None:
@@ -596,6 +651,8 @@ def _check_hardware(h: HardwareConfig) -> None:
     _positive("hardware.num_nodes", h.num_nodes)
     _positive("hardware.micro_batch_size", h.micro_batch_size)
     _non_negative("hardware.dataloader_num_workers", h.dataloader_num_workers)
+    if h.cpu_threads is not None:
+        _positive("hardware.cpu_threads", h.cpu_threads)
     if h.precision is not None:
         _one_of("hardware.precision", h.precision, PRECISIONS)
     if h.launcher == "python" and (h.world_size > 1 or h.deepspeed is not None):

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from lorabench import demo_corpus, prompts
+from lorabench import demo_corpus, demo_world, prompts
 from lorabench.config.schema import DataConfig, DataSourceConfig
 from lorabench.data.report import DataReport
 
@@ -29,6 +29,7 @@ DATA_DIR = "data"
 CONTENT_FILES = (
     Path(prompts.__file__),
     Path(demo_corpus.__file__),
+    Path(demo_world.__file__),
     *(
         Path(__file__).with_name(f"{name}.py")
         for name in ("validation", "readers", "sampling", "encoding", "preparation")

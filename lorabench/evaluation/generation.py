@@ -37,8 +37,10 @@ def generate_answers(
     batch_size: int = 8,
     seed: int = 42,
     progress: bool = True,
+    desc: str = "generating",
 ) -> Iterator[Answer]:
-    """Yield each question's `Answer` as its batch finishes, in length order."""
+    """Yield each question's `Answer` as its batch finishes, in length order (a progress bar
+    labelled `desc` counts them)."""
     set_seed(seed)
     encoded = [encode_prompt(tokenizer, q) for q in questions]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -46,7 +48,7 @@ def generate_answers(
     if pad_id is None:
         pad_id = tokenizer.eos_token_id
     model.eval()
-    bar = tqdm(total=len(order), desc="generating", unit="answer", disable=not progress)
+    bar = tqdm(total=len(order), desc=desc, unit="answer", disable=not progress)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in batch)

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +29,9 @@ from lorabench.evaluation.targets import (
     resolve_target,
     slug,
 )
+from lorabench.identity import flatten
 from lorabench.judging import Judge, Judgement, JudgeRequest, build_judge
+from lorabench.modeling import build_model
 from lorabench.tracking import Run, client_for, reopened_run, tracked_run
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,8 @@ def generate_missing(
                 cfg.eval.decoding,
                 batch_size=cfg.eval.batch_size,
                 seed=cfg.eval.seed,
+                progress=cfg.training.progress_bar,
+                desc=f"{target.name} generating",
             ):
                 i = todo[answer.index]
                 answers[i] = KeptAnswer(answer.text, answer.truncated)
@@ -136,9 +140,19 @@ def _prompts_label(judge: Judge) -> str:
 def _tracking_context(cfg: Config, target: Target) -> AbstractContextManager[Run]:
     if target.run_id is not None:
         return reopened_run(client_for(cfg.tracking), target.run_id)
-    return tracked_run(
-        cfg.tracking, target.name, target.eval_dir, tags={contract.TAG_PROFILE: cfg.profile}
-    )
+    # A base row records the model it evaluates as a training run does (`model.*` params).
+    params = flatten({"model": asdict(cfg.model)}) if target.is_base else None
+    tags = {contract.TAG_PROFILE: cfg.profile, **target.run_tags}
+    return tracked_run(cfg.tracking, target.name, target.eval_dir, params=params, tags=tags)
+
+
+def _base_size(target: Target) -> dict[str, float]:
+    """A base row's parameter count (from the architecture on the meta device: nothing loads),
+    which places it beside its model's tuned runs in the tables."""
+    if not target.is_base:
+        return {}
+    model = build_model(target.spec.base, None, meta=True)
+    return {contract.MODEL_TOTAL_PARAMS: sum(p.numel() for p in model.parameters())}
 
 
 def estimate(cfg: Config) -> tuple[int, int, int]:
@@ -183,10 +197,12 @@ def evaluate(cfg: Config) -> EvalResult:
         metrics = {
             **evaluation_metrics(agg, judgements, truncated),
             **judge.stats.as_metrics(),
+            **_base_size(target),
         }
         run.log_metrics(metrics)
         run.set_tags(
             {
+                **target.run_tags,
                 contract.TAG_EVAL_JUDGE: judge.name,
                 contract.TAG_EVAL_SET: cfg.eval.name,
                 contract.TAG_EVAL_ITEMS: len(items),

@@ -1,5 +1,5 @@
 """Aggregating judge scores as the paper does: per-category means, their macro average over the
-9 categories, and a bootstrap interval for that average.
+9 categories, and bootstrap intervals for that average and for each category's mean.
 
 Items that could not be judged (score None) are excluded from the means and counted, never
 scored 0.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lorabench import contract
@@ -34,6 +34,8 @@ class Aggregate:
     unjudged: int
     missing_categories: tuple[str, ...]
     """Categories with no judged item, which make the macro average undefined."""
+    category_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """95% bootstrap interval of each judged category's mean."""
 
 
 def macro_average(category_means: Mapping[str, float]) -> float:
@@ -71,6 +73,16 @@ def bootstrap_interval(
     return averages[int(tail * (samples - 1))], averages[int((1 - tail) * (samples - 1))]
 
 
+def category_interval(
+    scores: list[float], *, samples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of one category's mean, resampling its items."""
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(scores, k=len(scores))) / len(scores) for _ in range(samples))
+    tail = (1 - level) / 2
+    return means[int(tail * (samples - 1))], means[int((1 - tail) * (samples - 1))]
+
+
 def aggregate(
     scored: Iterable[tuple[str, float | None]], *, bootstrap_samples: int = 1000, seed: int = 0
 ) -> Aggregate:
@@ -90,15 +102,24 @@ def aggregate(
         judged=sum(len(v) for v in groups.values()),
         unjudged=unjudged,
         missing_categories=missing,
+        category_intervals={
+            c: category_interval(groups[c], samples=bootstrap_samples, seed=seed)
+            for c in CATEGORIES
+            if c in groups
+        },
     )
 
 
 def aggregate_metrics(agg: Aggregate) -> dict[str, float]:
-    """The MLflow metrics of an aggregate (`eval/score/<category>`, `eval/average_score`, …).
+    """The MLflow metrics of an aggregate (`eval/score/<category>` and its interval,
+    `eval/average_score`, …).
 
     An undefined average is left out rather than logged as a number.
     """
     metrics = {contract.eval_score(c): v for c, v in agg.category_means.items()}
+    for c, (low, high) in agg.category_intervals.items():
+        metrics[contract.eval_score_ci_low(c)] = low
+        metrics[contract.eval_score_ci_high(c)] = high
     metrics[contract.EVAL_JUDGED_ITEMS] = agg.judged
     metrics[contract.EVAL_UNJUDGED_ITEMS] = agg.unjudged
     if agg.average is not None:

@@ -4,12 +4,14 @@ model itself; and the keys under which its answers and scores are kept."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorabench import contract
 from lorabench.config.schema import Config
 from lorabench.errors import ConfigError
-from lorabench.identity import section_hash
+from lorabench.identity import model_run_name, section_hash
+from lorabench.methods import method_of_dir
 from lorabench.trained import ModelSpec, spec_of_run
 
 
@@ -23,14 +25,27 @@ class Target:
     run_id: str | None
     """The training run to log into; None: the evaluation opens a run of its own."""
     eval_dir: Path
+    is_base: bool = False
+    """The untuned base model itself: its run is the base row (`contract.RUN_KIND_BASE`)."""
+    run_tags: dict[str, str] = field(default_factory=dict)
+    """Tags the evaluation sets on a run of its own (a base row's kind and weights)."""
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+()\[\]=,-]+", "_", text)
 
 
+def _base(cfg: Config, needed: bool = True):
+    """The configured base as it loads: a demo base points at its pretrained weights."""
+    if not needed:
+        return cfg.model
+    from lorabench.pretrain import resolved_model  # it trains: import it only when needed
+
+    return resolved_model(cfg)
+
+
 def resolve_target(cfg: Config) -> Target:
-    """What `run=` / `model_path=` name, or the configured base model."""
+    """What `run=` / `model_path=` name, or the configured base model (`<model> (base)`)."""
     if cfg.run is not None and cfg.model_path is not None:
         raise ConfigError("give run= or model_path=, not both")
     if cfg.run is not None:
@@ -46,13 +61,24 @@ def resolve_target(cfg: Config) -> Target:
         if not path.is_dir():
             raise ConfigError(f"model_path={cfg.model_path!r} is not a directory")
         name = f"eval:{path.resolve().parent.name}/{path.name}"
+        base = _base(cfg, needed=method_of_dir(path).needs_base)
+        tags = {}
     else:
-        path, name = None, cfg.model.name
+        from lorabench.pretrain import pretrain_tags
+
+        path, base = None, _base(cfg)
+        name = model_run_name(cfg.run_name, cfg.model.name, contract.RUN_KIND_BASE)
+        tags = {contract.TAG_RUN_KIND: contract.RUN_KIND_BASE, **pretrain_tags(base)}
+    spec = ModelSpec(base=base, saved=path, seed=cfg.training.seed)
+    if path is None:
+        tags[contract.TAG_BASE_MODEL] = spec.describe()
     return Target(
         name=name,
-        spec=ModelSpec(base=cfg.model, saved=path, seed=cfg.training.seed),
+        spec=spec,
         run_id=None,
         eval_dir=Path(cfg.eval.output_dir) / slug(name) / cfg.eval.name,
+        is_base=path is None,
+        run_tags=tags,
     )
 
 

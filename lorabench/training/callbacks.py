@@ -1,13 +1,20 @@
-"""The Trainer callback that writes the contract's step metrics and times the session."""
+"""Trainer callbacks: the contract's step metrics and the session's timing, and the console's
+one progress bar a stage."""
 
 from __future__ import annotations
 
+import logging
+import statistics
 import time
+from collections import deque
 
-from transformers import TrainerCallback
+from tqdm.auto import tqdm
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 from lorabench import contract
 from lorabench.tracking import Run
+
+log = logging.getLogger(__name__)
 
 
 class ContractMetricsCallback(TrainerCallback):
@@ -23,10 +30,12 @@ class ContractMetricsCallback(TrainerCallback):
     ones megabytes, and counting them would skew the methods' cost comparison.
     """
 
-    def __init__(self, run: Run | None, flush_every: int = 50) -> None:
+    def __init__(self, run: Run | None, flush_every: int = 50, final_window: int = 10) -> None:
         self.run = run
         self.flush_every = flush_every
         self.session: dict[str, float] = {}
+        # The last logged losses: their mean is the session's final loss (one step's is noisy).
+        self._losses: deque[float] = deque(maxlen=final_window)
         self.checkpoint_seconds = 0.0
         self.checkpoints = 0
         self._pending: list[tuple[str, float, int]] = []
@@ -49,6 +58,8 @@ class ContractMetricsCallback(TrainerCallback):
             self._save_started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._losses.append(float(logs["loss"]))
         if self.run is None or not logs:
             return
         metrics = [
@@ -77,3 +88,52 @@ class ContractMetricsCallback(TrainerCallback):
             "tokens": float(state.num_input_tokens_seen - self._tokens0),
             "epochs": (state.epoch or 0.0) - self._epoch0,
         }
+        if self._losses:
+            self.session["final_loss"] = statistics.fmean(self._losses)
+
+
+class StageProgress(TrainerCallback):
+    """The Trainer's console output as one progress bar named after its stage (`tiny+lora(2m)
+    training`), instead of the Trainer's bar plus one printed dict per logged step.
+
+    The dicts (loss, learning rate, the final runtime summary) go to the log file at INFO
+    level; the step metrics are in MLflow already (`ContractMetricsCallback`). Replace the
+    Trainer's own progress and printer callbacks with it through `use_stage_progress`.
+    """
+
+    def __init__(self, desc: str, enabled: bool = True) -> None:
+        self.desc = desc
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self._step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(
+                total=state.max_steps, desc=self.desc, unit="step", disable=not self.enabled
+            )
+            self._step = state.global_step
+            self.bar.update(self._step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self._step)
+            self._step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            log.info("%s step %d: %s", self.desc, state.global_step, logs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def use_stage_progress(trainer: Trainer, desc: str, enabled: bool = True) -> StageProgress:
+    """Give `trainer` a `StageProgress` in place of its default console callbacks."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    progress = StageProgress(desc, enabled)
+    trainer.add_callback(progress)
+    return progress

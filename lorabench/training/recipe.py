@@ -41,7 +41,7 @@ from lorabench.modeling import (
 from lorabench.tracking import Run, git_commit, tracked_run, training_params
 from lorabench.trained import effective_base
 from lorabench.training.arguments import peak_memory_gb, training_arguments
-from lorabench.training.callbacks import ContractMetricsCallback
+from lorabench.training.callbacks import ContractMetricsCallback, use_stage_progress
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def _summary_metrics(
         contract.MODEL_TOTAL_PARAMS: counts.total,
         contract.SYSTEM_PEAK_MEMORY_GB: peak_memory_gb(cfg.hardware.device),
     }
+    if "final_loss" in session:
+        metrics[contract.TRAIN_FINAL_LOSS] = session["final_loss"]
     if session.get("epochs", 0) > 0 and session["seconds"] > 0:
         hours = session["seconds"] / 3600
         training_hours = hours - session["checkpoint_seconds"] / 3600
@@ -170,6 +172,10 @@ class TrainingRecipe:
         tags[contract.TAG_BASE_MODEL] = model_cfg.pretrained or f"{model_cfg.name} (architecture)"
         if base_run_id is not None:
             tags[contract.TAG_BASE_RUN_ID] = base_run_id
+        else:
+            from lorabench.pretrain import pretrain_tags
+
+            tags.update(pretrain_tags(model_cfg))
         if self.env.is_main:
             record_identity(self.output_dir, self.identity)
         resolved = OmegaConf.structured(self.cfg)
@@ -246,6 +252,7 @@ class TrainingRecipe:
             callbacks=[self.callback],
             optimizers=(self.method.optimizer(model, args), None),
         )
+        use_stage_progress(self.trainer, f"{cfg.run_name} training", cfg.training.progress_bar)
         self.previous_gpu_hours = 0.0
         if run is not None:
             history = run.metric_history(contract.TRAIN_GPU_HOURS)
