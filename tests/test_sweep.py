@@ -121,7 +121,8 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
     def first_loss(run_id: str) -> float:
         return store.get_metric_history(run_id, "train/loss")[0].value
 
-    assert first_loss(chained.run_id) < first_loss(fresh.run_id) - 0.5
+    # The pretrained base already knows the corpus; its instruction-tuned version knows the format.
+    assert first_loss(chained.run_id) < first_loss(fresh.run_id) - 0.2
 
 
 def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store) -> None:
