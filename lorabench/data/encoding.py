@@ -9,7 +9,7 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from lorabench.data.readers import worker_count
-from lorabench.prompts import tokenize_conversation
+from lorabench.prompts import tokenize_conversations
 
 LENGTH_COLUMN = "length"
 """Tokens per sample; the Trainer's length-grouped sampler reads it instead of the ids."""
@@ -27,15 +27,18 @@ TOKENIZED_FEATURES = datasets.Features(
 def encode_batch(
     batch: dict[str, list[list[str]]], tokenizer: PreTrainedTokenizerBase, max_length: int
 ) -> dict[str, list]:
-    """Tokenise a batch of checked rows; rows with no trainable token are left out.
+    """Tokenise a batch of checked rows (one tokenizer call for the batch); rows with no
+    trainable token are left out.
 
     A `datasets.map` function that returns fewer rows than it got: the caller counts the
     difference (`no_trainable_token`).
     """
     out: dict[str, list] = {"input_ids": [], "labels": [], LENGTH_COLUMN: []}
-    for human, assistant in zip(batch["human"], batch["assistant"], strict=True):
-        turns = list(zip(human, assistant, strict=True))
-        example = tokenize_conversation(tokenizer, turns, max_length)
+    conversations = [
+        list(zip(human, assistant, strict=True))
+        for human, assistant in zip(batch["human"], batch["assistant"], strict=True)
+    ]
+    for example in tokenize_conversations(tokenizer, conversations, max_length):
         if example is None:
             continue
         out["input_ids"].append(example.input_ids)
