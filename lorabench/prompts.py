@@ -125,12 +125,10 @@ def tokenize_conversations(
         later.append(texts)
     continuations = [anchor + text for texts in later for text in texts]
     if wrapping is None:  # special tokens not a fixed wrapping: prompts need a call of their own
-        first_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        ids = iter(tokenizer(continuations, add_special_tokens=False)["input_ids"])
+        first_ids = batch_ids(tokenizer, prompts, special_tokens=True)
+        ids = iter(batch_ids(tokenizer, continuations))
     else:
-        everything = iter(
-            tokenizer([*prompts, *continuations], add_special_tokens=False)["input_ids"]
-        )
+        everything = iter(batch_ids(tokenizer, [*prompts, *continuations]))
         first_ids = [[*wrapping[0], *next(everything), *wrapping[1]] for _ in prompts]
         ids = everything
     return [
@@ -142,6 +140,19 @@ def tokenize_conversations(
         )
         for prompt_ids, texts in zip(first_ids, later, strict=True)
     ]
+
+
+def batch_ids(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, special_tokens: bool = False
+) -> list[list[int]]:
+    """The ids of each text, in one batched tokenizer call (ids only: no masks to convert)."""
+    encoded = tokenizer(
+        list(texts),
+        add_special_tokens=special_tokens,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    return encoded["input_ids"]
 
 
 def _assemble(
