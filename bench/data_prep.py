@@ -14,6 +14,11 @@ Prints `name=value` lines: the corpus (`samples=`, `corpus_gb=`), `prep_seconds=
 validate, tokenise, write the cache) and `prep_cpu_seconds=` (its CPU time, workers included:
 with other work on the machine, `load_average_1min=` before and after, the CPU time says what
 the cores alone would take), `samples_per_second=` (rows read / prep_seconds),
+`tokenizer_only_samples_per_second=` (the tokenizer alone on the same valid rows: each row's
+templated prompt and EOS-anchored response texts, read from an Arrow file and tokenised in one
+batched call per batch of the size preparation's `datasets.map` uses, by the same tokenizer in
+`--num-proc` processes, and nothing else), `ratio_to_tokenizer=` (samples_per_second over it:
+1.0 would be preparation at the tokenizer's own speed),
 `cached_seconds=` (the same call again, served by the cache), `peak_rss_gb=` (this process and
 its workers together during both calls, as PSS so that pages the forked workers share with it
 count once, sampled every 2 s; `peak_rss_sum_gb=` is the plain RSS sum, every 0.2 s), the
@@ -23,13 +28,16 @@ each batching mode at micro batch 4 (the gpu8 preset's): `nonpad_share_padded=` 
 length), `nonpad_share_grouped=` (length-grouped, sampler batch = micro batch, no gradient
 accumulation: the least grouping the Trainer does), `nonpad_share_packed=`, and
 `nonpad_share_default=` (the mode `data.batching` defaults to). Targets on a 2-core machine:
-peak RSS <= 4 GB, preparation <= 10 min, cached <= 10 s, default share >= 0.95.
+peak RSS <= 4 GB, preparation <= 10 min, cached <= 10 s, default share >= 0.95,
+ratio_to_tokenizer >= 0.8 (measured side by side in one run: other load on the machine slows
+both).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -50,11 +58,14 @@ from lorabench.data import nonpad_share, prepare_train_data, sample_lengths
 from lorabench.data.report import DataReport
 from lorabench.demo_corpus import generate_train_samples
 from lorabench.modeling import build_tokenizer
+from lorabench.prompts import batch_ids, format_prompt
 
 MICRO_BATCH = 4
 """The gpu8 preset's micro batch."""
 PUNCTUATION = "，，，。。、；：？！"
 BAD_ROW_EVERY = 1000
+MAP_BATCH = 1000
+"""`datasets.map`'s default batch size, which preparation's tokenisation uses."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,19 +192,63 @@ def print_prepared(
     print(f"nonpad_share_default={shares[default_batching]:.4f}")
 
 
+def template_texts(corpus: Path, workdir: Path, tokenizer, num_proc: int) -> datasets.Dataset:
+    """Each valid row's texts as preparation tokenises them: the templated prompt and the
+    response after the EOS string (untimed set-up of the tokenizer-only measurement)."""
+    rows = datasets.Dataset.from_json(str(corpus), cache_dir=str(workdir / "json"))
+    eos = tokenizer.eos_token
+
+    def texts(batch: dict[str, list[str]]) -> dict[str, list[list[str]]]:
+        pairs = zip(batch["instruction"], batch["input"], batch["output"], strict=True)
+        return {"texts": [[format_prompt(i + x), eos + o] for i, x, o in pairs if o.strip()]}
+
+    return rows.map(texts, batched=True, remove_columns=rows.column_names, num_proc=num_proc)
+
+
+_SHARD: tuple[datasets.Dataset, object] | None = None
+"""What a forked tokenizer-only worker reads: the texts and the tokenizer."""
+
+
+def _tokenize_shard(args: tuple[int, int]) -> int:
+    index, shards = args
+    assert _SHARD is not None
+    dataset, tokenizer = _SHARD
+    shard = dataset.shard(num_shards=shards, index=index, contiguous=True)
+    for batch in shard.iter(batch_size=MAP_BATCH):
+        flat = [text for texts in batch["texts"] for text in texts]
+        batch_ids(tokenizer, flat)  # the call preparation makes
+    return len(shard)
+
+
+def tokenizer_only_rate(texts: datasets.Dataset, tokenizer, num_proc: int) -> float:
+    """Rows per second of the tokenizer alone on `texts`, in `num_proc` forked processes."""
+    global _SHARD
+    _SHARD = (texts, tokenizer)
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+        rows = sum(pool.map(_tokenize_shard, [(i, num_proc) for i in range(num_proc)]))
+    return rows / (time.perf_counter() - start)
+
+
+def make_corpus(args: argparse.Namespace, workdir: Path) -> Path:
+    """Write the synthetic corpus; print its size and the machine's load."""
+    corpus = workdir / "belle_synthetic.jsonl"
+    start = time.perf_counter()
+    write_corpus(corpus, args.samples, args.seed)
+    print(f"load_average_1min={os.getloadavg()[0]:.1f}")  # other work sharing the cores
+    print(f"samples={args.samples}")
+    print(f"corpus_gb={corpus.stat().st_size / 1e9:.2f}")
+    print(f"generate_seconds={time.perf_counter() - start:.1f}", flush=True)
+    return corpus
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     workdir = Path(tempfile.mkdtemp(prefix="lorabench-data-prep-"))
     try:
-        corpus = workdir / "belle_synthetic.jsonl"
-        start = time.perf_counter()
-        write_corpus(corpus, args.samples, args.seed)
-        print(f"load_average_1min={os.getloadavg()[0]:.1f}")  # other work sharing the cores
-        print(f"samples={args.samples}")
-        print(f"corpus_gb={corpus.stat().st_size / 1e9:.2f}")
-        print(f"generate_seconds={time.perf_counter() - start:.1f}", flush=True)
+        corpus = make_corpus(args, workdir)
 
         cfg = validate(
             compose(
@@ -223,10 +278,16 @@ def main(argv: list[str] | None = None) -> int:
             cached_seconds = time.perf_counter() - start
         assert cached.report.cache_hit and len(cached.dataset) == len(prepared.dataset)
 
+        texts = template_texts(corpus, workdir, tokenizer, args.num_proc)
+        tokenizer_rate = tokenizer_only_rate(texts, tokenizer, args.num_proc)
+
         report = prepared.report
+        rate = report.rows_read / prep_seconds
         print(f"prep_seconds={prep_seconds:.1f}")
         print(f"prep_cpu_seconds={prep_cpu:.1f}")
-        print(f"samples_per_second={report.rows_read / prep_seconds:.0f}")
+        print(f"samples_per_second={rate:.0f}")
+        print(f"tokenizer_only_samples_per_second={tokenizer_rate:.0f}")
+        print(f"ratio_to_tokenizer={rate / tokenizer_rate:.2f}")
         print(f"cached_seconds={cached_seconds:.2f}")
         print(f"load_average_1min={os.getloadavg()[0]:.1f}")
         print(f"peak_rss_gb={rss.peak / 1e9:.2f}")

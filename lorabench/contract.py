@@ -196,6 +196,12 @@ COMPLETE_MARKER = "training_complete.json"
 IDENTITY_FILE = "identity.json"
 """The identity (flattened training config) the directory was trained with."""
 
+# ---- files in an evaluation's directory -------------------------------------------------------
+GENERATIONS_FILE = "generations.jsonl"
+JUDGEMENTS_FILE = "judgements.jsonl"
+VLLM_LOG_FILE = "vllm.log"
+"""The output of the `vllm serve` that `eval.backend=vllm` started for the evaluation."""
+
 # ---- run names --------------------------------------------------------------------------------
 RUN_NAME_PATTERN = re.compile(
     r"^(?P<model>[^+]+)(?:\+(?P<chain>.+))?\+(?P<method>[\w.-]+)\((?P<data>[^()]+)\)"

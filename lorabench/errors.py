@@ -15,3 +15,8 @@ class ModelLoadError(LorabenchError, RuntimeError):
 
 class DataError(LorabenchError, ValueError):
     """Training data is missing, malformed or too small; the message names the source."""
+
+
+class GenerationError(LorabenchError, RuntimeError):
+    """Answers could not be generated (an inference server unreachable, not serving the model,
+    or failing items); the message names the server and model, and what was kept."""

@@ -120,9 +120,12 @@ def config_hash(cfg: DictConfig | Any) -> str:
     return digest(identity(cfg))
 
 
-def section_hash(cfg: DictConfig | Any, keys: Sequence[str], *extra: Any) -> str:
-    """Hash of the config under `keys` (e.g. `eval`, `judge`) and any `extra` values."""
-    kept = {k: v for k, v in _flat(cfg).items() if _under(k, keys)}
+def section_hash(
+    cfg: DictConfig | Any, keys: Sequence[str], *extra: Any, exclude: Sequence[str] = ()
+) -> str:
+    """Hash of the config under `keys` (e.g. `eval`, `judge`) but not under `exclude`, and any
+    `extra` values."""
+    kept = {k: v for k, v in _flat(cfg).items() if _under(k, keys) and not _under(k, exclude)}
     return digest([kept, *map(str, extra)])
 
 

@@ -16,6 +16,7 @@ from lorabench.config import compose, validate
 from lorabench.data import make_collator, nonpad_share, sample_lengths, trainer_arguments
 from lorabench.modeling import build_model
 from lorabench.prompts import IGNORE_INDEX, tokenize_conversation
+from lorabench.training.trainer import LengthListTrainer
 from tests.data_helpers import tiny_tokenizer
 
 MAX_LENGTH = 64
@@ -166,6 +167,31 @@ def test_trainer_groups_by_the_length_column_and_feeds_the_model_its_columns(
         b["input_ids"].numel() for b in batches
     )
     assert share > 0.9  # random pairs would give about 0.73 on these lengths
+
+
+def test_the_project_trainer_hands_its_samplers_the_lengths_as_a_list(
+    tmp_path: Path, tiny_model
+) -> None:
+    dataset = toy_dataset([3, 30, 5, 28, 4, 31, 6, 29] * 5)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        report_to="none",
+        **trainer_arguments("grouped"),
+    )
+    made = {
+        cls: cls(model=tiny_model, args=args, train_dataset=dataset, eval_dataset=dataset)
+        for cls in (Trainer, LengthListTrainer)
+    }
+    ours, theirs = made[LengthListTrainer], made[Trainer]
+    for sampler in (ours._get_train_sampler(), ours._get_eval_sampler(dataset)):
+        assert isinstance(sampler, LengthGroupedSampler)
+        assert type(sampler.lengths) is list and sampler.lengths == list(dataset["length"])
+    torch.manual_seed(0)
+    order = list(theirs._get_train_sampler())
+    torch.manual_seed(0)
+    assert list(ours._get_train_sampler()) == order  # the same draw, only faster
 
 
 def test_trainer_arguments_per_mode() -> None:

@@ -15,6 +15,7 @@ from lorabench.prompts import (
     encode_prompt,
     format_prompt,
     tokenize_conversation,
+    tokenize_conversations,
     tokenize_example,
 )
 from tests.tokenizer_helpers import (
@@ -185,3 +186,34 @@ def test_bad_arguments_are_refused(tokenizer, max_length: int) -> None:
         tokenize_example(tokenizer, "问", "", "答", max_length=max_length)
     with pytest.raises(ValueError, match="at least one"):
         tokenize_conversation(tokenizer, [], max_length=64)
+
+
+def _one_call_per_segment(tok, turns, max_length: int):
+    """The reference: each segment encoded by a call of its own (the prompt as generation
+    encodes it, later segments after the EOS string), concatenated and truncated."""
+    anchor = tok.encode(tok.eos_token, add_special_tokens=False)
+    input_ids = encode_prompt(tok, turns[0][0])
+    labels = [IGNORE_INDEX] * len(input_ids)
+    later = [turns[0][1]] + [t for h, a in turns[1:] for t in (format_prompt(h), a)]
+    for index, text in enumerate(later):
+        ids = tok.encode(tok.eos_token + text, add_special_tokens=False)[len(anchor) :]
+        ids = [*ids, tok.eos_token_id] if index % 2 == 0 else ids
+        input_ids += ids
+        labels += ids if index % 2 == 0 else [IGNORE_INDEX] * len(ids)
+    input_ids, labels = input_ids[:max_length], labels[:max_length]
+    while labels and labels[-1] == IGNORE_INDEX:
+        input_ids, labels = input_ids[:-1], labels[:-1]
+    return (input_ids, labels) if labels else None
+
+
+def test_a_batch_is_tokenised_as_each_conversation_alone(any_tokenizer) -> None:
+    conversations = [
+        [("列出三种水果", "苹果、香蕉、橙子")],
+        [("Say hello", " Hello, world!\n\nBye.")],
+        [("你好", "你好！有什么可以帮你？"), ("再说一遍", "你好！"), (" in English?", "Hello!")],
+        [("很长的问题" * 40, "答")],  # no room for a response at max length 64: None
+    ]
+    batched = tokenize_conversations(any_tokenizer, conversations, max_length=64)
+    expected = [_one_call_per_segment(any_tokenizer, turns, 64) for turns in conversations]
+    assert [None if e is None else (e.input_ids, e.labels) for e in batched] == expected
+    assert batched[-1] is None and batched[0] is not None

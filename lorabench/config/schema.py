@@ -27,6 +27,9 @@ BATCHING_MODES = ("padded", "grouped", "packed")
 JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
 BELLE_TRANSLATIONS = ("paper", "current")
+EVAL_BACKENDS = ("hf", "server", "vllm")
+"""`hf`: transformers' generate in this process; `server`: a running OpenAI-compatible server;
+`vllm`: `vllm serve` started for the run (see `lorabench.evaluation.serving`)."""
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 LORA_TARGETS = ("paper", "attention", "all_linear")
 """Target-module presets, resolved per architecture (`lorabench.methods.TARGET_PRESETS`)."""
@@ -305,6 +308,44 @@ class DecodingConfig:
 
 
 @dataclass
+class ServerConfig:
+    """An OpenAI-compatible completions server that generates the answers (`eval.backend`
+    `server`; `vllm` fills in `url` itself). None of these keys changes the answers, so none is
+    part of the key kept answers are reused under."""
+
+    url: str | None = None
+    """Base URL of the API, e.g. `http://127.0.0.1:8000/v1`; required by `eval.backend=server`."""
+    model: str | None = None
+    """Served name to request; None: the base model's `model.pretrained` for the base itself,
+    else the evaluated run's name (what `eval.backend=vllm` serves an adapter or model as)."""
+    api_key_env: str | None = None
+    """Environment variable holding the server's key; None: a server that asks for none."""
+    concurrency: int = 32
+    """Requests in flight at once: a serving engine batches them itself, and 32 keeps a 7B
+    model on one GPU busy without queueing the whole eval set at once."""
+    max_retries: int = 4
+    """The openai client's own retries (with backoff) of connection errors, 408, 429 and 5xx."""
+    timeout: float = 600.0
+    """Seconds per request: 1,024 new tokens behind a queue of `concurrency` requests."""
+
+
+@dataclass
+class VllmConfig:
+    """`vllm serve` as `eval.backend=vllm` starts it for the run (stopped afterwards)."""
+
+    executable: str = "vllm"
+    """The vLLM command (found on PATH) or a path to it."""
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0: a free port picked at start."""
+    startup_timeout: float = 900.0
+    """Seconds to wait for `/v1/models` to answer: loading a 7B model and capturing CUDA graphs
+    takes minutes on a cold disk."""
+    extra_args: list[str] = field(default_factory=list)
+    """Further `vllm serve` arguments, e.g. `[--gpu-memory-utilization,0.8]`."""
+
+
+@dataclass
 class EvalConfig:
     """The evaluation set and how answers are generated on it."""
 
@@ -321,6 +362,11 @@ class EvalConfig:
     batch_size: int = 8
     seed: int = 42
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    backend: str = "hf"
+    """How answers are generated: `hf` (transformers in this process, the default), `server`
+    (an OpenAI-compatible server at `eval.server.url`) or `vllm` (started for the run)."""
+    server: ServerConfig = field(default_factory=ServerConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     output_dir: str = "outputs/eval"
     """Where evaluations of a model_path or base model keep their files (a training run's
     evaluation lives in its output directory)."""
@@ -700,6 +746,15 @@ def _check_eval(e: EvalConfig) -> None:
     _positive("eval.decoding.repetition_penalty", d.repetition_penalty)
     if not 0 < d.top_p <= 1:
         _fail("eval.decoding.top_p", d.top_p, "must be in (0, 1]")
+    _one_of("eval.backend", e.backend, EVAL_BACKENDS)
+    if e.backend == "server" and not e.server.url:
+        _fail("eval.server.url", e.server.url, "eval.backend=server needs the server's base URL")
+    _positive("eval.server.concurrency", e.server.concurrency)
+    _non_negative("eval.server.max_retries", e.server.max_retries)
+    _positive("eval.server.timeout", e.server.timeout)
+    _positive("eval.vllm.startup_timeout", e.vllm.startup_timeout)
+    if not 0 <= e.vllm.port <= 65535:
+        _fail("eval.vllm.port", e.vllm.port, "must be 0 (any free port) or a TCP port")
 
 
 def _check_judge(j: JudgeConfig) -> None:

@@ -82,11 +82,36 @@ def resolve_target(cfg: Config) -> Target:
     )
 
 
+HOW_SERVED = ("eval.backend", "eval.server", "eval.vllm")
+"""Eval keys that say where answers are generated, not what they are: hashed as the engine
+(`generation_engine`) instead, so a server's URL, port or concurrency never invalidates them."""
+
+
+def generation_engine(cfg: Config) -> str:
+    """`hf`, or `server` for both server backends: a vLLM started for the run and one already
+    running generate the same answers, while transformers' sampling differs from a server's."""
+    return "hf" if cfg.eval.backend == "hf" else "server"
+
+
+def _engine_extra(cfg: Config) -> tuple[str, ...]:
+    # Nothing for hf: keys of answers kept before the backends existed stay valid.
+    engine = generation_engine(cfg)
+    return () if engine == "hf" else (f"engine={engine}",)
+
+
 def generation_key(cfg: Config, target: Target) -> str:
-    """Kept answers are reused only for the same weights, eval set and decoding."""
-    return section_hash(cfg, ("eval",), target.spec.fingerprint())
+    """Kept answers are reused only for the same weights, eval set, decoding and engine."""
+    return section_hash(
+        cfg, ("eval",), target.spec.fingerprint(), *_engine_extra(cfg), exclude=HOW_SERVED
+    )
 
 
 def evaluation_hash(cfg: Config, target: Target) -> str:
-    """The `eval_hash` tag: eval set, decoding, judge and the evaluated weights."""
-    return section_hash(cfg, ("eval", "judge"), target.spec.fingerprint())
+    """The `eval_hash` tag: eval set, decoding, engine, judge and the evaluated weights."""
+    return section_hash(
+        cfg,
+        ("eval", "judge"),
+        target.spec.fingerprint(),
+        *_engine_extra(cfg),
+        exclude=HOW_SERVED,
+    )

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lorabench import contract
@@ -42,6 +41,7 @@ from lorabench.tracking import Run, git_commit, tracked_run, training_params
 from lorabench.trained import effective_base
 from lorabench.training.arguments import peak_memory_gb, training_arguments
 from lorabench.training.callbacks import ContractMetricsCallback, use_stage_progress
+from lorabench.training.trainer import LengthListTrainer
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class TrainingRecipe:
         self.counts = count_parameters(model, self.method)
         log.info("parameters: %s", self.counts)
         self.callback = ContractMetricsCallback(run)
-        self.trainer = Trainer(
+        self.trainer = LengthListTrainer(
             model=model,
             args=args,
             train_dataset=train_set,
