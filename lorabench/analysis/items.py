@@ -27,7 +27,17 @@ from mlflow.tracking import MlflowClient
 from lorabench import contract
 from lorabench.evaluation.eval_set import CATEGORIES
 
-ITEM_COLUMNS = ("run_id", "judge", "repeat", "item", "category", "score", "answer_length")
+ITEM_COLUMNS = (
+    "run_id",
+    "judge",
+    "repeat",
+    "item",
+    "category",
+    "score",
+    "answer_length",
+    "temperature",
+)
+"""`temperature`: the judge's sampling temperature, recorded with repeats (NaN otherwise)."""
 
 
 def item_key(raw_class: str, question: str) -> str:
@@ -46,6 +56,7 @@ def rows_to_items(run_id: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFram
             "category": row["category"],
             "score": np.nan if row["score"] is None else float(row["score"]),
             "answer_length": len(row["answer"]),
+            "temperature": np.nan if row.get("temperature") is None else row["temperature"],
         }
         for row in rows
     ]
@@ -66,7 +77,7 @@ def load_item_scores(tracking_uri: str, run_ids: Sequence[str]) -> pd.DataFrame:
     frame = pd.concat([f for f in frames if len(f) or f is frames[0]], ignore_index=True)
     # A run judged again by the same judge has its rows once (the artifact's latest copy).
     frame = frame.drop_duplicates(["run_id", "judge", "repeat", "item"], keep="last")
-    return frame.astype({"repeat": int, "score": float, "answer_length": int})
+    return frame.astype({"repeat": int, "score": float, "answer_length": int, "temperature": float})
 
 
 def _judgement_files(client: MlflowClient, run_id: str) -> list[str]:
