@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorabench import contract
 from lorabench.config import validate
-from lorabench.config.schema import Config, TrackingConfig
+from lorabench.config.schema import Config, StatsConfig, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
 from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
@@ -61,7 +61,12 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
     ).info.run_id
 
 
-def close_parent(client: MlflowClient, run_id: str, pick_learning_rate: bool = False) -> None:
+def close_parent(
+    client: MlflowClient,
+    run_id: str,
+    pick_learning_rate: bool = False,
+    stats: StatsConfig | None = None,
+) -> None:
     """FINISHED when every grid point finished, else FAILED naming the others; the finished
     points' learning rates are checked (and, with `pick_learning_rate`, picked) on the way."""
     children = client.search_runs(
@@ -71,6 +76,7 @@ def close_parent(client: MlflowClient, run_id: str, pick_learning_rate: bool = F
     finished = [r for r in children if r.info.status == "FINISHED"]
     if finished:
         record_learning_rates(client, run_id, finished, pick_learning_rate)
+        record_statistics(client, run_id, finished, stats or StatsConfig())
     unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
     client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children))
     if unfinished:
@@ -114,10 +120,41 @@ def record_learning_rates(
     client.log_text(parent_id, picks.to_csv(index=False), contract.ARTIFACT_LR_PICKS)
 
 
+def record_statistics(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], stats: StatsConfig
+) -> None:
+    """Log the statistics of the sweep's runs (replicates, comparisons, ...) to its parent as
+    artifacts `statistics/`; a failure to compute them is logged and the sweep still closes."""
+    import tempfile
+
+    from lorabench.analysis.items import load_item_scores
+    from lorabench.analysis.runs import run_frame
+    from lorabench.analysis.statistics import write_statistics
+
+    frame = run_frame(runs)
+    try:
+        items = load_item_scores(client.tracking_uri, list(frame["run_id"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            written = write_statistics(frame, items, tmp, stats)
+            client.log_artifacts(parent_id, str(Path(tmp) / contract.ARTIFACT_STATS_DIR),
+                                 contract.ARTIFACT_STATS_DIR)  # fmt: skip
+            figures = Path(tmp) / "figures"
+            if figures.is_dir():
+                client.log_artifacts(parent_id, str(figures), contract.ARTIFACT_STATS_DIR)
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
+        log.error("sweep statistics: %s", err)
+        return
+    print(written.markdown)
+
+
 def _tracking_of(config: DictConfig) -> TrackingConfig:
     return OmegaConf.to_object(
         OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
     )
+
+
+def _stats_of(config: DictConfig) -> StatsConfig:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StatsConfig), config.stats))
 
 
 class SweepCallback(Callback):
@@ -141,6 +178,7 @@ class SweepCallback(Callback):
                 client_for(_tracking_of(config)),
                 path.read_text().strip(),
                 pick_learning_rate=config.sweep.pick_learning_rate,
+                stats=_stats_of(config),
             )
 
 
@@ -276,7 +314,7 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[s
             point = _updated(configs[i], tracking={"parent_run_id": parent})
             outcomes[names[i]] = run_point(point, [*base, *rows[i]], train_script)
     finally:
-        close_parent(client_for(cfg.tracking), parent, cfg.sweep.pick_learning_rate)
+        close_parent(client_for(cfg.tracking), parent, cfg.sweep.pick_learning_rate, cfg.stats)
     return outcomes
 
 

@@ -66,13 +66,17 @@ def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> L
         adjusted[category] = plain[category] + slope * (target - by_run["log_length"].mean())
     out.slopes = pd.DataFrame(slopes)
     if len(slopes) == len(CATEGORIES):
-        out.averages = pd.DataFrame(
-            {
-                "average_score": pd.DataFrame(plain).mean(axis=1),
-                "length_adjusted": pd.DataFrame(adjusted).mean(axis=1),
-                "mean_length": part.groupby("run_id")["answer_length"].mean(),
-            }
-        ).rename_axis("run_id").reset_index()
+        out.averages = (
+            pd.DataFrame(
+                {
+                    "average_score": pd.DataFrame(plain).mean(axis=1),
+                    "length_adjusted": pd.DataFrame(adjusted).mean(axis=1),
+                    "mean_length": part.groupby("run_id")["answer_length"].mean(),
+                }
+            )
+            .rename_axis("run_id")
+            .reset_index()
+        )
     elif slopes:
         out.skipped.append("no length-adjusted average: not every category has a slope")
     return out

@@ -80,7 +80,11 @@ def paired_test(
 
 
 def compare(
-    items: pd.DataFrame, a: Group, b: Group, stats: StatsConfig, rng: np.random.Generator | None = None
+    items: pd.DataFrame,
+    a: Group,
+    b: Group,
+    stats: StatsConfig,
+    rng: np.random.Generator | None = None,
 ) -> PairResult:
     """Compare two groups item by item under their judge; Mismatch when they were scored by
     different judges or on different items."""

@@ -112,9 +112,7 @@ class ReplicateTable:
     skipped: list[str] = field(default_factory=list)
 
 
-def replicate_table(
-    items: pd.DataFrame, groups: list[Group], stats: StatsConfig
-) -> ReplicateTable:
+def replicate_table(items: pd.DataFrame, groups: list[Group], stats: StatsConfig) -> ReplicateTable:
     """Per group of at least 2 replicates: mean macro average, hierarchical interval, the
     spread of the replicates' own averages."""
     rng = np.random.default_rng(stats.seed)

@@ -187,5 +187,7 @@ def plot_scaling_fits(fits: ScalingFits, level: float, title: str) -> Figure:
         ax.set_ylabel("Average score (mean over replicates)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}\nfitted score = a + b·ln(samples), {level:.0%} bootstrap bands", fontsize=11)
+    fig.suptitle(
+        f"{title}\nfitted score = a + b·ln(samples), {level:.0%} bootstrap bands", fontsize=11
+    )
     return fig

@@ -131,9 +131,10 @@ def statistics_sections(
 
 def _replicate_lines(table: pd.DataFrame) -> list[str]:
     return _table(
-        table.assign(interval=table.apply(lambda r: f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", axis=1),
-                     spread=table.apply(lambda r: f"{r.replicate_min:.3f}–{r.replicate_max:.3f}",
-                                        axis=1)),  # fmt: skip
+        table.assign(
+            interval=table.apply(lambda r: f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", axis=1),
+            spread=table.apply(lambda r: f"{r.replicate_min:.3f}–{r.replicate_max:.3f}", axis=1),
+        ),  # fmt: skip
         {
             "group": lambda v: f"`{v}`",
             "judge": str,

@@ -177,6 +177,47 @@ def _tracking_context(cfg: Config, target: Target) -> AbstractContextManager[Run
     )
 
 
+def _log_judged(
+    run: Run,
+    cfg: Config,
+    target: Target,
+    judge: Judge,
+    n_items: int,
+    metrics: dict[str, float],
+    judgements_path: Path,
+    repeats: Sequence[tuple[int, Judgement]],
+) -> None:
+    """Log one judge's metrics and artifacts: always under its own names
+    (`eval/judges/<judge>/`), and as the run's headline when it is (`judge.headline`)."""
+    generations = target.eval_dir / "generations.jsonl"
+    headline = _is_headline(cfg.judge.headline, run, judge.name)
+    per_judge = {contract.judge_metric(judge.name, k): v for k, v in metrics.items()}
+    run.log_metrics({**per_judge, **(metrics if headline else {})})
+    judges = _judges_of(run) | {judge.name}
+    tags: dict[str, object] = {contract.TAG_EVAL_JUDGES: ",".join(sorted(judges))}
+    if headline:
+        tags |= {
+            contract.TAG_EVAL_JUDGE: judge.name,
+            contract.TAG_EVAL_SET: cfg.eval.name,
+            contract.TAG_EVAL_ITEMS: n_items,
+            contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
+            contract.TAG_EVAL_JUDGE_MODEL: ", ".join(judge.served_models),
+            contract.TAG_EVAL_JUDGE_PROMPTS: _prompts_label(judge),
+        }
+    run.set_tags(tags)
+    run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)
+    judge_dir = contract.judge_artifact_dir(judge.name)
+    run.client.log_artifact(run.run_id, str(judgements_path), judge_dir)
+    if repeats:
+        run.client.log_artifact(
+            run.run_id, str(judgements_path.with_name(contract.REPEATS_FILE)), judge_dir
+        )
+    if headline:
+        run.client.log_artifact(run.run_id, str(judgements_path), contract.ARTIFACT_EVAL_DIR)
+    else:
+        log.info("%s: scores kept under %s (not the headline)", judge.name, judge_dir)
+
+
 def estimate(cfg: Config) -> tuple[int, int, int]:
     """(items, judge calls, estimated tokens) an evaluation would spend; calls nothing.
 
@@ -222,30 +263,7 @@ def evaluate(cfg: Config) -> EvalResult:
             **evaluation_metrics(agg, judgements, truncated),
             **judge.stats.as_metrics(),
         }
-        headline = _is_headline(cfg.judge.headline, run, judge.name)
-        per_judge = {contract.judge_metric(judge.name, k): v for k, v in metrics.items()}
-        run.log_metrics({**per_judge, **(metrics if headline else {})})
-        judges = _judges_of(run) | {judge.name}
-        tags: dict[str, object] = {contract.TAG_EVAL_JUDGES: ",".join(sorted(judges))}
-        if headline:
-            tags |= {
-                contract.TAG_EVAL_JUDGE: judge.name,
-                contract.TAG_EVAL_SET: cfg.eval.name,
-                contract.TAG_EVAL_ITEMS: len(items),
-                contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
-                contract.TAG_EVAL_JUDGE_MODEL: ", ".join(judge.served_models),
-                contract.TAG_EVAL_JUDGE_PROMPTS: _prompts_label(judge),
-            }
-        run.set_tags(tags)
-        run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)
-        judge_dir = contract.judge_artifact_dir(judge.name)
-        run.client.log_artifact(run.run_id, str(judgements_path), judge_dir)
-        if repeats:
-            run.client.log_artifact(run.run_id, str(repeats_path), judge_dir)
-        if headline:
-            run.client.log_artifact(run.run_id, str(judgements_path), contract.ARTIFACT_EVAL_DIR)
-        else:
-            log.info("%s: scores kept under %s (not the headline)", judge.name, judge_dir)
+        _log_judged(run, cfg, target, judge, len(items), metrics, judgements_path, repeats)
         if agg.missing_categories:
             log.warning(
                 "no judged item in %s: the average score is undefined",

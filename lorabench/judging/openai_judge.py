@@ -213,7 +213,10 @@ class OpenAIJudge(Judge):
     def key_for(self, prompt: str, repeat: int = 0) -> str:
         """The cache key of a prompt under this judge's model and settings (and, for a repeat,
         its number: a repeat is its own call, kept apart from the first reply)."""
-        settings: dict[str, object] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        settings: dict[str, object] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         if repeat:
             settings["repeat"] = repeat
         return cache_key(self.model, prompt, **settings)
