@@ -132,6 +132,18 @@ def test_length_slope_is_recovered() -> None:
     assert len(diag.averages) == 2 and not diag.skipped
 
 
+def test_a_category_scored_alike_everywhere_is_adjusted_to_itself() -> None:
+    rng = np.random.default_rng(6)
+    frames = []
+    for run in ("r1", "r2"):
+        lengths = rng.integers(10, 2000, len(ITEMS))
+        scores = np.where(ITEMS["category"] == "rewrite", 0.0, rng.uniform(0, 1, len(ITEMS)))
+        frames.append(scored_items(run, scores, ITEMS, lengths=lengths))
+    diag = length_diagnostics(pd.concat(frames), JUDGE, FAST)
+    assert diag.skipped == ["rewrite: every score is 0, no slope"]
+    assert "rewrite" not in set(diag.slopes["category"]) and len(diag.averages) == 2
+
+
 def test_mismatched_items_and_single_replicates_are_labelled_skips() -> None:
     runs, items = _sweep({"lora": 0.02, "ft": 0.02}, seeds=1, sizes=(1e3,))
     items = items[~((items["run_id"] == "ft-1000-1") & (items["item"] == "i0"))]

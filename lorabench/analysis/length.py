@@ -39,10 +39,20 @@ def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> L
     for category in CATEGORIES:
         cat = part[part["category"] == category]
         runs = cat["run_id"].nunique()
-        if cat["log_length"].nunique() < 2 or len(cat) <= runs + 1:
+        by_run = cat.groupby("run_id")
+        if cat["score"].nunique() == 1 and len(cat):
+            # One score for every answer: it cannot depend on length, so the adjusted mean
+            # is the plain one (a fit would only return a degenerate zero slope).
+            out.skipped.append(f"{category}: every score is {cat['score'].iloc[0]:g}, no slope")
+            plain[category] = adjusted[category] = by_run["score"].mean()
+            continue
+        if cat["log_length"].nunique() < 2:
+            out.skipped.append(f"{category}: every answer has one length, no slope to fit")
+            continue
+        if len(cat) <= runs + 1:
             out.skipped.append(
-                f"{category}: {len(cat)} scored items over {runs} run(s), too few (or all one "
-                "length) to fit a slope beside a level per run"
+                f"{category}: {len(cat)} scored items over {runs} run(s), too few to fit a "
+                "slope beside a level per run"
             )
             continue
         formula = "score ~ log_length" + (" + C(run_id)" if runs > 1 else "")
@@ -61,11 +71,10 @@ def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> L
             }
         )
         target = np.log1p(cat["answer_length"].median())
-        by_run = cat.groupby("run_id")
         plain[category] = by_run["score"].mean()
         adjusted[category] = plain[category] + slope * (target - by_run["log_length"].mean())
     out.slopes = pd.DataFrame(slopes)
-    if len(slopes) == len(CATEGORIES):
+    if len(adjusted) == len(CATEGORIES):
         out.averages = (
             pd.DataFrame(
                 {
@@ -77,6 +86,6 @@ def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> L
             .rename_axis("run_id")
             .reset_index()
         )
-    elif slopes:
+    elif adjusted:
         out.skipped.append("no length-adjusted average: not every category has a slope")
     return out

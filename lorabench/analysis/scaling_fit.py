@@ -3,7 +3,9 @@ method, with bootstrap bands; and the data size at which LoRA would match FT.
 
 The fit is least squares, score = a + b·ln(samples) (statsmodels OLS on the points' means);
 its band refits every bootstrap draw of the points (each point drawn hierarchically over its
-replicates and items, `replicates.macro_draws`). A curve needs at least as many data sizes as
+replicates and items, `replicates.macro_draws`), so it shows how far the points' noise
+moves the curve, not how well a log-linear curve suits them (compare the points with it). A
+curve needs at least as many data sizes as
 it has parameters (2). The data size at which LoRA matches FT at some size inverts LoRA's
 fit at FT's score there (per draw, for the interval); outside the sizes LoRA was fitted on it
 is "not within the fitted range", since a log-linear curve says nothing beyond its data.
@@ -133,11 +135,15 @@ def _crossover(curve: Curve, ft: Group, mean: float, draws: np.ndarray, level: f
     row |= {"lora_samples": float(np.exp(x)), "ci_low": float(np.exp(lo))}
     row["ci_high"] = float(np.exp(hi))
     if not low_x <= x <= high_x:
-        fitted = f"{format_count(np.exp(low_x))}–{format_count(np.exp(high_x))}"
+        fitted = f"{_count(low_x)}–{_count(high_x)}"
         row["note"] = f"not within the fitted range (LoRA fitted on {fitted} samples)"
     elif not (low_x <= lo and hi <= high_x):
         row["note"] = "interval reaches beyond the fitted range"
     return row
+
+
+def _count(log_samples: float) -> str:
+    return format_count(float(np.round(np.exp(log_samples))))  # exp(ln 1000) is 999.99...
 
 
 CROSSOVER_COLUMNS = (
@@ -158,7 +164,7 @@ bootstrap interval `ci_*`; `note` says when that is outside what was fitted."""
 def plot_scaling_fits(fits: ScalingFits, level: float, title: str) -> Figure:
     """One panel per base model: each method's points (mean over replicates, hierarchical
     interval), its fitted curve and bootstrap band over the fitted data sizes."""
-    from lorabench.analysis.figures import _method_color, _method_label
+    from lorabench.analysis.figures import _count_ticks, _method_color, _method_label
 
     models = list(dict.fromkeys(c.base_model for c in fits.curves))
     fig = Figure(figsize=(4.6 * len(models) + 0.6, 4.6), layout="constrained")
@@ -182,6 +188,7 @@ def plot_scaling_fits(fits: ScalingFits, level: float, title: str) -> Figure:
                 capsize=3,
             )
         ax.set_xscale("log")
+        _count_ticks(ax, [np.exp(c.log_samples) for c in fits.curves if c.base_model == model])
         ax.set_title(str(model), fontsize=11)
         ax.set_xlabel("Training samples (log scale)")
         ax.set_ylabel("Average score (mean over replicates)")

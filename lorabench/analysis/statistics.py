@@ -200,22 +200,17 @@ def _fit_lines(fits: Any) -> list[str]:
         ]
         lines += [*_markdown_rows(["base", "method", "judge", "points", "a", "b"], rows), ""]
         lines += [f"![fitted data scaling](figures/{FIT_FIGURE}.png)", ""]
-    lines += _skipped(fits.skipped)
+    lines += _skipped(fits.skipped)[:-1]
     for _, row in fits.crossovers.iterrows():
-        where = f"LoRA matches `{row['ft']}` ({row['ft_score']:.3f}) "
-        if pd.isna(row["lora_samples"]):
-            lines.append(f"- {where}: {row['note']}")
-            continue
-        text = (
-            f"at {format_count(row['lora_samples'])} samples "
-            f"[{format_count(row['ci_low'])}, {format_count(row['ci_high'])}]"
-        )
+        ft = f"`{row['ft']}` ({row['ft_score']:.3f})"
         note = row["note"] if isinstance(row["note"], str) else ""
-        if note.startswith("not within"):
-            text = note  # the point estimate itself is an extrapolation: no number
-        elif note:
-            text += f" ({note})"
-        lines.append(f"- {where}{text}")
+        if pd.isna(row["lora_samples"]) or note.startswith("not within"):
+            # No number: LoRA never rises, or the estimate itself would be an extrapolation.
+            lines.append(f"- LoRA reaching {ft}: {note}")
+            continue
+        interval = f"[{format_count(row['ci_low'])}, {format_count(row['ci_high'])}]"
+        text = f"- LoRA reaches {ft} at {format_count(row['lora_samples'])} samples {interval}"
+        lines.append(f"{text} ({note})" if note else text)
     if not fits.curves and fits.crossovers.empty:
         lines.append("- skipped: no curve could be fitted, so no crossover")
     return [*lines, ""]
