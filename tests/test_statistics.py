@@ -13,7 +13,7 @@ from scipy.stats import binom
 from lorabench.analysis.agreement import agreement, judge_pairs
 from lorabench.analysis.items import score_matrices
 from lorabench.analysis.length import length_diagnostics
-from lorabench.analysis.paired import comparison_table, paired_test
+from lorabench.analysis.paired import compare_named, comparison_table, paired_test
 from lorabench.analysis.replicates import replicate_groups, replicate_name, replicate_table
 from lorabench.analysis.scaling_fit import scaling_fits
 from lorabench.analysis.statistics import statistics_sections
@@ -167,5 +167,9 @@ def test_comparison_table_holds_the_papers_pairs_with_holm() -> None:
     assert (table["p_holm"] >= table["p"]).all()
     far = table[table["a"] == "tiny+lora(100000)[steps=6]"].iloc[0]
     assert far["diff"] < 0 and far["significant"]
+    one = compare_named(runs, items, "tiny+lora(100000)[steps=6]", "tiny+ft(100000)[steps=6]")
+    assert one.diff == pytest.approx(far["diff"])
+    with pytest.raises(ValueError, match="no evaluated run or replicate group named nope"):
+        compare_named(runs, items, "nope", "tiny+ft(100000)[steps=6]")
     signs = agreement(items, table, replicate_groups(runs), FAST)
     assert signs.skipped and "two judges" in signs.skipped[0]

@@ -7,8 +7,9 @@ A table's p-values are Holm-corrected (statsmodels), the overall ones as one fam
 per-category ones as another. Pairs that cannot be compared (other items, another judge) are
 listed with the reason, never given a number.
 
-    from lorabench.analysis.paired import compare, comparison_table
-    result = compare(items, group_a, group_b, StatsConfig())   # one pair, e.g. in a notebook
+    from lorabench.analysis.paired import compare_named, comparison_table
+    items = load_item_scores(tracking_uri, runs["run_id"])     # `items`: every judge's scores
+    result = compare_named(runs, items, "tiny+lora(2m)", "tiny+ft(2m)")   # e.g. in a notebook
     table = comparison_table(items, replicate_groups(runs), StatsConfig(pairs=["A vs B"]))
 """
 
@@ -101,6 +102,21 @@ def compare(
         stats,
         rng,
     )
+
+
+def compare_named(
+    runs: pd.DataFrame, items: pd.DataFrame, a: str, b: str, stats: StatsConfig | None = None
+) -> PairResult:
+    """Compare two runs or replicate groups of `runs` (the tidy table) by name; Mismatch says
+    why when they cannot be compared."""
+    from lorabench.analysis.replicates import replicate_groups
+
+    groups = replicate_groups(runs)
+    found = {name: _find(groups, name) for name in (a, b)}
+    missing = [name for name, group in found.items() if group is None]
+    if missing:
+        raise Mismatch(f"no evaluated run or replicate group named {', '.join(missing)}")
+    return compare(items, found[a], found[b], stats or StatsConfig())
 
 
 def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
