@@ -3,9 +3,11 @@ parent run for the sweep. Finished points are skipped, unfinished ones resume.
 
     python sweep.py -m method=lora,ft data=0.6m,2m,4m                 # the paper's grid, 8 GPUs
     python sweep.py -m method=lora,ft data=0.6m,2m,4m profile=demo    # offline, CPU, minutes
-    python sweep.py -m method=lora,ft data=0.6m,2m sweep.plan=true    # what would run, GPU hours
+    python sweep.py -m method=lora,ft data=0.6m,2m sweep.plan=true    # memory, hours: what fits
     python sweep.py experiment=paper_table4                           # Table 4's 8 rows, chained
     python sweep.py -m ... hydra/launcher=slurm_gpu8                  # one Slurm job per point
+
+A sweep whose points failed runs the others, lists the failed ones and exits with code 1.
 """
 
 from pathlib import Path

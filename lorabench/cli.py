@@ -19,7 +19,8 @@ from lorabench.launching import (
 
 
 def train_main(cfg: DictConfig) -> None:
-    """`train.py`: validate, then dry-run, relaunch under torchrun, or train.
+    """`train.py`: validate, then plan, dry-run, or check that the run can start here
+    (preflight) and relaunch under torchrun or train.
 
     Errors in the user's input end the process with their message alone (exit code 1).
     """
@@ -30,13 +31,16 @@ def train_main(cfg: DictConfig) -> None:
 
 
 def sweep_entry(cfg: DictConfig, train_script: str) -> None:
-    """`sweep.py`: one grid point (of a multirun), or an experiment's rows."""
+    """`sweep.py`: one grid point (of a multirun), or an experiment's rows; exits 1 when a
+    point failed (a multirun, after its last job)."""
     from lorabench.sweeping import sweep_main
 
     try:
-        sweep_main(cfg, train_script)
+        code = sweep_main(cfg, train_script)
     except LorabenchError as err:
         sys.exit(f"error: {err}")
+    if code:
+        sys.exit(code)
 
 
 def evaluate_main(cfg: DictConfig) -> None:
@@ -71,6 +75,14 @@ def _evaluate_main(cfg: DictConfig) -> None:
 
 def _train_main(cfg: DictConfig) -> None:
     config = validate(cfg)
+    if config.sweep.plan:
+        from lorabench.sweeping import print_plan, summary
+
+        outcome = print_plan(config)
+        print(summary([outcome], plan=True))
+        if outcome.failed:
+            sys.exit(1)
+        return
     if config.dry_run:
         from lorabench.training import dry_run
 
@@ -80,6 +92,11 @@ def _train_main(cfg: DictConfig) -> None:
         print(f"total_params={counts.total}")
         return
     env = DistEnv.from_environ()
+    if not env.launched:
+        from lorabench.preflight import preflight
+
+        # Here, not in every rank: a run that cannot start fails once, before torchrun.
+        preflight(config)
     if needs_launcher(config, env):
         # This job's own overrides, not sys.argv: under `-m` argv holds the whole sweep, and
         # only a failure may end the process (the next job of a sweep runs in this one).

@@ -71,6 +71,9 @@ LORA_LAYER_TYPES: tuple[type[nn.Module], ...] = (
 """The layer types peft's LoRA wraps (peft's `dispatch_default`)."""
 DORA_LAYER_TYPES = tuple(t for t in LORA_LAYER_TYPES if t is not nn.MultiheadAttention)
 """The layer types peft's DoRA supports (its MultiheadAttention layer refuses DoRA)."""
+FORWARD_FLOPS_PER_TOKEN_PER_PARAM = 2
+"""One multiply-add per parameter and token: a forward pass, as activation checkpointing
+recomputes it once more in the backward pass."""
 
 
 class Method(ABC):
@@ -134,6 +137,13 @@ class Method(ABC):
     def is_additional(self, parameter_name: str) -> bool:
         """Whether a parameter is one the method adds to the base (counted as additional)."""
         return False
+
+    def step_flops_per_token_per_param(self, checkpointing: bool) -> int:
+        """FLOPs a training step executes per token and parameter: the method's, plus the
+        forward pass that activation checkpointing recomputes."""
+        return self.flops_per_token_per_param + (
+            FORWARD_FLOPS_PER_TOKEN_PER_PARAM if checkpointing else 0
+        )
 
     @property
     def needs_base(self) -> bool:

@@ -46,17 +46,30 @@ def _load_hint(key: str, source: str, err: Exception) -> ModelLoadError:
     )
 
 
-def build_tokenizer(model_cfg: ModelConfig, cache_dir: str | Path) -> PreTrainedTokenizerBase:
-    """Load the pretrained tokenizer, or build/load the project's tiny one."""
+TOKENIZERS_DIR = "tokenizers"
+"""Under `cache_dir`: the project's tiny tokenizers, built once."""
+
+
+def build_tokenizer(
+    model_cfg: ModelConfig, cache_dir: str | Path, *, offline: bool = False
+) -> PreTrainedTokenizerBase:
+    """Load the pretrained tokenizer, or build/load the project's tiny one.
+
+    `offline`: only what this machine has already (no download, no building the tiny one);
+    ModelLoadError when it is not there.
+    """
     tok_cfg = model_cfg.tokenizer
     if tok_cfg.kind == "tiny":
-        from lorabench.tiny_tokenizer import load_or_build_tiny_tokenizer
+        from lorabench.tiny_tokenizer import load_or_build_tiny_tokenizer, tiny_tokenizer_dir
 
-        return load_or_build_tiny_tokenizer(Path(cache_dir) / "tokenizers", tok_cfg.vocab_size)
+        directory = Path(cache_dir) / TOKENIZERS_DIR
+        if offline and not tiny_tokenizer_dir(directory, tok_cfg.vocab_size).is_dir():
+            raise ModelLoadError(f"the tiny tokenizer is not built yet under {directory}")
+        return load_or_build_tiny_tokenizer(directory, tok_cfg.vocab_size)
     source = tok_cfg.name_or_path or model_cfg.pretrained
     key = "model.tokenizer.name_or_path" if tok_cfg.name_or_path else "model.pretrained"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError) as err:
         raise _load_hint(key, source, err) from err
     if tokenizer.pad_token is None:
@@ -66,9 +79,13 @@ def build_tokenizer(model_cfg: ModelConfig, cache_dir: str | Path) -> PreTrained
 
 
 def model_config(
-    model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase | None = None
+    model_cfg: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    offline: bool = False,
 ) -> PretrainedConfig:
-    """The architecture: from `model.architecture` when given, else read from `pretrained`."""
+    """The architecture: from `model.architecture` when given, else read from `pretrained`
+    (`offline`: only from a local directory or the Hub cache, never downloaded)."""
     if model_cfg.architecture:
         fields = dict(model_cfg.architecture)
         model_type = fields.pop("model_type", "llama")
@@ -84,7 +101,7 @@ def model_config(
             fields["vocab_size"] = model_cfg.tokenizer.vocab_size
         return AutoConfig.for_model(model_type, **fields)
     try:
-        return AutoConfig.from_pretrained(model_cfg.pretrained)
+        return AutoConfig.from_pretrained(model_cfg.pretrained, local_files_only=offline)
     except (OSError, ValueError) as err:
         raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
 
@@ -98,16 +115,19 @@ def build_model(
     meta: bool = False,
     quantization: BitsAndBytesConfig | None = None,
     device_map: str | dict[str, int | str] | None = None,
+    offline: bool = False,
 ) -> PreTrainedModel:
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
-    With `meta=True` nothing is allocated or downloaded: the model lives on the meta device,
-    which is enough to count parameters (of the unquantised weights). `quantization` loads the
-    weights quantised (QLoRA) onto `device_map`, where bitsandbytes places them itself.
+    With `meta=True` no weights are allocated or downloaded: the model lives on the meta device,
+    which is enough to count parameters (of the unquantised weights; `offline`: nor is its
+    config, see `model_config`). `quantization` loads the weights quantised (QLoRA) onto
+    `device_map`, where bitsandbytes places them itself.
     """
     if meta:
         with torch.device("meta"):
-            return AutoModelForCausalLM.from_config(model_config(model_cfg), dtype=dtype)
+            config = model_config(model_cfg, offline=offline)
+            return AutoModelForCausalLM.from_config(config, dtype=dtype)
     if model_cfg.pretrained is None:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)

@@ -2,23 +2,31 @@
 
 A grid point whose configuration already has a FINISHED, evaluated run is skipped; a failed or
 killed one is recorded as such (the run ends FAILED or KILLED with its error) and the sweep goes
-on; re-running a sweep resumes unfinished points from their checkpoints. An experiment config
-can list explicit rows (`sweep.rows`, e.g. `experiment=paper_table4`); they run in dependency
-order, a chained row after the row that trains its base run.
+on; re-running a sweep resumes unfinished points from their checkpoints. A point that cannot
+start here (no GPUs, a model that does not load: `lorabench.preflight`) fails once, before any
+rank starts. A sweep with failed points finishes the others, lists the failures and exits
+non-zero. An experiment config can list explicit rows (`sweep.rows`, e.g.
+`experiment=paper_table4`); they run in dependency order, a chained row after the row that
+trains its base run. `sweep.plan=true` runs nothing and prints each point's plan
+(`lorabench.planning`) and a total.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -29,13 +37,20 @@ from lorabench.config.schema import Config, StatsConfig, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
 from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
-from lorabench.methods import method_for
+from lorabench.planning import PointEstimate, estimate_point
+from lorabench.preflight import preflight
 from lorabench.tracking import client_for, experiment_id
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
 """In the Hydra sweep directory: the parent run that the sweep's grid points nest under."""
+OUTCOMES_DIR = "point_outcomes"
+"""In the Hydra sweep directory: one JSON record per job of what became of its grid point, read
+by the process that launched the jobs (they may have run in other processes or on other nodes)."""
+
+FAILED = "failed"
+"""The outcome of a grid point that could not run (or, planned, could not be planned)."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +60,26 @@ class PointPlan:
     run_name: str
     action: str
     """`skip` (finished and evaluated), `resume` (has a checkpoint) or `train`."""
-    estimated_gpu_hours: float
     learning_rate: float
     epochs: float
+    estimate: PointEstimate
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    """What became of one grid point: run (`skipped`, `finished`, `failed`) or planned (`skip`,
+    `resume`, `train`, or `failed`: it could not be planned)."""
+
+    run_name: str
+    status: str
+    gpu_hours: float | None = None
+    """Planned: the point's GPU hours (None without a GPU type)."""
+    fits: bool | None = None
+    """Planned: whether it fits the GPU's memory (None without a GPU type)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
 
 def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
@@ -64,11 +96,14 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
 def close_parent(
     client: MlflowClient,
     run_id: str,
+    failed: Sequence[str] = (),
     pick_learning_rate: bool = False,
     stats: StatsConfig | None = None,
 ) -> None:
     """FINISHED when every grid point finished, else FAILED naming the others; the finished
-    points' learning rates are checked (and, with `pick_learning_rate`, picked) on the way."""
+    points' learning rates are checked (and, with `pick_learning_rate`, picked) on the way.
+    `failed`: the points that failed; those that failed before opening a run of their own (a
+    preflight) count as grid points too."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
@@ -77,8 +112,11 @@ def close_parent(
     if finished:
         record_learning_rates(client, run_id, finished, pick_learning_rate)
         record_statistics(client, run_id, finished, stats or StatsConfig())
-    unfinished = sorted(r.info.run_name for r in children if r.info.status != "FINISHED")
-    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children))
+    runless = set(failed) - {r.info.run_name for r in children}
+    unfinished = sorted(
+        {r.info.run_name for r in children if r.info.status != "FINISHED"} | set(failed)
+    )
+    client.set_tag(run_id, contract.TAG_SWEEP_GRID_POINTS, len(children) + len(runless))
     if unfinished:
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
@@ -159,27 +197,77 @@ def _stats_of(config: DictConfig) -> StatsConfig:
 
 class SweepCallback(Callback):
     """Opens a multirun's parent run before the first job and closes it after the last (Hydra
-    runs both hooks in the launching process, whatever the launcher)."""
+    runs both hooks in the launching process, whatever the launcher); after the last job it
+    prints the sweep's summary from the jobs' outcome records, and exits non-zero when a point
+    failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        # Records of an earlier sweep into the same directory are not this sweep's.
+        shutil.rmtree(sweep_dir / OUTCOMES_DIR, ignore_errors=True)
         if config.sweep.plan:
             return
         # Unresolved: an override like training.output_dir=out/${run_name} names each point.
         overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         run_id = open_parent(_tracking_of(config), overrides)
-        sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        path = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
+        sweep_dir = Path(config.hydra.sweep.dir)
+        outcomes = read_outcomes(sweep_dir)
+        path = sweep_dir / PARENT_RUN_FILE
         if path.is_file():
+            failed = [o.run_name for o in outcomes if o.failed]
             close_parent(
                 client_for(_tracking_of(config)),
                 path.read_text().strip(),
+                failed,
                 pick_learning_rate=config.sweep.pick_learning_rate,
                 stats=_stats_of(config),
             )
+        print(summary(outcomes, plan=bool(config.sweep.plan)))
+        if any(o.failed for o in outcomes):
+            # SystemExit passes Hydra's callback guard (it catches Exception only).
+            sys.exit(1)
+
+
+def record_outcome(outcome: PointOutcome, sweep_dir: Path, job_num: int) -> None:
+    """Record multirun job `job_num`'s outcome in the sweep directory."""
+    directory = sweep_dir / OUTCOMES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{job_num}.json").write_text(json.dumps(asdict(outcome)))
+
+
+def read_outcomes(sweep_dir: Path) -> list[PointOutcome]:
+    """The outcome records of a multirun's jobs, in job order."""
+    paths = sorted((sweep_dir / OUTCOMES_DIR).glob("*.json"), key=lambda p: int(p.stem))
+    return [PointOutcome(**json.loads(p.read_text())) for p in paths]
+
+
+def summary(outcomes: Sequence[PointOutcome], plan: bool) -> str:
+    """The sweep's last lines: counts by outcome, the plan's total GPU hours, and the failed
+    points (each printed its error when it failed)."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    shown = ", ".join(f"{n} {status}" for status, n in counts.items())
+    points = "grid point" if len(outcomes) == 1 else "grid points"
+    lines = [f"{len(outcomes)} {points}: {shown or 'none'}"]
+    if plan:
+        planned = [o for o in outcomes if not o.failed]
+        hours = [o.gpu_hours for o in planned if o.gpu_hours is not None and o.status != "skip"]
+        unfit = [o.run_name for o in planned if o.fits is False]
+        total = f"total: {sum(hours):.4g} GPU hours to train or resume"
+        if len(hours) < len([o for o in planned if o.status != "skip"]):
+            total += " (points without a GPU type not counted)"
+        lines.append(total)
+        if unfit:
+            lines.append(f"do not fit as configured: {', '.join(unfit)}")
+    failed = [o.run_name for o in outcomes if o.failed]
+    if failed:
+        lines.append(f"{'could not be planned' if plan else 'failed'}: {', '.join(failed)}")
+    return "\n".join(lines)
 
 
 def finished_run(cfg: Config) -> str | None:
@@ -213,44 +301,52 @@ def _evaluated(cfg: Config, run_id: str, tags: dict[str, str]) -> bool:
     return tags[contract.TAG_EVAL_HASH] == evaluation_hash(cfg, target)
 
 
-def estimated_gpu_hours(cfg: Config) -> float:
-    """GPU hours from training FLOPs: the method's FLOPs per token and parameter × N (6 for
-    full fine-tuning, 4 for LoRA); tokens = samples × mean length × epochs."""
-    from lorabench.training import dry_run
-
-    total = dry_run(cfg).total
-    samples = (cfg.data.num_samples or cfg.data.nominal_samples) * (cfg.data.demo_fraction or 1.0)
-    tokens = samples * cfg.sweep.mean_tokens_per_sample * cfg.method.epochs
-    flops = tokens * method_for(cfg.method).flops_per_token_per_param * total
-    return flops / (cfg.sweep.gpu_flops * cfg.sweep.expected_mfu) / 3600
-
-
 def plan(cfg: Config) -> PointPlan:
-    """What `run_point` would do with this grid point, without doing it."""
+    """What `run_point` would do with this grid point, and its memory and hours, without doing
+    it (raises PlanError when the point cannot be planned)."""
     if not cfg.sweep.force and finished_run(cfg) is not None:
         action = "skip"
     elif any(Path(cfg.training.output_dir).glob("checkpoint-*")):
         action = "resume"
     else:
         action = "train"
-    return PointPlan(
-        cfg.run_name, action, estimated_gpu_hours(cfg), cfg.method.learning_rate, cfg.method.epochs
+    estimate = estimate_point(cfg)
+    return PointPlan(cfg.run_name, action, cfg.method.learning_rate, cfg.method.epochs, estimate)
+
+
+def print_plan(cfg: Config) -> PointOutcome:
+    """Print one grid point's plan line (or why it cannot be planned) and return its outcome."""
+    try:
+        p = plan(cfg)
+    except LorabenchError as err:
+        print(f"{cfg.run_name}: error: {err}")
+        return PointOutcome(cfg.run_name, FAILED)
+    head = f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g}"
+    print(f"{head} | {p.estimate.describe()}")
+    time = p.estimate.time
+    return PointOutcome(
+        p.run_name,
+        p.action,
+        gpu_hours=None if time is None else time.gpu_hours,
+        fits=p.estimate.memory.fits,
     )
 
 
-def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
-    """Train and evaluate one grid point; returns `skipped`, `finished` or `failed`.
+def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
+    """Train and evaluate one grid point; its outcome is `skipped`, `finished` or `failed`.
 
-    A failure is recorded in MLflow and logged, not raised, so the sweep goes on; Ctrl-C (or
-    SIGTERM) stops the sweep, leaving the point KILLED and resumable.
+    A failure is recorded in MLflow and logged, not raised, so the sweep goes on; a point that
+    cannot start here fails its preflight before any rank starts. Ctrl-C (or SIGTERM) stops the
+    sweep, leaving the point KILLED and resumable.
     """
     from lorabench.evaluation import evaluate
     from lorabench.training import train
 
     if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
         log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
-        return "skipped"
+        return PointOutcome(cfg.run_name, "skipped")
     try:
+        preflight(cfg)
         if needs_launcher(cfg, DistEnv.from_environ()):
             # Every rank gets the same overrides (parent run, output directory); rank 0 opens
             # the point's run and records its id in the output directory.
@@ -266,8 +362,8 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
             evaluate(_updated(cfg, run=run_id))
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
-        return "failed"
-    return "finished"
+        return PointOutcome(cfg.run_name, FAILED)
+    return PointOutcome(cfg.run_name, "finished")
 
 
 def _updated(cfg: Config, **changes: Any) -> Config:
@@ -290,31 +386,45 @@ def ordered_rows(names: Sequence[str], bases: Sequence[str | None]) -> list[int]
     return order
 
 
-def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> dict[str, str]:
-    """Run an experiment's rows under one parent run; returns each run name's outcome."""
+def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[PointOutcome]:
+    """Run (or plan) an experiment's rows under one parent run; returns their outcomes in the
+    order they ran.
+
+    Every row's config is validated before any row trains; a plan instead reports a row whose
+    config is invalid as that row's error and plans the others.
+    """
     base = [o for o in overrides if not o.startswith("experiment=")]
     rows = [[_mapped_model(o, cfg.sweep.model_map) for o in row] for row in cfg.sweep.rows]
     # The rows are composed without the experiment; its sweep settings (evaluate: a
     # learning-rate search judges nothing) are the sweep's, so every row takes them.
-    configs = [
-        replace(
-            validate(hydra_compose(config_name="config", overrides=[*base, *r]), [*base, *r]),
-            sweep=cfg.sweep,
-        )
-        for r in rows
-    ]
+    configs: list[Config] = []
+    invalid: list[PointOutcome] = []
+    for row in rows:
+        try:
+            composed = validate(hydra_compose("config", [*base, *row]), [*base, *row])
+        except LorabenchError as err:
+            if not cfg.sweep.plan:
+                raise
+            label = " ".join(row)
+            print(f"{label}: error: {err}")
+            invalid.append(PointOutcome(label, FAILED))
+            continue
+        configs.append(replace(composed, sweep=cfg.sweep))
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
-        return {names[i]: _print_plan(configs[i]) for i in order}
+        return [*invalid, *(print_plan(configs[i]) for i in order)]
     parent = open_parent(cfg.tracking, overrides)
-    outcomes = {}
+    outcomes = []
     try:
         for i in order:
             point = _updated(configs[i], tracking={"parent_run_id": parent})
-            outcomes[names[i]] = run_point(point, [*base, *rows[i]], train_script)
+            outcomes.append(run_point(point, [*base, *rows[i]], train_script))
     finally:
-        close_parent(client_for(cfg.tracking), parent, cfg.sweep.pick_learning_rate, cfg.stats)
+        failed = [o.run_name for o in outcomes if o.failed]
+        close_parent(
+            client_for(cfg.tracking), parent, failed, cfg.sweep.pick_learning_rate, cfg.stats
+        )
     return outcomes
 
 
@@ -330,30 +440,45 @@ def _mapped_model(override: str, model_map: dict[str, str]) -> str:
     return override
 
 
-def _print_plan(cfg: Config) -> str:
-    p = plan(cfg)
-    print(
-        f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g} "
-        f"(~{p.estimated_gpu_hours:.3g} GPU hours)"
-    )
-    return p.action
+def sweep_main(cfg: DictConfig, train_script: str) -> int:
+    """`sweep.py`: one grid point of a multirun, or an experiment's rows in order; returns the
+    exit code.
 
-
-def sweep_main(cfg: DictConfig, train_script: str) -> None:
-    """`sweep.py`: one grid point of a multirun, or an experiment's rows in order."""
-    config = validate(cfg)
-    overrides = list(HydraConfig.get().overrides.task)
-    if config.sweep.rows:
-        outcomes = run_rows(config, overrides, train_script)
+    A multirun job records its point's outcome and returns 0 whatever it was, so that Hydra
+    runs the next job; `SweepCallback` reports the sweep at its end. Rows and a single point
+    report themselves: 1 when a point failed.
+    """
+    hydra = HydraConfig.get()
+    overrides = list(hydra.overrides.task)
+    if hydra.mode != RunMode.MULTIRUN:
+        config = validate(cfg)
+        if config.sweep.rows:
+            outcomes = run_rows(config, overrides, train_script)
+        else:
+            outcomes = [_point(config, overrides, train_script)]
         if not config.sweep.plan:
-            for name, outcome in outcomes.items():
-                print(f"{name}: {outcome}")
-        return
-    parent_file = Path(HydraConfig.get().sweep.dir) / PARENT_RUN_FILE
+            for o in outcomes:
+                print(f"{o.run_name}: {o.status}")
+        print(summary(outcomes, plan=config.sweep.plan))
+        return int(any(o.failed for o in outcomes))
+    try:
+        config = validate(cfg)
+    except LorabenchError as err:  # this point's config; the sweep's other points go on
+        label = " ".join(overrides)
+        print(f"{label}: error: {err}")
+        record_outcome(PointOutcome(label, FAILED), Path(hydra.sweep.dir), hydra.job.num)
+        return 0
+    parent_file = Path(hydra.sweep.dir) / PARENT_RUN_FILE
     if parent_file.is_file():
         config = _updated(config, tracking={"parent_run_id": parent_file.read_text().strip()})
+    outcome = _point(config, overrides, train_script)
+    if not config.sweep.plan:
+        print(f"{config.run_name}: {outcome.status}")
+    record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
+    return 0
+
+
+def _point(config: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
     if config.sweep.plan:
-        _print_plan(config)
-        return
-    outcome = run_point(config, overrides, train_script)
-    print(f"{config.run_name}: {outcome}")
+        return print_plan(config)
+    return run_point(config, overrides, train_script)

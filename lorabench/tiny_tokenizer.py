@@ -86,6 +86,13 @@ def _publish(staging: Path, final: Path) -> None:
             raise
 
 
+def tiny_tokenizer_dir(
+    cache_dir: str | os.PathLike[str], vocab_size: int = 2048, *, seed: int = 0
+) -> Path:
+    """Where `load_or_build_tiny_tokenizer` keeps the tokenizer of this size and seed."""
+    return Path(cache_dir) / f"tiny-bpe-{vocab_size}-s{seed}"
+
+
 def load_or_build_tiny_tokenizer(
     cache_dir: str | os.PathLike[str], vocab_size: int = 2048, *, seed: int = 0
 ) -> PreTrainedTokenizerFast:
@@ -96,7 +103,7 @@ def load_or_build_tiny_tokenizer(
     complete tokenizer or build their own copy and keep whichever landed first.
     """
     cache_dir = Path(cache_dir)
-    final = cache_dir / f"tiny-bpe-{vocab_size}-s{seed}"
+    final = tiny_tokenizer_dir(cache_dir, vocab_size, seed=seed)
     if not final.is_dir():
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache_dir))

@@ -44,6 +44,7 @@ def test_defaults_are_the_papers_setup() -> None:
     cfg = validate(compose([]))
     assert (cfg.model.name, cfg.method.name, cfg.data.name) == ("llama-7b", "lora", "2m")
     assert cfg.hardware.world_size == 8 and cfg.hardware.deepspeed == "zero2"
+    assert cfg.hardware.gpu == "a100-40gb" and cfg.gpus["a100-40gb"].peak_tflops["bf16"] == 312
     assert cfg.run_name == "llama-7b+lora(2m)"
 
 
@@ -98,6 +99,11 @@ def test_tracking_uri_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> 
         (["hardware.deepspeed=zero9"], "hardware.deepspeed"),
         (["data.sources=[]"], "data.sources"),
         (["method=ft", "method.warmup_steps=10"], "method.warmup_ratio"),
+        (["hardware.gpu=v100"], "hardware.gpu='v100': unknown GPU type; known: a100-40gb"),
+        (["hardware=cpu", "hardware.gpu=a100-40gb"], "hardware.gpu"),
+        (["gpus.a100-40gb.memory_gib=0"], "gpus.a100-40gb.memory_gib"),
+        (["sweep.mfu.ft.bf16=1.5"], "sweep.mfu.ft.bf16"),
+        (["sweep.grouped_nonpad_share=0"], "sweep.grouped_nonpad_share"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:

@@ -231,7 +231,11 @@ def test_rows_take_the_experiments_sweep_settings(monkeypatch, tmp_path) -> None
     from lorabench.config import CONF_DIR
 
     seen = []
-    monkeypatch.setattr(sweeping, "_print_plan", lambda cfg: seen.append(cfg) or "train")
+    monkeypatch.setattr(
+        sweeping,
+        "print_plan",
+        lambda cfg: seen.append(cfg) or sweeping.PointOutcome(cfg.run_name, "train"),
+    )
     overrides = ["experiment=lr_search_demo", "profile=demo", "sweep.plan=true",
                  f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
     cfg = validate(compose(overrides))

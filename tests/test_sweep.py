@@ -1,15 +1,19 @@
 """sweep.py: grid points as nested MLflow runs, skipped when done, resumed when killed, chained
-runs that start from their base run, and the plan mode."""
+runs that start from their base run, the plan mode, and the exit code of a sweep whose points
+failed."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from lorabench.sweeping import PointOutcome, SweepCallback, print_plan, record_outcome
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
@@ -125,37 +129,112 @@ def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store)
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if "GPU hours" in line]
+    lines = [line for line in result.stdout.splitlines() if ": train lr=" in line]
     names = [line.split(":")[0] for line in lines]
-    assert len(names) == 8 and all(": train lr=" in line for line in lines)
+    assert len(names) == 8 and all("GiB per process" in line for line in lines)
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+lora(math_0.25m)")
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
     assert "tiny-13b+lora(2m)" in names
+    assert "8 grid points: 8 train" in result.stdout
     assert runs_of(store) == []
 
 
-def test_plan_estimates_gpu_hours_of_the_papers_runs(tmp_path: Path, isolated) -> None:
+def gpu_hours(stdout: str) -> dict[str, float]:
+    """Each plan line's GPU hours, by run name."""
+    found = (re.search(r"^(.+?): .* ([\d.e+]+) GPU hours", line) for line in stdout.splitlines())
+    return {m[1]: float(m[2]) for m in found if m}
+
+
+def test_plan_hours_follow_each_methods_flops_epochs_and_mfu(tmp_path: Path, isolated) -> None:
     result = run_cli(
         "sweep.py", "-m", "method=lora,ft", "data=2m", "sweep.plan=true", *isolated, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    hours = {
-        line.split(":")[0]: float(line.split("~")[1].split()[0])
-        for line in result.stdout.splitlines()
-        if "GPU hours" in line
-    }
-    # FT does 1.5x the FLOPs per token of LoRA but 3 epochs to LoRA's 4.
+    hours = gpu_hours(result.stdout)
+    # Per token and parameter FT executes 6 + 2 FLOPs (checkpointing recomputes the forward)
+    # for 3 epochs at MFU 0.40, LoRA 4 + 2 for 4 epochs at MFU 0.35.
     assert hours["llama-7b+ft(2m)"] / hours["llama-7b+lora(2m)"] == pytest.approx(
-        6 * 3 / (4 * 4), rel=0.01
+        (8 * 3 / 0.40) / (6 * 4 / 0.35), rel=0.01
     )
+    total = re.search(r"total: ([\d.e+]+) GPU hours", result.stdout)
+    assert float(total[1]) == pytest.approx(sum(hours.values()), rel=0.01)
 
 
-def test_plan_prints_each_paper_rows_learning_rate_and_epochs(tmp_path: Path, isolated) -> None:
+def test_plan_prints_each_paper_rows_memory_hours_learning_rate_and_epochs(
+    tmp_path: Path, isolated
+) -> None:
+    # Offline (HF_HUB_OFFLINE=1 in run_cli) on the paper's hardware preset, gpu8: 8×A100-40GB.
     result = run_cli(
         "sweep.py", "experiment=paper_table4", "sweep.plan=true", *isolated, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split(": ")[0]: line for line in result.stdout.splitlines() if "GPU hours" in line}
+    rows = {line.split(": ")[0]: line for line in result.stdout.splitlines() if "h/epoch" in line}
+    assert len(rows) == 8
+    for line in rows.values():
+        assert re.search(r"[\d.]+/39.4 GiB per GPU", line) and " h/epoch" in line, line
+        assert "| fits |" in line, line
     assert "lr=5e-07 epochs=2" in rows["llama-7b+ft(2m)+ft(math_0.25m)"]  # §4.5
     assert "lr=5e-06 epochs=3" in rows["llama-7b+ft(2m)"]  # Table 2
     assert "lr=0.0002 epochs=4" in rows["llama-7b+ft(2m)+lora(math_0.25m)"]  # Table 3
+
+
+def test_a_point_that_cannot_be_planned_says_why_once(demo_config, capsys) -> None:
+    outcome = print_plan(
+        demo_config("model=causal-lm", "model.name=mine", "model.pretrained=/nowhere/mine")
+    )
+    assert outcome.failed
+    out = capsys.readouterr().out
+    assert out.count("error:") == 1 and "model.architecture" in out
+
+
+@pytest.mark.slow
+def test_a_plan_reports_the_points_it_cannot_plan_and_plans_the_others(
+    tmp_path: Path, isolated
+) -> None:
+    result = run_cli(
+        "sweep.py",
+        "-m",
+        "model=llama-7b,causal-lm",
+        "model.name=mine",
+        "model.pretrained=/nowhere/mine",
+        "hardware.gpu=h100-80gb,v100",
+        "method=ft",
+        "sweep.plan=true",
+        *isolated,
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    planned = [line for line in lines if "GiB per GPU" in line]
+    assert len(planned) == 1 and "/79.1 GiB per GPU" in planned[0]  # llama-7b on h100-80gb
+    unknown = [line for line in lines if "unknown GPU type" in line]
+    assert len(unknown) == 2 and all("a100-40gb, a100-80gb, h100-80gb" in u for u in unknown)
+    assert sum("model.architecture" in line for line in lines) == 1  # causal-lm on h100-80gb
+    assert "4 grid points: 1 train, 3 failed" in result.stdout
+
+
+def test_a_multirun_with_a_failed_point_ends_non_zero(tmp_path: Path, capsys) -> None:
+    record_outcome(PointOutcome("a", "finished"), tmp_path, 0)
+    record_outcome(PointOutcome("b", "failed"), tmp_path, 1)
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}}, "sweep": {"plan": False}}
+    )
+    with pytest.raises(SystemExit) as ended:
+        SweepCallback().on_multirun_end(config)
+    assert ended.value.code == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "2 grid points: 1 finished, 1 failed",
+        "failed: b",
+    ]
+
+    plan = OmegaConf.merge(config, {"sweep": {"plan": True}})
+    SweepCallback().on_multirun_start(plan)  # a new sweep into the same directory
+    record_outcome(PointOutcome("a", "train", gpu_hours=2.5, fits=True), tmp_path, 0)
+    record_outcome(PointOutcome("b", "train", gpu_hours=1.0, fits=False), tmp_path, 1)
+    SweepCallback().on_multirun_end(plan)
+    assert capsys.readouterr().out.splitlines() == [
+        "2 grid points: 2 train",
+        "total: 3.5 GPU hours to train or resume",
+        "do not fit as configured: b",
+    ]

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, Trainer
+from transformers import AutoModelForCausalLM, LlamaConfig, Trainer
 
 from lorabench import contract
 from lorabench.config import Config
@@ -24,6 +24,7 @@ from lorabench.data import build_train_dataset, make_collator
 from lorabench.modeling import build_model, build_tokenizer
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
+from tests.data_helpers import tiny_tokenizer
 
 SHORT_RUN = ("data=math_0.25m", "training.max_steps=12", "training.save_steps=6")
 
@@ -90,21 +91,27 @@ def test_training_lowers_loss_and_logs_the_contract(demo_config, store, method: 
 def test_missing_local_weights_fail_the_run_with_a_hint(
     tmp_path: Path, isolated: list[str], store
 ) -> None:
+    # Config and tokenizer are there (the preflight passes), the weights are not.
+    model_dir = tmp_path / "no-weights"
+    LlamaConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2
+    ).save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
     result = run_cli(
         "train.py",
         "profile=demo",
         *isolated,
         "model=causal-lm",
         "model.name=mine",
-        f"model.pretrained={tmp_path}/no-such-model",
+        f"model.pretrained={model_dir}",
         "method=ft",
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "no-such-model" in result.stderr and "model.pretrained=/path/to/model" in result.stderr
+    assert "no-weights" in result.stderr and "model.pretrained=/path/to/model" in result.stderr
     (run,) = runs_of(store)
     assert run.info.status == "FAILED"
-    assert "no-such-model" in run.data.tags["error"]
+    assert "no-weights" in run.data.tags["error"]
 
 
 def test_offline_hub_model_says_how_to_use_local_weights(tmp_path: Path, isolated) -> None:

@@ -188,11 +188,25 @@ class DataConfig:
 
 
 @dataclass
+class GpuConfig:
+    """One GPU type's facts (`conf/gpus.yaml`), shared by the hardware presets and the plan."""
+
+    memory_gib: float = MISSING
+    """Memory one process can use: what `torch.cuda.get_device_properties().total_memory`
+    reports, a little under the marketed size."""
+    peak_tflops: dict[str, float] = field(default_factory=dict)
+    """Dense peak TFLOP/s of one GPU by precision (`bf16`, `fp16`, `fp32`), without sparsity."""
+
+
+@dataclass
 class HardwareConfig:
     """Where and how training runs."""
 
     name: str = MISSING
     device: str = "cpu"
+    gpu: str | None = None
+    """GPU type, a key of `gpus` (e.g. `a100-40gb`): the memory and peak FLOP/s the plan checks
+    a grid point against; null for CPU hardware."""
     num_processes: int = 1
     """Processes (GPUs) per node."""
     num_nodes: int = 1
@@ -326,7 +340,9 @@ class SweepConfig:
     force: bool = False
     """Train and evaluate again grid points that already have a finished, evaluated run."""
     plan: bool = False
-    """List the grid points, what would happen to each, and estimated GPU hours; run nothing."""
+    """Run nothing; print each grid point (train.py: its one run) with what would happen to it,
+    its memory per GPU against the GPU's, its hours, and the setting that would make a point
+    that does not fit fit (`lorabench.planning`)."""
     evaluate: bool = True
     """Evaluate each grid point after training."""
     rows: list[list[str]] = field(default_factory=list)
@@ -335,11 +351,31 @@ class SweepConfig:
     """Model options that rows' `model=` overrides stand for under this profile (the demo maps
     llama-7b / llama-13b to its tiny models)."""
     mean_tokens_per_sample: int = 300
-    """For plan's estimate: BELLE's instructions plus answers average a few hundred tokens."""
-    gpu_flops: float = 312e12
-    """For plan's estimate: peak bf16 FLOP/s of one GPU (A100)."""
-    expected_mfu: float = 0.4
-    """For plan's estimate: the share of peak a training run achieves."""
+    """Plan: tokens per sample while the training set is not prepared (once it is, its measured
+    lengths are used); BELLE's instructions plus answers average a few hundred tokens."""
+    grouped_nonpad_share: float = 0.9
+    """Plan: share of the positions that hold real tokens under `data.batching=grouped` while
+    the training set is not prepared (once it is, the share is measured from its lengths).
+    `padded` needs no such estimate (mean length / max length), nor `packed` (no padding)."""
+    mfu: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "ft": {"bf16": 0.4, "fp16": 0.4, "fp32": 0.4},
+            # LoRA's FLOPs count only the frozen base's matmuls; its adapters (rank-r matmuls,
+            # dropout, casts) run far below peak and the backward skips the weight-gradient
+            # GEMMs, so a step reaches a smaller share of peak.
+            "lora": {"bf16": 0.35, "fp16": 0.35, "fp32": 0.35},
+        }
+    )
+    """Plan: assumed model FLOPs utilisation by method name (or, for a variant without an
+    entry of its own, its family: `ft` or `lora`) and precision: the share of the
+    GPU's peak FLOP/s (`gpus.<type>.peak_tflops`) the FLOPs a step executes run at (activation
+    checkpointing's recomputed forward counted as executed)."""
+    memory_overhead_gib: float = 1.0
+    """Plan: memory per GPU outside the tensors it estimates: CUDA context, cuBLAS workspaces,
+    NCCL and DeepSpeed's communication buckets."""
+    fragmentation: float = 0.1
+    """Plan: share added to the estimated tensors for memory the caching allocator holds but
+    cannot reuse (batches of varying length fragment it)."""
     pick_learning_rate: bool = False
     """After the rows: per method (and model, data), the learning rate of the lowest `dev/loss`
     (the rows need `data.dev_fraction` > 0), printed and logged to the sweep's parent run."""
@@ -376,6 +412,8 @@ class Config:
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    gpus: dict[str, GpuConfig] = field(default_factory=dict)
+    """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""
     profile: str = "paper"
     run_name: str | None = None
     """null: named from the config (`lorabench.identity`): the presets' name, e.g.
@@ -396,11 +434,13 @@ class Config:
         _check_method(self.method)
         _check_data(self.data)
         _check_hardware(self.hardware)
+        _check_gpus(self.gpus, self.hardware)
         self.deepspeed_config_path()  # existence check
         _check_training(self.training)
         _check_eval(self.eval)
         _check_judge(self.judge)
         check_stats(self.stats)
+        _check_sweep(self.sweep)
         self.gradient_accumulation_steps()  # divisibility check
         if (
             self.training.save_steps is None
@@ -593,6 +633,21 @@ def _check_hardware(h: HardwareConfig) -> None:
         )
 
 
+def _check_gpus(gpus: dict[str, GpuConfig], h: HardwareConfig) -> None:
+    for name, gpu in gpus.items():
+        _positive(f"gpus.{name}.memory_gib", gpu.memory_gib)
+        for precision, tflops in gpu.peak_tflops.items():
+            _one_of(f"gpus.{name}.peak_tflops key", precision, PRECISIONS)
+            _positive(f"gpus.{name}.peak_tflops.{precision}", tflops)
+    if h.gpu is None:
+        return
+    if h.device == "cpu":
+        _fail("hardware.gpu", h.gpu, "names a GPU type but hardware.device=cpu; set it to null")
+    if h.gpu not in gpus:
+        known = ", ".join(sorted(gpus)) or "none"
+        _fail("hardware.gpu", h.gpu, f"unknown GPU type; known: {known} (conf/gpus.yaml)")
+
+
 def _check_training(t: TrainingConfig) -> None:
     _positive("training.logging_steps", t.logging_steps)
     if t.save_steps is not None:
@@ -644,3 +699,16 @@ def check_stats(s: StatsConfig) -> None:
     for pair in s.pairs:
         if len(pair.split(" vs ")) != 2:
             _fail("stats.pairs", pair, "each pair must read `run A vs run B`")
+
+
+def _check_sweep(s: SweepConfig) -> None:
+    _positive("sweep.mean_tokens_per_sample", s.mean_tokens_per_sample)
+    if not 0 < s.grouped_nonpad_share <= 1:
+        _fail("sweep.grouped_nonpad_share", s.grouped_nonpad_share, "must be in (0, 1]")
+    for method, shares in s.mfu.items():
+        for precision, share in shares.items():
+            _one_of(f"sweep.mfu.{method} key", precision, PRECISIONS)
+            if not 0 < share <= 1:
+                _fail(f"sweep.mfu.{method}.{precision}", share, "must be in (0, 1]")
+    _non_negative("sweep.memory_overhead_gib", s.memory_overhead_gib)
+    _non_negative("sweep.fragmentation", s.fragmentation)

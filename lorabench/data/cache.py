@@ -23,6 +23,8 @@ from lorabench.config.schema import DataConfig, DataSourceConfig
 from lorabench.data.report import DataReport
 
 MANIFEST = "manifest.json"
+DATA_DIR = "data"
+"""Under `cache_dir`: one directory per prepared set, named by its key."""
 
 CONTENT_FILES = (
     Path(prompts.__file__),
@@ -122,3 +124,10 @@ def load(directory: Path) -> tuple[datasets.Dataset, DataReport] | None:
     report = DataReport.from_dict(manifest["report"])
     report.cache_path = str(directory)
     return datasets.concatenate_datasets(parts), report
+
+
+def cached_set(
+    cache_dir: str | Path, data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> tuple[datasets.Dataset, DataReport] | None:
+    """The prepared set of these inputs if `cache_dir` holds it, or None (nothing is prepared)."""
+    return load(Path(cache_dir) / DATA_DIR / cache_key(data, tokenizer, max_length))

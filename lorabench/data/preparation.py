@@ -95,7 +95,7 @@ def _data_root(cache_dir: str | Path | None) -> Path:
         root = Path(tempfile.mkdtemp(prefix="lorabench-data-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         return root
-    root = Path(cache_dir) / "data"
+    root = Path(cache_dir) / cache.DATA_DIR
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -1,5 +1,5 @@
 """Training one grid point: `train(cfg)` runs `TrainingRecipe`'s phases; `dry_run(cfg)` counts
-parameters on the meta device."""
+parameters of `meta_model(cfg)`, the run's model on the meta device."""
 
 from lorabench.training.arguments import training_arguments
 from lorabench.training.recipe import (
@@ -7,6 +7,7 @@ from lorabench.training.recipe import (
     TrainResult,
     completed_result,
     dry_run,
+    meta_model,
     train,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "TrainingRecipe",
     "completed_result",
     "dry_run",
+    "meta_model",
     "train",
     "training_arguments",
 ]

@@ -57,14 +57,20 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def meta_model(cfg: Config, *, offline: bool = False) -> torch.nn.Module:
+    """The model a run trains, its method applied, on the meta device (no weights, no download
+    of them; `offline`: nor of its config)."""
+    method = method_for(cfg.method)
+    model = build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True, offline=offline)
+    method.check(model)
+    # No expensive initialisation (PiSSA's SVD): the shapes are those of the real run.
+    return method.wrap(model, initialise=False)
+
+
 def dry_run(cfg: Config) -> ParameterCounts:
     """Build the model on the meta device (no weights, no download), check that the method
-    applies to it, and count its parameters (no expensive initialisation runs: the shapes are
-    those of the real run)."""
-    method = method_for(cfg.method)
-    base = build_model(cfg.model, None, dtype=DTYPES[cfg.precision], meta=True)
-    method.check(base)
-    return count_parameters(method.wrap(base, initialise=False), method)
+    applies to it, and count its parameters."""
+    return count_parameters(meta_model(cfg), method_for(cfg.method))
 
 
 def completed_result(output_dir: Path) -> TrainResult | None:

@@ -1,0 +1,128 @@
+"""Planning a grid point before it runs: memory per GPU against the GPU's (and the setting that
+would make it fit), and hours, each with what it assumes (`sweep.plan=true`).
+
+    estimate = estimate_point(cfg)      # nothing is downloaded, prepared or trained
+    estimate.memory.fits, estimate.fix, estimate.time.hours_per_epoch
+    print(estimate.describe())
+
+`memory` explains the memory model (model states by ZeRO stage and offload, activations measured
+on the meta device), `timing` the time model (measured or assumed tokens, padding, MFU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lorabench.config.schema import Config
+from lorabench.planning.memory import (
+    GIB,
+    Fix,
+    MemoryEstimate,
+    ModelProfile,
+    PlanError,
+    Setting,
+    estimate_memory,
+    find_fix,
+    model_states,
+    profile_model,
+)
+from lorabench.planning.timing import TimeEstimate, TokenCount, count_tokens, estimate_time
+
+__all__ = [
+    "GIB",
+    "Fix",
+    "MemoryEstimate",
+    "ModelProfile",
+    "PlanError",
+    "PointEstimate",
+    "Setting",
+    "TimeEstimate",
+    "TokenCount",
+    "count_tokens",
+    "estimate_memory",
+    "estimate_point",
+    "estimate_time",
+    "find_fix",
+    "model_states",
+    "profile_model",
+]
+
+
+@dataclass(frozen=True)
+class PointEstimate:
+    """A grid point's plan: memory per GPU, a fix when it does not fit, hours."""
+
+    gpu: str | None
+    """`hardware.gpu`; None on CPU hardware, where neither memory nor time is checked."""
+    memory: MemoryEstimate
+    fix: Fix | None
+    """When it does not fit: the cheapest setting found that makes it fit (None: none does)."""
+    time: TimeEstimate | None
+    checkpointing: bool
+
+    def describe(self) -> str:
+        """The plan line's figures: memory, hours, verdict, assumptions."""
+        m = self.memory
+        parts = (
+            f"weights {_gib(m.states.weights)}, gradients {_gib(m.states.gradients)}, "
+            f"optimizer {_gib(m.states.optimizer)}, activations {_gib(m.activations)}, "
+            f"overhead {_gib(m.overhead)}"
+        )
+        if m.available is None:
+            return (
+                f"{_gib(m.total)} GiB per process ({parts}); memory and hours not checked: "
+                "no GPU type (hardware.gpu=null)"
+            )
+        t = self.time
+        assert t is not None  # a GPU type gives both
+        memory = f"{_gib(m.total)}/{_gib(m.available)} GiB per GPU ({parts})"
+        hours = (
+            f"{t.hours_per_epoch:.3g} h/epoch, {t.hours:.3g} h, {t.gpu_hours:.3g} GPU hours "
+            f"on {t.world_size}×{self.gpu}"
+        )
+        return f"{memory} | {hours} | {self.verdict()} | assumes {self._assumptions()}"
+
+    def verdict(self) -> str:
+        """`fits`, or what would make it fit."""
+        if self.memory.fits is not False:
+            return "fits"
+        if self.fix is None:
+            return (
+                "DOES NOT FIT, and no setting tried fits (activation checkpointing, a smaller "
+                "micro batch, the DeepSpeed presets up to ZeRO-3 with offload)"
+            )
+        overrides = " ".join(self.fix.overrides)
+        return f"DOES NOT FIT; fits with {overrides} ({_gib(self.fix.memory.total)} GiB)"
+
+    def _assumptions(self) -> str:
+        t = self.time
+        assert t is not None
+        tokens = t.tokens
+        recompute = " with the recomputed forward" if self.checkpointing else ""
+        return (
+            f"{tokens.samples:,} samples × {tokens.mean_length:.0f} tokens, "
+            f"{tokens.nonpad_share:.0%} of positions real ({tokens.source}), "
+            f"{t.flops_per_position / 1e9:.3g} GFLOP/position{recompute}, "
+            f"MFU {t.mfu:.2f} × {t.peak_flops / 1e12:.4g} TFLOP/s"
+        )
+
+
+def _gib(size: float) -> str:
+    # Tenths of a GiB for GPU-sized figures; two significant digits for the demo's tiny ones.
+    gib = size / GIB
+    return f"{gib:.1f}" if gib >= 1 or gib == 0 else f"{gib:.2g}"
+
+
+def estimate_point(cfg: Config) -> PointEstimate:
+    """Memory, a fix when it does not fit, and hours of one grid point.
+
+    Raises PlanError (its message naming what to set) when the point cannot be planned: its
+    architecture cannot be read offline, or an assumption is missing from the config.
+    """
+    profile = profile_model(cfg)
+    gpu = cfg.gpus[cfg.hardware.gpu] if cfg.hardware.gpu is not None else None
+    available = None if gpu is None else gpu.memory_gib * GIB
+    memory = estimate_memory(cfg, profile, Setting.of(cfg), available)
+    fix = find_fix(cfg, profile, available) if memory.fits is False else None
+    time = None if gpu is None else estimate_time(cfg, profile.counts.total, gpu)
+    return PointEstimate(cfg.hardware.gpu, memory, fix, time, cfg.hardware.activation_checkpointing)

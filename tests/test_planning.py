@@ -1,0 +1,200 @@
+"""The plan's estimates: model states agree with DeepSpeed's own estimators, activations are
+measured from the model's forward pass, the known cases on the paper's hardware come out as they
+did for the paper and BELLE's users, tokens are measured once the data is prepared, and hours per
+epoch are compared with Table 4."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorabench.config import compose, validate
+from lorabench.data import configured_nonpad_share, prepare_train_data
+from lorabench.modeling import build_tokenizer
+from lorabench.planning import (
+    GIB,
+    PlanError,
+    count_tokens,
+    estimate_point,
+    estimate_time,
+    model_states,
+    profile_model,
+)
+from lorabench.planning.memory import ZeroSettings, largest_layer_params
+from lorabench.reference import table4
+from lorabench.training import dry_run, meta_model
+
+A100_40GB = 39.4 * GIB
+
+
+def plan_of(*overrides: str):
+    return estimate_point(validate(compose(list(overrides))))
+
+
+@pytest.mark.parametrize(
+    ("stage", "offload_optimizer", "offload_param"),
+    [(2, False, False), (2, True, False), (3, False, False), (3, True, False), (3, True, True)],
+)
+@pytest.mark.parametrize("gpus", [1, 8])
+def test_full_fine_tuning_model_states_agree_with_deepspeeds_estimators(
+    stage: int, offload_optimizer: bool, offload_param: bool, gpus: int
+) -> None:
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    cfg = validate(compose(["model=llama-7b", "method=ft"]))
+    counts = dry_run(cfg)
+    largest = largest_layer_params(meta_model(cfg))
+    zero = ZeroSettings(True, stage, offload_optimizer, offload_param)
+    ours = model_states(counts, largest, "bf16", zero, world_size=gpus).total
+    if stage == 2:
+        _, theirs = estimate_zero2_model_states_mem_needs(
+            counts.total, num_gpus_per_node=gpus, cpu_offload=offload_optimizer
+        )
+    else:
+        _, theirs, _ = estimate_zero3_model_states_mem_needs(
+            counts.total,
+            largest,
+            num_gpus_per_node=gpus,
+            cpu_offload=offload_optimizer,
+            cpu_offload_params=offload_param,
+        )
+    assert ours == pytest.approx(theirs, abs=8)  # DeepSpeed rounds its partitions to bytes
+
+
+def test_largest_layer_is_deepspeeds() -> None:
+    from deepspeed.runtime.zero.stage3 import model_to_params
+
+    model = meta_model(validate(compose(["model=llama-7b", "method=lora"])))
+    _, theirs = model_to_params(model)
+    assert largest_layer_params(model) == theirs == 32000 * 4096  # the embedding (and LM head)
+
+
+def test_lora_keeps_a_16_bit_frozen_base_and_full_state_only_for_its_adapters() -> None:
+    cfg = validate(compose(["model=llama-7b", "method=lora"]))
+    counts = dry_run(cfg)
+    states = model_states(counts, 0, "fp16", ZeroSettings.of(cfg.deepspeed_config_path()), 8)
+    assert states.weights == 2 * counts.total
+    assert states.gradients + states.optimizer == 18 * counts.trainable / 8
+    plain = model_states(counts, 0, "fp16", ZeroSettings(deepspeed=False), 1)
+    # AMP trains fp32 adapters (weights, gradients, Adam: 16 bytes each) on a 16-bit base.
+    assert plain.total == 2 * (counts.total - counts.trainable) + 16 * counts.trainable
+
+
+def test_activations_are_measured_per_layer_and_checkpointing_keeps_only_layer_inputs() -> None:
+    cfg = validate(compose(["model=llama-7b", "method=ft"]))
+    acts = profile_model(cfg).activations
+    layers, length, hidden, head_dim = 32, 1024, 4096, 128
+    # Checkpointing keeps each decoder layer's input (and the shared rotary cos/sin).
+    assert acts.layer_inputs == layers * length * hidden * 2 + 2 * length * head_dim * 2
+    assert acts.largest_layer * layers == pytest.approx(acts.layers, rel=0.01)
+    # A LLaMA decoder layer keeps about 24·hidden + 8·intermediate bytes a token in 16-bit
+    # training (RMSNorms' fp32 inputs and outputs, q/k/v/attention output and projection inputs,
+    # the MLP's four intermediate-size tensors), and no heads × length² attention scores.
+    assert acts.largest_layer == pytest.approx(length * (24 * hidden + 8 * 11008), rel=0.02)
+    assert acts.largest_tensor == length * 32000 * 4  # the fp32 logits of the loss
+    assert acts.peak(4, checkpointing=False) == 4 * acts.peak(1, checkpointing=False)
+    assert acts.peak(4, checkpointing=True) < acts.peak(4, checkpointing=False) / 5
+
+
+def test_the_papers_runs_fit_8_a100_40gb_with_its_settings() -> None:
+    # Table 4's rows differ in data, which does not change memory: one row per model × method.
+    for overrides in (
+        ["model=llama-7b", "method=lora"],
+        ["model=llama-13b", "method=lora"],
+        ["model=llama-7b", "method=ft"],
+    ):
+        plan = plan_of(*overrides, "hardware=gpu8")
+        assert plan.memory.available == A100_40GB
+        assert plan.memory.fits, (overrides, plan.describe())
+
+
+def test_7b_full_fine_tuning_at_1024_without_zero3_does_not_fit_40gb() -> None:
+    # BELLE's users: micro batch 2 at 1,024 tokens, no activation checkpointing, ZeRO-2.
+    belle = ["method=ft", "hardware.micro_batch_size=2", "hardware.activation_checkpointing=false"]
+    zero2 = plan_of(*belle, "hardware.deepspeed=zero2")
+    assert not zero2.memory.fits
+    assert zero2.memory.total > 40 * GIB
+    assert plan_of(*belle, "hardware.deepspeed=zero3").memory.fits
+
+    four = plan_of(
+        "method=ft", "hardware.deepspeed=zero2", "hardware.activation_checkpointing=false"
+    )
+    assert not four.memory.fits
+    assert four.fix.overrides == ["hardware.activation_checkpointing=true"]
+    assert "DOES NOT FIT; fits with hardware.activation_checkpointing=true" in four.describe()
+    # Activation checkpointing is what makes ZeRO-2 fit at micro batch 4 (gpu8's default).
+    assert plan_of("method=ft", "hardware.deepspeed=zero2").memory.fits
+
+
+def test_a_point_that_fits_nothing_tried_says_so() -> None:
+    # At 64k tokens one sample's activations alone outgrow a 40 GB card.
+    plan = plan_of("method=ft", "method.max_length=65536")
+    assert not plan.memory.fits and plan.fix is None
+    assert "no setting tried fits" in plan.describe()
+
+
+def test_a_smaller_micro_batch_is_suggested_only_if_it_keeps_the_global_batch() -> None:
+    plan = plan_of("model=llama-13b", "method=lora", "hardware.micro_batch_size=16")
+    assert not plan.memory.fits
+    (override,) = plan.fix.overrides  # before ZeRO-3 or offload, which cost step time
+    key, micro = override.split("=")
+    assert key == "hardware.micro_batch_size"
+    assert 1 < int(micro) < 16 and 128 % (int(micro) * 8) == 0
+    assert plan.fix.memory.fits
+
+
+def test_a_model_whose_architecture_cannot_be_read_offline_is_a_plan_error() -> None:
+    cfg = validate(
+        compose(["model=causal-lm", "model.name=mine", "model.pretrained=/nowhere/mine"])
+    )
+    with pytest.raises(PlanError, match="model.architecture"):
+        estimate_point(cfg)
+
+
+def test_tokens_are_measured_once_the_data_is_prepared(demo_config) -> None:
+    cfg = demo_config("data=0.6m", "data.batching=packed")
+    assumed = count_tokens(cfg)
+    assert assumed.source == "sweep.mean_tokens_per_sample"
+    assert (assumed.samples, assumed.nonpad_share) == (600, 1.0)
+
+    prepared = prepare_train_data(
+        cfg.data, build_tokenizer(cfg.model, cfg.cache_dir), cfg.method.max_length, cfg.cache_dir
+    )
+    measured = count_tokens(cfg)
+    assert measured.source.startswith("measured")
+    assert measured.samples == prepared.report.rows_kept
+    assert measured.mean_length == pytest.approx(prepared.report.mean_length)
+    grouped = count_tokens(demo_config("data=0.6m", "data.batching=grouped"))
+    assert grouped.nonpad_share == pytest.approx(
+        configured_nonpad_share(demo_config("data=0.6m"), prepared.dataset)
+    )
+    padded = count_tokens(demo_config("data=0.6m", "data.batching=padded"))
+    assert padded.nonpad_share == pytest.approx(measured.mean_length / cfg.method.max_length)
+
+
+def test_hours_follow_flops_padding_and_the_assumed_mfu() -> None:
+    cfg = validate(compose(["method=ft", "data=2m", "data.batching=padded"]))
+    time = estimate_time(cfg, dry_run(cfg).total, cfg.gpus["a100-40gb"])
+    positions = 2_000_000 * 1024  # padded: every sample to the max length
+    flops = positions * (6 + 2) * dry_run(cfg).total  # + the recomputed forward
+    assert time.hours_per_epoch == pytest.approx(flops / (8 * 312e12 * 0.4) / 3600)
+    h100 = estimate_time(cfg, dry_run(cfg).total, cfg.gpus["h100-80gb"])
+    assert h100.hours_per_epoch == pytest.approx(time.hours_per_epoch * 312 / 989)
+
+
+@pytest.mark.slow
+def test_hours_per_epoch_against_table_4() -> None:
+    """Table 4's FT hours are those of padding every sample to 1,024 tokens (BELLE's scripts);
+    its LoRA hours are those of unpadded batches (padded, they would need an MFU above 0.8)."""
+    rows = compose(["experiment=paper_table4"]).sweep.rows
+    paper = {r["run"]: float(r["train_hours_per_epoch"]) for r in table4()}
+    ratios = {}
+    for row in rows:
+        cfg = validate(compose(list(row)))
+        batching = "padded" if cfg.method.lora is None else "grouped"
+        cfg = validate(compose([*row, f"data.batching={batching}"]))
+        time = estimate_time(cfg, profile_model(cfg).counts.total, cfg.gpus["a100-40gb"])
+        name = validate(compose(list(row))).run_name
+        ratios[name] = time.hours_per_epoch / paper[name]
+    assert sorted(ratios) == sorted(paper)
+    assert all(0.5 < r < 2 for r in ratios.values()), ratios
