@@ -132,6 +132,20 @@ def eval_truncated(category: str) -> str:
     return f"{EVAL_TRUNCATED_ANSWERS}/{category}"
 
 
+# Every judge's scores of a run, side by side (the headline `eval/score/*` is one judge's).
+EVAL_JUDGES_PREFIX = "eval/judges/"
+
+
+def judge_slug(judge: str) -> str:
+    """A judge's id (`openai:gpt-3.5-turbo`) as a metric and artifact path segment."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", judge)
+
+
+def judge_metric(judge: str, metric: str) -> str:
+    """An `eval/...` metric as one judge's: `eval/judges/<judge slug>/score/others`."""
+    return f"{EVAL_JUDGES_PREFIX}{judge_slug(judge)}/{metric.removeprefix(EVAL_PREFIX)}"
+
+
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
 """Hash of the run's identity (`lorabench.identity`): equal hashes train the same model."""
@@ -159,6 +173,8 @@ TAG_EVAL_JUDGE = "eval_judge"
 TAG_EVAL_JUDGE_MODEL = "eval_judge_model"
 """The model name(s) the judge's server reported in its replies (e.g. a dated snapshot)."""
 TAG_EVAL_JUDGE_PROMPTS = "eval_judge_prompts"
+TAG_EVAL_JUDGES = "eval_judges"
+"""Every judge that scored the run (comma-separated ids); `eval_judge` is the headline one."""
 TAG_EVAL_SET = "eval_set"
 TAG_EVAL_ITEMS = "eval_items"
 TAG_EVAL_HASH = "eval_hash"
@@ -186,6 +202,23 @@ ARTIFACT_ADAPTER_DIR = "adapter"
 ARTIFACT_EVAL_DIR = "eval"
 ARTIFACT_GENERATIONS = "eval/generations.jsonl"
 ARTIFACT_JUDGEMENTS = "eval/judgements.jsonl"
+ARTIFACT_JUDGE_DIR = "eval/judges"
+JUDGEMENTS_FILE = "judgements.jsonl"
+"""In `eval/judges/<judge slug>/`: that judge's judgements, one row an item."""
+REPEATS_FILE = "repeats.jsonl"
+"""In `eval/judges/<judge slug>/`: the extra judgements of `judge.repeats` (field `repeat`)."""
+
+
+def judge_artifact_dir(judge: str) -> str:
+    """Where one judge's judgements of a run are kept: `eval/judges/<judge slug>`."""
+    return f"{ARTIFACT_JUDGE_DIR}/{judge_slug(judge)}"
+
+
+ARTIFACT_STATS_DIR = "statistics"
+"""On a sweep's parent: the replicate aggregates and paired comparisons of its runs."""
+ARTIFACT_REPLICATES = "statistics/replicates.csv"
+ARTIFACT_COMPARISONS = "statistics/comparisons.csv"
+ARTIFACT_STATS_REPORT = "statistics/statistics.md"
 ARTIFACT_LR_PICKS = "lr_search/picks.csv"
 """On a sweep's parent: `lorabench.analysis.learning_rates.best_learning_rates`'s table."""
 

@@ -8,7 +8,9 @@
 Arguments are key=value (like the project's Hydra overrides); `--help` lists them. The store is
 `tracking_uri=...`, else MLFLOW_TRACKING_URI, else `sqlite:///mlruns/mlflow.db`. The output
 directory receives `report.md` (tables and figures in one page), `table4.{md,csv}`,
-`appendix.{md,csv}`, `runs.csv` and `figures/*.{png,svg}`; with `parent_run` it is also logged
+`appendix.{md,csv}`, `runs.csv`, `figures/*.{png,svg}` and, from the runs' item scores,
+`statistics/` (replicates, paired comparisons, fitted curves, judge agreement, length;
+`pairs="A vs B; C vs D"` adds comparisons to the paper's); with `parent_run` it is also logged
 as artifacts (`analysis/`) of that run, the sweep's parent (`log_to=none` to skip).
 """
 
@@ -26,11 +28,13 @@ import pandas as pd
 
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
+from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import shared_learning_rate_warnings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import load_runs
+from lorabench.analysis.statistics import Statistics, write_statistics
 from lorabench.analysis.tables import PaperModel, parse_paper_model, write_tables
-from lorabench.config.schema import TrackingConfig
+from lorabench.config.schema import StatsConfig, TrackingConfig, check_stats
 from lorabench.errors import ConfigError, LorabenchError
 
 
@@ -63,6 +67,10 @@ class ReportOptions:
     """Include the paper's reference runs imported into the experiment as rows."""
     import_paper: bool = False
     """Import the paper's 8 rows into the experiment as reference runs (tag source=paper)."""
+    statistics: bool = True
+    """Add the statistics sections (reads every run's judgements from MLflow)."""
+    pairs: str | None = None
+    """Comparisons to add to the paper's: `run A vs run B; run C vs run D` (run or group names)."""
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -98,10 +106,12 @@ class ReportFiles:
     figures: FigureFiles
     warnings: list[str] = field(default_factory=list)
     """Comparisons of methods at one learning rate unusual for one of them."""
+    statistics: Statistics | None = None
 
     @property
     def files(self) -> list[Path]:
-        return [self.report, *self.tables.values(), *self.figures.files]
+        stats = self.statistics.files if self.statistics else []
+        return [self.report, *self.tables.values(), *self.figures.files, *stats]
 
 
 def write_report(
@@ -111,9 +121,12 @@ def write_report(
     title: str = "lorabench report",
     overlay_paper: bool = True,
     paper_model: PaperModel = None,
+    items: pd.DataFrame | None = None,
+    stats: StatsConfig | None = None,
 ) -> ReportFiles:
     """Write every table and figure of `runs` (runs.load_runs or paper_runs.paper_frame) into
-    `out_dir`, with `report.md` gathering them in one page."""
+    `out_dir`, with `report.md` gathering them in one page; with `items` (the runs' item
+    scores, `items.load_item_scores`) the statistics sections too."""
     out = Path(out_dir)
     tables = write_tables(runs, out, paper_model=paper_model)
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
@@ -142,9 +155,13 @@ def write_report(
             lines += [f"![{path.stem}](figures/{path.name})", ""]
     for name, reason in figures.skipped.items():
         lines += [f"- `{name}` not drawn: {reason}"]
+    statistics = None
+    if items is not None:
+        statistics = write_statistics(runs, items, out, stats or StatsConfig())
+        lines += ["", statistics.markdown]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return ReportFiles(out, report, tables, figures, warnings)
+    return ReportFiles(out, report, tables, figures, warnings, statistics)
 
 
 def run(options: ReportOptions) -> ReportFiles | None:
@@ -174,12 +191,21 @@ def run(options: ReportOptions) -> ReportFiles | None:
         title = f"lorabench report: experiment {options.experiment}"
         if options.parent_run:
             title += f", sweep {options.parent_run}"
+        stats = StatsConfig(
+            pairs=[p.strip() for p in (options.pairs or "").split(";") if p.strip()]
+        )
+        check_stats(stats)
+        ours = runs[runs["source"] != "paper"]
         files = write_report(
             runs,
             out,
             title=title,
             overlay_paper=options.overlay,
             paper_model=parse_paper_model(options.paper_model),
+            items=load_item_scores(options.tracking_uri, list(ours["run_id"]))
+            if options.statistics
+            else None,
+            stats=stats,
         )
     print(f"wrote {len(files.files)} files to {files.out_dir} (open {files.report})")
     for name, reason in files.figures.skipped.items():

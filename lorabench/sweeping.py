@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lorabench import contract
 from lorabench.config import validate
-from lorabench.config.schema import Config, TrackingConfig
+from lorabench.config.schema import Config, StatsConfig, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
 from lorabench.launching import (
@@ -132,6 +132,7 @@ def close_parent(
     run_id: str,
     failed: Sequence[str] = (),
     pick_learning_rate: bool = False,
+    stats: StatsConfig | None = None,
 ) -> None:
     """FINISHED when every grid point (and base row) finished, else FAILED naming the others;
     the finished points' learning rates are checked (and, with `pick_learning_rate`, picked)
@@ -146,6 +147,7 @@ def close_parent(
     finished = [r for r in points if r.info.status == "FINISHED"]
     if finished:
         record_learning_rates(client, run_id, finished, pick_learning_rate)
+        record_statistics(client, run_id, finished, stats or StatsConfig())
     runless = set(failed) - {r.info.run_name for r in children}
     unfinished = sorted(
         {r.info.run_name for r in children if r.info.status != "FINISHED"} | set(failed)
@@ -192,10 +194,41 @@ def record_learning_rates(
     client.log_text(parent_id, picks.to_csv(index=False), contract.ARTIFACT_LR_PICKS)
 
 
+def record_statistics(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], stats: StatsConfig
+) -> None:
+    """Log the statistics of the sweep's runs (replicates, comparisons, ...) to its parent as
+    artifacts `statistics/`; a failure to compute them is logged and the sweep still closes."""
+    import tempfile
+
+    from lorabench.analysis.items import load_item_scores
+    from lorabench.analysis.runs import run_frame
+    from lorabench.analysis.statistics import write_statistics
+
+    frame = run_frame(runs)
+    try:
+        items = load_item_scores(client.tracking_uri, list(frame["run_id"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            written = write_statistics(frame, items, tmp, stats)
+            client.log_artifacts(parent_id, str(Path(tmp) / contract.ARTIFACT_STATS_DIR),
+                                 contract.ARTIFACT_STATS_DIR)  # fmt: skip
+            figures = Path(tmp) / "figures"
+            if figures.is_dir():
+                client.log_artifacts(parent_id, str(figures), contract.ARTIFACT_STATS_DIR)
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
+        log.error("sweep statistics: %s", err)
+        return
+    print(written.markdown)
+
+
 def _tracking_of(config: DictConfig) -> TrackingConfig:
     return OmegaConf.to_object(
         OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
     )
+
+
+def _stats_of(config: DictConfig) -> StatsConfig:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StatsConfig), config.stats))
 
 
 class SweepCallback(Callback):
@@ -227,6 +260,7 @@ class SweepCallback(Callback):
                 path.read_text().strip(),
                 failed,
                 pick_learning_rate=config.sweep.pick_learning_rate,
+                stats=_stats_of(config),
             )
         print(summary(outcomes, plan=bool(config.sweep.plan)))
         if any(o.failed for o in outcomes):
@@ -505,7 +539,9 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[P
             outcomes.append(outcome)
     finally:
         failed = [o.run_name for o in outcomes if o.failed]
-        close_parent(client_for(cfg.tracking), parent, failed, cfg.sweep.pick_learning_rate)
+        close_parent(
+            client_for(cfg.tracking), parent, failed, cfg.sweep.pick_learning_rate, cfg.stats
+        )
     return outcomes
 
 

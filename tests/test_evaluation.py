@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.runs import load_runs
 from lorabench.config import compose, validate
 from lorabench.evaluation import evaluate
@@ -62,7 +63,7 @@ def test_training_run_is_evaluated_into_the_same_run(demo_config, store) -> None
     assert "train/loss" in metrics  # the training metrics are still there
     assert run.data.tags["eval_judge"] == "reference:f1" and run.data.tags["eval_items"] == "20"
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id, "eval")}
-    assert artifacts == {"eval/generations.jsonl", "eval/judgements.jsonl"}
+    assert artifacts == {"eval/generations.jsonl", "eval/judgements.jsonl", "eval/judges"}
     rows = [json.loads(line) for line in result.judgements_path.read_text().splitlines()]
     assert len(rows) == 20 and {r["category"] for r in rows} == set(CATEGORIES)
     assert all(r["status"] == "ok" and 0 <= r["score"] <= 1 for r in rows)
@@ -123,6 +124,48 @@ def test_openai_judge_pays_once_and_never_records_the_key(
             assert key.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()
     assert key not in out and key not in err
+
+
+def test_a_second_judge_is_kept_beside_the_first_with_its_repeats(
+    demo_config, adapter: Path, store, monkeypatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    first = evaluate(demo_config(*SMALL_EVAL, f"model_path={adapter}"))
+    with FakeOpenAIServer(api_key="sk-test") as server:
+        cfg = demo_config(
+            *SMALL_EVAL, f"model_path={adapter}", *openai_judge(server), "judge.repeats=3"
+        )
+        evaluate(cfg)
+        calls = server.chat_calls
+        evaluate(cfg)  # judged again: the repeats were recorded, nothing is bought twice
+        assert server.chat_calls == calls
+    assert calls == 3 * 20 + 1  # every repeat is its own call (+ preflight)
+
+    run = store.get_run(first.run_id)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert tags["eval_judge"] == "reference:f1"  # the first judge stays the headline
+    assert tags["eval_judges"] == "openai:gpt-3.5-turbo,reference:f1"
+    assert metrics["eval/average_score"] == first.metrics["eval/average_score"]
+    assert metrics["eval/judges/openai_gpt-3.5-turbo/average_score"] == pytest.approx(0.8)
+    assert metrics["eval/judges/reference_f1/average_score"] == metrics["eval/average_score"]
+    files = {
+        a.path
+        for judge in store.list_artifacts(run.info.run_id, "eval/judges")
+        for a in store.list_artifacts(run.info.run_id, judge.path)
+    }
+    assert files == {
+        "eval/judges/reference_f1/judgements.jsonl",
+        "eval/judges/openai_gpt-3.5-turbo/judgements.jsonl",
+        "eval/judges/openai_gpt-3.5-turbo/repeats.jsonl",
+    }
+    items = load_item_scores(store.tracking_uri, [run.info.run_id])
+    counts = items.groupby(["judge", "repeat"]).size().to_dict()
+    assert counts == {
+        ("openai:gpt-3.5-turbo", 0): 20,
+        ("openai:gpt-3.5-turbo", 1): 20,
+        ("openai:gpt-3.5-turbo", 2): 20,
+        ("reference:f1", 0): 20,
+    }
 
 
 def test_missing_key_stops_before_generating(tmp_path: Path, isolated, adapter, monkeypatch):

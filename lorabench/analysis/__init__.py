@@ -17,7 +17,9 @@ from lorabench.analysis.figures import (
     plot_model_size,
     write_figures,
 )
+from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import best_learning_rates, shared_learning_rate_warnings
+from lorabench.analysis.paired import compare_named, comparison_table
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import AnalysisError, load_runs, project_root
 from lorabench.analysis.tables import appendix_table, table4, write_tables
@@ -26,7 +28,10 @@ __all__ = [
     "AnalysisError",
     "appendix_table",
     "best_learning_rates",
+    "compare_named",
+    "comparison_table",
     "import_paper_runs",
+    "load_item_scores",
     "load_runs",
     "log_to_run",
     "paper_frame",

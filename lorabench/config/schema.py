@@ -402,6 +402,14 @@ class JudgeConfig:
     today's eval set (no gold answer, `rewrite` prompt). Ignored by `prompts=project`."""
     cache_path: str = "judge_cache.sqlite"
     """Relative paths are under `cache_dir`."""
+    headline: bool | None = None
+    """Whether this judge's scores become the run's headline `eval/score/*` (every judge's are
+    also kept under `eval/judges/<judge>/`). null: only when the run has no headline judge yet
+    or it is this judge, so judging a run again with another judge never replaces the first."""
+    repeats: int = 1
+    """Judgements per item: the extra `repeats - 1` calls bypass the reply cache (each is
+    recorded, in `eval/judges/<judge>/repeats.jsonl`) and measure the judge's own noise; at
+    temperature 0 that is only the server's nondeterminism."""
 
 
 @dataclass
@@ -456,6 +464,23 @@ class SweepConfig:
 
 
 @dataclass
+class StatsConfig:
+    """The statistics of the report and of a sweep's parent run (`lorabench.analysis`)."""
+
+    bootstrap_samples: int = 2000
+    """Bootstrap draws per interval and p-value: 2000 keeps a 95% percentile bound and a
+    p-value near 0.05 within about ±0.01 of their limits."""
+    level: float = 0.95
+    """Confidence level of every interval (the paper reports none; 95% is the convention)."""
+    alpha: float = 0.05
+    """Family-wise error rate of the Holm-corrected comparisons."""
+    seed: int = 0
+    """Seed of the bootstrap draws, so a report is reproducible."""
+    pairs: list[str] = field(default_factory=list)
+    """Comparisons to add to the paper's, as `run A vs run B` (run or replicate-group names)."""
+
+
+@dataclass
 class Config:
     """The root configuration that `conf/config.yaml` composes."""
 
@@ -468,6 +493,7 @@ class Config:
     eval: EvalConfig = MISSING
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     gpus: dict[str, GpuConfig] = field(default_factory=dict)
     """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""
     profile: str = "paper"
@@ -499,6 +525,7 @@ class Config:
         _check_training(self.training)
         _check_eval(self.eval)
         _check_judge(self.judge)
+        check_stats(self.stats)
         _check_sweep(self.sweep)
         self.gradient_accumulation_steps()  # divisibility check
         if (
@@ -770,6 +797,20 @@ def _check_judge(j: JudgeConfig) -> None:
     if not j.prompts:
         _fail("judge.prompts", j.prompts, "must be belle, project or a path to a prompt file")
     _one_of("judge.belle_translation", j.belle_translation, BELLE_TRANSLATIONS)
+    _positive("judge.repeats", j.repeats)
+
+
+def check_stats(s: StatsConfig) -> None:
+    """The `stats` section's values are usable (also for the report's own arguments)."""
+    if s.bootstrap_samples < 100:
+        _fail("stats.bootstrap_samples", s.bootstrap_samples, "must be >= 100")
+    if not 0 < s.level < 1:
+        _fail("stats.level", s.level, "must be in (0, 1)")
+    if not 0 < s.alpha < 1:
+        _fail("stats.alpha", s.alpha, "must be in (0, 1)")
+    for pair in s.pairs:
+        if len(pair.split(" vs ")) != 2:
+            _fail("stats.pairs", pair, "each pair must read `run A vs run B`")
 
 
 def _check_sweep(s: SweepConfig) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lorabench import contract
@@ -124,6 +124,42 @@ def _write_judgements(judgements: Sequence[Judgement], path: Path) -> None:
             f.write(json.dumps(judgement.to_dict(), ensure_ascii=False) + "\n")
 
 
+def _repeat_judgements(
+    judge: Judge, requests: Sequence[JudgeRequest], repeats: int
+) -> list[tuple[int, Judgement]]:
+    """The `repeats - 1` extra judgements of every request, each numbered from 1."""
+    extra = [replace(r, repeat=k) for k in range(1, repeats) for r in requests]
+    if not extra:
+        return []
+    return list(zip((r.repeat for r in extra), judge.judge_all(extra), strict=True))
+
+
+def _write_repeats(repeats: Sequence[tuple[int, Judgement]], path: Path, judge: Judge) -> None:
+    """Repeat judgements with their number and the judge's temperature (0 or unset: the
+    repeats measure only the server's nondeterminism)."""
+    if not repeats:
+        return
+    temperature = judge.params().get("temperature")
+    with path.open("w", encoding="utf-8") as f:
+        for k, judgement in repeats:
+            row = {**judgement.to_dict(), "repeat": k, "temperature": temperature}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _is_headline(setting: bool | None, run: Run, judge_name: str) -> bool:
+    """`judge.headline`, or when null: the run has no headline judge yet, or it is this one."""
+    if setting is not None:
+        return setting
+    current = run.client.get_run(run.run_id).data.tags.get(contract.TAG_EVAL_JUDGE)
+    return current in (None, judge_name)
+
+
+def _judges_of(run: Run) -> set[str]:
+    tags = run.client.get_run(run.run_id).data.tags
+    listed = tags.get(contract.TAG_EVAL_JUDGES) or tags.get(contract.TAG_EVAL_JUDGE) or ""
+    return {j for j in listed.split(",") if j}
+
+
 def _prompts_label(judge: Judge) -> str:
     params = judge.params()
     parts = [str(params[k]) for k in ("prompts", "prompt_layout") if params.get(k)]
@@ -146,6 +182,50 @@ def _base_size(target: Target) -> dict[str, float]:
         return {}
     model = build_model(target.spec.base, None, meta=True)
     return {contract.MODEL_TOTAL_PARAMS: sum(p.numel() for p in model.parameters())}
+
+
+def _log_judged(
+    run: Run,
+    cfg: Config,
+    target: Target,
+    judge: Judge,
+    n_items: int,
+    metrics: dict[str, float],
+    judgements_path: Path,
+    repeats: Sequence[tuple[int, Judgement]],
+) -> None:
+    """Log one judge's metrics and artifacts: always under its own names
+    (`eval/judges/<judge>/`), and as the run's headline when it is (`judge.headline`)."""
+    generations = target.eval_dir / contract.GENERATIONS_FILE
+    headline = _is_headline(cfg.judge.headline, run, judge.name)
+    per_judge = {contract.judge_metric(judge.name, k): v for k, v in metrics.items()}
+    run.log_metrics({**per_judge, **(metrics if headline else {})})
+    judges = _judges_of(run) | {judge.name}
+    tags: dict[str, object] = {
+        **target.run_tags,
+        contract.TAG_EVAL_JUDGES: ",".join(sorted(judges)),
+    }
+    if headline:
+        tags |= {
+            contract.TAG_EVAL_JUDGE: judge.name,
+            contract.TAG_EVAL_SET: cfg.eval.name,
+            contract.TAG_EVAL_ITEMS: n_items,
+            contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
+            contract.TAG_EVAL_JUDGE_MODEL: ", ".join(judge.served_models),
+            contract.TAG_EVAL_JUDGE_PROMPTS: _prompts_label(judge),
+        }
+    run.set_tags(tags)
+    run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)
+    judge_dir = contract.judge_artifact_dir(judge.name)
+    run.client.log_artifact(run.run_id, str(judgements_path), judge_dir)
+    if repeats:
+        run.client.log_artifact(
+            run.run_id, str(judgements_path.with_name(contract.REPEATS_FILE)), judge_dir
+        )
+    if headline:
+        run.client.log_artifact(run.run_id, str(judgements_path), contract.ARTIFACT_EVAL_DIR)
+    else:
+        log.info("%s: scores kept under %s (not the headline)", judge.name, judge_dir)
 
 
 def estimate(cfg: Config) -> tuple[int, int, int]:
@@ -185,10 +265,12 @@ def evaluate(cfg: Config) -> EvalResult:
         judge.preflight()
     with _tracking_context(cfg, target) as run:
         answers = generate_missing(cfg, target, items, generations, kept)
-        judgements = judge.judge_all(
-            [JudgeRequest(i, a.text) for i, a in zip(items, answers, strict=True)]
-        )
+        requests = [JudgeRequest(i, a.text) for i, a in zip(items, answers, strict=True)]
+        judgements = judge.judge_all(requests)
+        repeats = _repeat_judgements(judge, requests, cfg.judge.repeats)
         _write_judgements(judgements, judgements_path)
+        repeats_path = judgements_path.with_name(contract.REPEATS_FILE)
+        _write_repeats(repeats, repeats_path, judge)
         agg = aggregate(((j.category, j.score) for j in judgements), seed=cfg.eval.seed)
         truncated = [item.category for item, a in zip(items, answers, strict=True) if a.truncated]
         metrics = {
@@ -196,20 +278,7 @@ def evaluate(cfg: Config) -> EvalResult:
             **judge.stats.as_metrics(),
             **_base_size(target),
         }
-        run.log_metrics(metrics)
-        run.set_tags(
-            {
-                **target.run_tags,
-                contract.TAG_EVAL_JUDGE: judge.name,
-                contract.TAG_EVAL_SET: cfg.eval.name,
-                contract.TAG_EVAL_ITEMS: len(items),
-                contract.TAG_EVAL_HASH: evaluation_hash(cfg, target),
-                contract.TAG_EVAL_JUDGE_MODEL: ", ".join(judge.served_models),
-                contract.TAG_EVAL_JUDGE_PROMPTS: _prompts_label(judge),
-            }
-        )
-        run.client.log_artifact(run.run_id, str(generations), contract.ARTIFACT_EVAL_DIR)
-        run.client.log_artifact(run.run_id, str(judgements_path), contract.ARTIFACT_EVAL_DIR)
+        _log_judged(run, cfg, target, judge, len(items), metrics, judgements_path, repeats)
         if agg.missing_categories:
             log.warning(
                 "no judged item in %s: the average score is undefined",

@@ -42,6 +42,9 @@ class JudgeRequest:
 
     item: EvalItem
     answer: str
+    repeat: int = 0
+    """0: the judgement; k > 0: the k-th extra one (`judge.repeats`), which an API judge asks
+    for anew rather than from its reply cache (a repeat of a cached reply measures nothing)."""
 
 
 @dataclass(frozen=True)

@@ -210,11 +210,16 @@ class OpenAIJudge(Judge):
         """The exact user message sent for `request`."""
         return self.prompts.build(request.item, request.answer)
 
-    def key_for(self, prompt: str) -> str:
-        """The cache key of a prompt under this judge's model and settings."""
-        return cache_key(
-            self.model, prompt, temperature=self.temperature, max_tokens=self.max_tokens
-        )
+    def key_for(self, prompt: str, repeat: int = 0) -> str:
+        """The cache key of a prompt under this judge's model and settings (and, for a repeat,
+        its number: a repeat is its own call, kept apart from the first reply)."""
+        settings: dict[str, object] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if repeat:
+            settings["repeat"] = repeat
+        return cache_key(self.model, prompt, **settings)
 
     def _plan(
         self, requests: Sequence[JudgeRequest]
@@ -224,7 +229,7 @@ class OpenAIJudge(Judge):
         prompts: dict[str, str] = {}
         for request in requests:
             prompt = self.prompt_for(request)
-            key = self.key_for(prompt)
+            key = self.key_for(prompt, request.repeat)
             keys.append(key)
             prompts.setdefault(key, prompt)
         cached = self.cache.get_many(list(prompts))

@@ -1,0 +1,249 @@
+"""Paired comparisons: two runs (or replicate groups) scored on the same items by the same
+judge, compared item by item.
+
+The difference is of macro averages (A − B), with a paired-bootstrap interval and p-value
+(`bootstrap`: shared item draws, replicates resampled independently), overall and per category.
+A table's p-values are Holm-corrected (statsmodels), the overall ones as one family and the
+per-category ones as another. Pairs that cannot be compared (other items, another judge) are
+listed with the reason, never given a number.
+
+    from lorabench.analysis.paired import compare_named, comparison_table
+    items = load_item_scores(tracking_uri, runs["run_id"])     # `items`: every judge's scores
+    result = compare_named(runs, items, "tiny+lora(2m)", "tiny+ft(2m)")   # e.g. in a notebook
+    table = comparison_table(items, replicate_groups(runs), StatsConfig(pairs=["A vs B"]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from lorabench.analysis.bootstrap import (
+    category_draws,
+    category_means,
+    item_draws,
+    percentile_interval,
+    replicate_draws,
+    shifted_p_value,
+)
+from lorabench.analysis.items import Mismatch, score_matrices
+from lorabench.analysis.replicates import Group
+from lorabench.config.schema import StatsConfig
+from lorabench.evaluation.eval_set import CATEGORIES
+
+LORA, FT = "lora", "ft"
+"""The method labels the paper compares (variants such as `lora-r64` are other methods)."""
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """A − B, overall (macro average) and per category."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    items: int
+    category_diff: np.ndarray
+    category_p: np.ndarray
+
+
+def paired_draws(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], samples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observed per-category differences and their (samples × categories) paired draws."""
+    items = item_draws(a, samples, rng)
+    draws_a = category_draws(a, items, replicate_draws(len(a[CATEGORIES[0]]), samples, rng))
+    draws_b = category_draws(b, items, replicate_draws(len(b[CATEGORIES[0]]), samples, rng))
+    return category_means(a) - category_means(b), draws_a - draws_b
+
+
+def paired_test(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], stats: StatsConfig, rng: np.random.Generator
+) -> PairResult:
+    """The paired comparison of two score sets (`items.score_matrices` of the same items)."""
+    observed, draws = paired_draws(a, b, stats.bootstrap_samples, rng)
+    diff, macro = observed.mean(), draws.mean(axis=1)
+    low, high = percentile_interval(macro, stats.level)
+    return PairResult(
+        diff=float(diff),
+        ci_low=float(low),
+        ci_high=float(high),
+        p=float(shifted_p_value(macro, diff)),
+        items=sum(m.shape[1] for m in a.values()),
+        category_diff=observed,
+        category_p=shifted_p_value(draws, observed),
+    )
+
+
+def compare(
+    items: pd.DataFrame,
+    a: Group,
+    b: Group,
+    stats: StatsConfig,
+    rng: np.random.Generator | None = None,
+) -> PairResult:
+    """Compare two groups item by item under their judge; Mismatch when they were scored by
+    different judges or on different items."""
+    if a.judge != b.judge or a.eval_set != b.eval_set:
+        raise Mismatch(
+            f"scored differently ({a.judge} on {a.eval_set} vs {b.judge} on {b.eval_set})"
+        )
+    matrices = score_matrices(items, (*a.run_ids, *b.run_ids), a.judge)
+    split = a.replicates
+    rng = rng or np.random.default_rng(stats.seed)
+    return paired_test(
+        {c: m[:split] for c, m in matrices.items()},
+        {c: m[split:] for c, m in matrices.items()},
+        stats,
+        rng,
+    )
+
+
+def compare_named(
+    runs: pd.DataFrame, items: pd.DataFrame, a: str, b: str, stats: StatsConfig | None = None
+) -> PairResult:
+    """Compare two runs or replicate groups of `runs` (the tidy table) by name; Mismatch says
+    why when they cannot be compared."""
+    from lorabench.analysis.replicates import replicate_groups
+
+    groups = replicate_groups(runs)
+    found = {name: _find(groups, name) for name in (a, b)}
+    missing = [name for name, group in found.items() if group is None]
+    if missing:
+        raise Mismatch(f"no evaluated run or replicate group named {', '.join(missing)}")
+    return compare(items, found[a], found[b], stats or StatsConfig())
+
+
+def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
+    """The paper's comparisons among `groups`: LoRA vs FT per base model and data size, the
+    larger base model vs the smaller one per recipe, each chained (e.g. math) run vs its base."""
+    pairs: list[tuple[str, Group, Group]] = []
+    by_name = {(g.name, g.judge, g.eval_set): g for g in groups}
+    single = [g for g in groups if g.base_run is None]
+    for a in single:
+        for b in single:
+            same_data = (a.data, a.judge, a.eval_set) == (b.data, b.judge, b.eval_set)
+            if same_data and a.base_model == b.base_model and (a.method, b.method) == (LORA, FT):
+                pairs.append(("LoRA vs FT", a, b))
+            if (
+                same_data
+                and a.method == b.method
+                and a.base_model != b.base_model
+                and _size(a) > _size(b)
+            ):
+                pairs.append(("larger vs smaller base", a, b))
+    for g in groups:
+        base = by_name.get((g.base_run, g.judge, g.eval_set)) if g.base_run else None
+        if base is not None:
+            pairs.append(("increment vs its base", g, base))
+    return pairs
+
+
+def _size(group: Group) -> float:
+    from lorabench.analysis.runs import model_size
+
+    return model_size(group.base_model) or 0.0
+
+
+@dataclass
+class ComparisonTable:
+    """The comparisons made and those that could not be made (with why)."""
+
+    table: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+
+def named_pairs(groups: Sequence[Group], pairs: Sequence[str]) -> tuple[list, list[str]]:
+    """`stats.pairs` (`A vs B`, run or group names) as groups; unknown names are reported."""
+    found, skipped = [], []
+    for pair in pairs:
+        left, right = (s.strip() for s in pair.split(" vs "))
+        a, b = _find(groups, left), _find(groups, right)
+        if a is None or b is None:
+            missing = [n for n, g in ((left, a), (right, b)) if g is None]
+            skipped.append(f"{pair}: no evaluated run or group named {', '.join(missing)}")
+        else:
+            found.append(("named", a, b))
+    return found, skipped
+
+
+def _find(groups: Sequence[Group], name: str) -> Group | None:
+    for g in groups:
+        if g.name == name:
+            return g
+    for g in groups:  # one replicate of a group, compared on its own
+        if name in g.run_names:
+            i = g.run_names.index(name)
+            return Group(name, g.judge, g.eval_set, (g.run_ids[i],), (name,), g.base_model,
+                         g.method, g.data, g.base_run, g.num_samples)  # fmt: skip
+    return None
+
+
+def comparison_table(
+    items: pd.DataFrame, groups: Sequence[Group], stats: StatsConfig
+) -> ComparisonTable:
+    """The paper's comparisons plus `stats.pairs`, Holm-corrected (see the module doc)."""
+    named, skipped = named_pairs(groups, stats.pairs)
+    rng = np.random.default_rng(stats.seed)
+    rows, per_category = [], []
+    for kind, a, b in [*paper_pairs(groups), *named]:
+        try:
+            result = compare(items, a, b, stats, rng)
+        except Mismatch as err:
+            skipped.append(f"{a.name} vs {b.name}: {err}")
+            continue
+        rows.append(_row(kind, a, b, result))
+        per_category.append(result.category_p)
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    if rows:
+        table["p_holm"] = multipletests(table["p"], alpha=stats.alpha, method="holm")[1]
+        table["significant"] = table["p_holm"] < stats.alpha
+        flat = np.concatenate(per_category)
+        adjusted = multipletests(flat, alpha=stats.alpha, method="holm")[1]
+        for i, category in enumerate(CATEGORIES):
+            table[f"p_holm_{category}"] = adjusted[i :: len(CATEGORIES)]
+    return ComparisonTable(table, skipped)
+
+
+def _row(kind: str, a: Group, b: Group, r: PairResult) -> dict:
+    return {
+        "comparison": kind,
+        "a": a.name,
+        "b": b.name,
+        "judge": a.judge,
+        "eval_set": a.eval_set,
+        "replicates_a": a.replicates,
+        "replicates_b": b.replicates,
+        "items": r.items,
+        "diff": r.diff,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "p": r.p,
+        **{f"diff_{c}": float(d) for c, d in zip(CATEGORIES, r.category_diff, strict=True)},
+        **{f"p_{c}": float(p) for c, p in zip(CATEGORIES, r.category_p, strict=True)},
+    }
+
+
+COMPARISON_COLUMNS = (
+    "comparison",
+    "a",
+    "b",
+    "judge",
+    "eval_set",
+    "replicates_a",
+    "replicates_b",
+    "items",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p",
+    *(f"diff_{c}" for c in CATEGORIES),
+    *(f"p_{c}" for c in CATEGORIES),
+)
+"""`diff` = macro average of A − B; `p` the paired-bootstrap p-value of no difference; the
+table adds `p_holm` / `significant` and per category `p_holm_<category>`."""
