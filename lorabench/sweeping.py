@@ -9,8 +9,13 @@ order, a chained row after the row that trains its base run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shlex
+import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +34,7 @@ from lorabench.config.schema import Config, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
 from lorabench.identity import config_hash
 from lorabench.launching import DistEnv, launch_command, needs_launcher, training_process
+from lorabench.locking import DirectoryBusy, directory_lock, owner_alive
 from lorabench.methods import method_for
 from lorabench.tracking import client_for, experiment_id
 
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
 """In the Hydra sweep directory: the parent run that the sweep's grid points nest under."""
+PARENT_CANDIDATES = 20
+"""Unfinished parents of one sweep command looked at for one to continue (newest first)."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,61 @@ class PointPlan:
 
 
 def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
-    """Create the sweep's parent run (tagged `sweep=true` and with its overrides)."""
+    """The sweep's parent run (tagged `sweep=true`, its overrides, and its command as the
+    description): the unfinished parent of the same overrides that a process now gone left
+    (a killed sweep, rerun, continues it), else a new one. A live sweep's parent is not taken.
+    """
     client = client_for(tracking)
     joined = " ".join(overrides)
+    owner = {contract.TAG_SWEEP_HOST: socket.gethostname(), contract.TAG_SWEEP_PID: os.getpid()}
+    experiment = experiment_id(client, tracking)
+    if (left := _abandoned_parent(client, experiment, joined)) is not None:
+        log.warning(
+            "continuing sweep parent run %s (left %s by pid %s on %s, which is gone)",
+            left.info.run_id,
+            left.info.status,
+            left.data.tags.get(contract.TAG_SWEEP_PID),
+            left.data.tags.get(contract.TAG_SWEEP_HOST),
+        )
+        if contract.TAG_SWEEP_UNFINISHED in left.data.tags:
+            client.delete_tag(left.info.run_id, contract.TAG_SWEEP_UNFINISHED)
+        client.update_run(left.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        for key, value in owner.items():
+            client.set_tag(left.info.run_id, key, value)
+        return left.info.run_id
     return client.create_run(
-        experiment_id(client, tracking),
+        experiment,
         run_name=f"sweep {joined}".strip()[:250],
-        tags={contract.TAG_SWEEP: "true", contract.TAG_SWEEP_OVERRIDES: joined},
+        tags={
+            contract.TAG_SWEEP: "true",
+            contract.TAG_SWEEP_OVERRIDES: joined,
+            contract.TAG_NOTE: shlex.join([Path(sys.executable).name, *sys.argv]),
+            **owner,
+        },
     ).info.run_id
+
+
+def _abandoned_parent(client: MlflowClient, experiment: str, overrides: str) -> Run | None:
+    escaped = overrides.replace("'", "\\'")
+    candidates = client.search_runs(
+        [experiment],
+        filter_string=(
+            f"tags.{contract.TAG_SWEEP} = 'true' and "
+            f"tags.{contract.TAG_SWEEP_OVERRIDES} = '{escaped}' and "
+            "attributes.status != 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=PARENT_CANDIDATES,
+    )
+    for run in candidates:
+        tags = run.data.tags
+        if tags.get(contract.TAG_SWEEP_OVERRIDES) != overrides:
+            continue
+        pid = tags.get(contract.TAG_SWEEP_PID, "")
+        alive = pid.isdigit() and owner_alive(tags.get(contract.TAG_SWEEP_HOST, ""), int(pid))
+        if run.info.status != "RUNNING" or not alive:
+            return run
+    return None
 
 
 def close_parent(client: MlflowClient, run_id: str, pick_learning_rate: bool = False) -> None:
@@ -201,35 +256,49 @@ def plan(cfg: Config) -> PointPlan:
 
 
 def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
-    """Train and evaluate one grid point; returns `skipped`, `finished` or `failed`.
+    """Train and evaluate one grid point; returns `skipped`, `finished`, `busy` or `failed`.
 
     A failure is recorded in MLflow and logged, not raised, so the sweep goes on; Ctrl-C (or
-    SIGTERM) stops the sweep, leaving the point KILLED and resumable.
+    SIGTERM) stops the sweep, leaving the point KILLED and resumable. A point another live
+    process works on (its output directory's lock) is left to it: `busy`.
     """
-    from lorabench.evaluation import evaluate
-    from lorabench.training import train
-
     if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
         log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
         return "skipped"
     try:
-        if needs_launcher(cfg, DistEnv.from_environ()):
-            # Every rank gets the same overrides (parent run, output directory); rank 0 opens
-            # the point's run and records its id in the output directory.
-            parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
-            command = launch_command(cfg, train_script, [*overrides, parent])
-            if code := subprocess.call(command):
-                raise LorabenchError(f"training exited with code {code}")
-            run_id = (Path(cfg.training.output_dir) / contract.RUN_ID_FILE).read_text().strip()
-        else:
-            with training_process(cfg):
-                run_id = train(cfg).run_id
-        if cfg.sweep.evaluate:
-            evaluate(_updated(cfg, run=run_id))
+        _train_and_evaluate(cfg, overrides, train_script)
+    except DirectoryBusy as err:
+        log.warning("%s: %s; skipping", cfg.run_name, err)
+        return "busy"
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
         return "failed"
     return "finished"
+
+
+def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str) -> None:
+    """Train (held: the output directory's lock, by this process or the launched rank 0), then
+    evaluate (held by this process)."""
+    from lorabench.evaluation import evaluate
+    from lorabench.training import train
+
+    output_dir = Path(cfg.training.output_dir)
+    with contextlib.ExitStack() as held:
+        if needs_launcher(cfg, DistEnv.from_environ()):
+            # Every rank gets the same overrides (parent run, output directory); rank 0 opens
+            # the point's run, records its id in the output directory and holds its lock.
+            parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
+            command = launch_command(cfg, train_script, [*overrides, parent])
+            if code := subprocess.call(command):
+                raise LorabenchError(f"training exited with code {code}")
+            run_id = (output_dir / contract.RUN_ID_FILE).read_text().strip()
+        else:
+            held.enter_context(directory_lock(output_dir))
+            with training_process(cfg):
+                run_id = train(cfg).run_id
+        if cfg.sweep.evaluate:
+            held.enter_context(directory_lock(output_dir))  # a no-op when held already
+            evaluate(_updated(cfg, run=run_id))
 
 
 def _updated(cfg: Config, **changes: Any) -> Config:
