@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
 """In the Hydra sweep directory: the parent run that the sweep's grid points nest under."""
-PARENT_CANDIDATES = 20
-"""Unfinished parents of one sweep command looked at for one to continue (newest first)."""
+PARENT_CANDIDATES = 1000
+"""Unfinished sweep parents looked at for one of the same command to continue (newest first;
+MLflow's largest page)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,10 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
     """
     client = client_for(tracking)
     joined = " ".join(overrides)
-    owner = {contract.TAG_SWEEP_HOST: socket.gethostname(), contract.TAG_SWEEP_PID: os.getpid()}
+    owner = {
+        contract.TAG_SWEEP_HOST: socket.gethostname(),
+        contract.TAG_SWEEP_PID: str(os.getpid()),
+    }
     experiment = experiment_id(client, tracking)
     if (left := _abandoned_parent(client, experiment, joined)) is not None:
         log.warning(
@@ -94,14 +98,10 @@ def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
 
 
 def _abandoned_parent(client: MlflowClient, experiment: str, overrides: str) -> Run | None:
-    escaped = overrides.replace("'", "\\'")
+    # Overrides are compared here, not in the filter: they hold quotes the filter cannot escape.
     candidates = client.search_runs(
         [experiment],
-        filter_string=(
-            f"tags.{contract.TAG_SWEEP} = 'true' and "
-            f"tags.{contract.TAG_SWEEP_OVERRIDES} = '{escaped}' and "
-            "attributes.status != 'FINISHED'"
-        ),
+        filter_string=f"tags.{contract.TAG_SWEEP} = 'true' and attributes.status != 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=PARENT_CANDIDATES,
     )
