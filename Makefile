@@ -58,6 +58,7 @@ test-fast: lint  ## lint + the fast tests only
 	$(PY) -m pytest -m "not slow"
 
 mlflow-ui: $(STAMP)  ## browse the local store
+	@echo "Runs: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000
 

@@ -188,6 +188,14 @@ TAG_SWEEP_LR_WARNINGS = "lr_warnings"
 TAG_SWEEP_LR_PICKS = "lr_picks"
 """On a sweep's parent (`sweep.pick_learning_rate`): per method, the learning rate of the lowest
 development loss."""
+TAG_SWEEP_HOST = "sweep_host"
+TAG_SWEEP_PID = "sweep_pid"
+"""On a sweep's parent: the host and process id of the sweep that holds it (a rerun of a sweep
+whose process is gone continues its parent; a live sweep's parent is never taken)."""
+TAG_IMPORTED_FROM_URI = "imported_from_uri"
+TAG_IMPORTED_FROM_RUN = "imported_from_run"
+"""On a run recorded from a finished output directory into another store: the store and run
+the training was first logged in (its step metrics stayed there)."""
 TAG_SOURCE = "source"
 TAG_PAPER_RUN = "paper_run"
 # MLflow's own tags.
@@ -195,6 +203,15 @@ TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 TAG_NOTE = "mlflow.note.content"
 """A run's description in the MLflow UI."""
 TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""An experiment tag: which page the MLflow 3 UI opens an experiment on."""
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+"""`TAG_EXPERIMENT_KIND` of a model-training experiment: the UI opens on its runs (without it,
+MLflow 3 opens on the GenAI traces overview)."""
+
+# ---- datasets (`mlflow.log_input`) ------------------------------------------------------------
+DATASET_CONTEXT_TRAINING = "training"
+"""The context of a run's training data in its `log_input` record."""
 
 # ---- artifacts --------------------------------------------------------------------------------
 ARTIFACT_RESOLVED_CONFIG = "config/resolved.yaml"
@@ -228,6 +245,12 @@ COMPLETE_MARKER = "training_complete.json"
 """Written when training has finished and the model is saved."""
 IDENTITY_FILE = "identity.json"
 """The identity (flattened training config) the directory was trained with."""
+LOCK_FILE = "run.lock"
+"""Held (an OS file lock) by the process training in the directory; names its host and pid. A
+lock file whose lock is free was left by a process that died: its run is resumed."""
+GPU_HOURS_FILE = "gpu_hours.json"
+"""The run's GPU hours so far, rewritten at every logged step (a killed session's time since
+its last metrics flush is counted by the next session)."""
 
 # ---- files in an evaluation's directory -------------------------------------------------------
 GENERATIONS_FILE = "generations.jsonl"

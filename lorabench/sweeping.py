@@ -17,10 +17,14 @@ happened, its final training loss, its score with the 95% interval, and its time
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
+import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +55,7 @@ from lorabench.launching import (
     set_cpu_threads,
     training_process,
 )
+from lorabench.locking import DirectoryBusy, directory_lock, owner_alive
 from lorabench.planning import PointEstimate, estimate_point
 from lorabench.preflight import preflight
 from lorabench.tracking import client_for, experiment_id
@@ -65,6 +70,9 @@ by the process that launched the jobs (they may have run in other processes or o
 
 FAILED = "failed"
 """The outcome of a grid point that could not run (or, planned, could not be planned)."""
+PARENT_CANDIDATES = 1000
+"""Unfinished sweep parents looked at for one of the same command to continue (newest first;
+MLflow's largest page)."""
 
 
 @dataclass(frozen=True)
@@ -117,14 +125,60 @@ class PointOutcome:
 
 
 def open_parent(tracking: TrackingConfig, overrides: Sequence[str]) -> str:
-    """Create the sweep's parent run (tagged `sweep=true` and with its overrides)."""
+    """The sweep's parent run (tagged `sweep=true`, its overrides, and its command as the
+    description): the unfinished parent of the same overrides that a process now gone left
+    (a killed sweep, rerun, continues it), else a new one. A live sweep's parent is not taken.
+    """
     client = client_for(tracking)
     joined = " ".join(overrides)
+    owner = {
+        contract.TAG_SWEEP_HOST: socket.gethostname(),
+        contract.TAG_SWEEP_PID: str(os.getpid()),
+    }
+    experiment = experiment_id(client, tracking)
+    if (left := _abandoned_parent(client, experiment, joined)) is not None:
+        log.warning(
+            "continuing sweep parent run %s (left %s by pid %s on %s, which is gone)",
+            left.info.run_id,
+            left.info.status,
+            left.data.tags.get(contract.TAG_SWEEP_PID),
+            left.data.tags.get(contract.TAG_SWEEP_HOST),
+        )
+        if contract.TAG_SWEEP_UNFINISHED in left.data.tags:
+            client.delete_tag(left.info.run_id, contract.TAG_SWEEP_UNFINISHED)
+        client.update_run(left.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        for key, value in owner.items():
+            client.set_tag(left.info.run_id, key, value)
+        return left.info.run_id
     return client.create_run(
-        experiment_id(client, tracking),
+        experiment,
         run_name=f"sweep {joined}".strip()[:250],
-        tags={contract.TAG_SWEEP: "true", contract.TAG_SWEEP_OVERRIDES: joined},
+        tags={
+            contract.TAG_SWEEP: "true",
+            contract.TAG_SWEEP_OVERRIDES: joined,
+            contract.TAG_NOTE: shlex.join([Path(sys.executable).name, *sys.argv]),
+            **owner,
+        },
     ).info.run_id
+
+
+def _abandoned_parent(client: MlflowClient, experiment: str, overrides: str) -> Run | None:
+    # Overrides are compared here, not in the filter: they hold quotes the filter cannot escape.
+    candidates = client.search_runs(
+        [experiment],
+        filter_string=f"tags.{contract.TAG_SWEEP} = 'true' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=PARENT_CANDIDATES,
+    )
+    for run in candidates:
+        tags = run.data.tags
+        if tags.get(contract.TAG_SWEEP_OVERRIDES) != overrides:
+            continue
+        pid = tags.get(contract.TAG_SWEEP_PID, "")
+        alive = pid.isdigit() and owner_alive(tags.get(contract.TAG_SWEEP_HOST, ""), int(pid))
+        if run.info.status != "RUNNING" or not alive:
+            return run
+    return None
 
 
 def close_parent(
@@ -383,38 +437,23 @@ def _outcome(cfg: Config, name: str, status: str, run_id: str | None, start: flo
 
 def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
     """Train and evaluate one grid point; its outcome is `skipped`, `finished` (`trained`
-    without evaluation) or `failed`.
+    without evaluation), `busy` or `failed`.
 
     A failure is recorded in MLflow and logged, not raised, so the sweep goes on; a point that
     cannot start here fails its preflight before any rank starts. Ctrl-C (or SIGTERM) stops the
-    sweep, leaving the point KILLED and resumable.
+    sweep, leaving the point KILLED and resumable. A point another live process works on (its
+    output directory's lock) is left to it: `busy`.
     """
-    from lorabench.evaluation import evaluate
-    from lorabench.training import train
-
     start = time.perf_counter()
     if not cfg.sweep.force and (done := finished_run(cfg)) is not None:
         log.info("%s: finished and evaluated in run %s; skipping", cfg.run_name, done)
         return _outcome(cfg, cfg.run_name, "skipped", done, start)
-    run_id = None
     try:
         preflight(cfg)
-        if needs_launcher(cfg, DistEnv.from_environ()):
-            from lorabench.pretrain import resolved_model
-
-            resolved_model(cfg)  # the ranks load the pretrained base; it is made here, once
-            # Every rank gets the same overrides (parent run, output directory); rank 0 opens
-            # the point's run and records its id in the output directory.
-            parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
-            command = launch_command(cfg, train_script, [*overrides, parent])
-            if code := subprocess.call(command):
-                raise LorabenchError(f"training exited with code {code}")
-            run_id = (Path(cfg.training.output_dir) / contract.RUN_ID_FILE).read_text().strip()
-        else:
-            with training_process(cfg):
-                run_id = train(cfg).run_id
-        if cfg.sweep.evaluate:
-            evaluate(_updated(cfg, run=run_id))
+        run_id = _train_and_evaluate(cfg, overrides, train_script)
+    except DirectoryBusy as err:
+        log.warning("%s: %s; skipping", cfg.run_name, err)
+        return _outcome(cfg, cfg.run_name, "busy", None, start)
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
         return _outcome(cfg, cfg.run_name, FAILED, None, start)
@@ -467,6 +506,35 @@ def run_base_row(cfg: Config) -> PointOutcome:
         log.error("%s failed: %s", name, err, exc_info=not isinstance(err, LorabenchError))
         return _outcome(cfg, name, FAILED, None, start)
     return _outcome(cfg, name, "evaluated", result.run_id, start)
+
+
+def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
+    """Train (held: the output directory's lock, by this process or the launched rank 0), then
+    evaluate (held by this process); returns the point's run id."""
+    from lorabench.evaluation import evaluate
+    from lorabench.training import train
+
+    output_dir = Path(cfg.training.output_dir)
+    with contextlib.ExitStack() as held:
+        if needs_launcher(cfg, DistEnv.from_environ()):
+            from lorabench.pretrain import resolved_model
+
+            resolved_model(cfg)  # the ranks load the pretrained base; it is made here, once
+            # Every rank gets the same overrides (parent run, output directory); rank 0 opens
+            # the point's run, records its id in the output directory and holds its lock.
+            parent = f"tracking.parent_run_id={cfg.tracking.parent_run_id}"
+            command = launch_command(cfg, train_script, [*overrides, parent])
+            if code := subprocess.call(command):
+                raise LorabenchError(f"training exited with code {code}")
+            run_id = (output_dir / contract.RUN_ID_FILE).read_text().strip()
+        else:
+            held.enter_context(directory_lock(output_dir))
+            with training_process(cfg):
+                run_id = train(cfg).run_id
+        if cfg.sweep.evaluate:
+            held.enter_context(directory_lock(output_dir))  # a no-op when held already
+            evaluate(_updated(cfg, run=run_id))
+    return run_id
 
 
 def _updated(cfg: Config, **changes: Any) -> Config:

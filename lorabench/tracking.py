@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import traceback
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep", "gpus")
 # Such calls are retried after these pauses; the locked call's transaction was rolled back, so a
 # retry neither loses nor repeats a write.
 LOCKED_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+SERVER_CHECK_TIMEOUT_S = 10.0
+"""How long a tracking server may take to answer its health check before the store counts as
+unreachable (a loaded server answers in milliseconds)."""
 _retrying = threading.local()
 
 
@@ -85,24 +89,56 @@ def _create_sqlite_store(uri: str) -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
+@functools.cache
+def _check_server(uri: str) -> None:
+    """Fail at once, naming the URI, when an MLflow server does not answer (the client would
+    otherwise retry each call for minutes, after the model was loaded)."""
+    health = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=SERVER_CHECK_TIMEOUT_S) as reply:
+            reply.read()
+    except OSError as err:  # URLError, HTTPError, timeouts, refused connections
+        raise ConfigError(
+            f"tracking.tracking_uri={uri}: the MLflow server does not answer ({health}: {err}); "
+            "start it, or point tracking.tracking_uri (or MLFLOW_TRACKING_URI) at a store that "
+            "can be reached"
+        ) from err
+
+
 def client_for(tracking: TrackingConfig) -> MlflowClient:
-    """An MLflow client on the configured store (creating a local sqlite store on first use)."""
+    """An MLflow client on the configured store (creating a local sqlite store on first use;
+    checking once per process that a server answers)."""
     uri = tracking.tracking_uri
     if uri.startswith("sqlite:///"):
         _create_sqlite_store(uri)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
     return LockRetryingClient(tracking_uri=uri)
 
 
+EXPERIMENT_KIND = contract.EXPERIMENT_KIND_TRAINING
+"""lorabench's experiments train models: the MLflow UI opens them on their runs."""
+
+
 def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
-    """The experiment's id, created on first use (artifacts under `artifact_location` locally)."""
+    """The experiment's id, created on first use (artifacts under `artifact_location` locally),
+    marked as a model-training experiment."""
     existing = client.get_experiment_by_name(tracking.experiment_name)
     if existing is not None:
+        if existing.tags.get(contract.TAG_EXPERIMENT_KIND) is None:  # made before the tag
+            client.set_experiment_tag(
+                existing.experiment_id, contract.TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
+            )
         return existing.experiment_id
     artifact_location = None
     if not tracking.tracking_uri.startswith(("http://", "https://", "databricks")):
         artifact_location = Path(tracking.artifact_location).resolve().as_uri()
     try:
-        return client.create_experiment(tracking.experiment_name, artifact_location)
+        return client.create_experiment(
+            tracking.experiment_name,
+            artifact_location,
+            tags={contract.TAG_EXPERIMENT_KIND: EXPERIMENT_KIND},
+        )
     except MlflowException:
         # Another process created it between our lookup and create.
         return client.get_experiment_by_name(tracking.experiment_name).experiment_id
@@ -164,6 +200,10 @@ class Run:
     def log_artifacts(self, local_dir: str | Path, artifact_path: str) -> None:
         self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
+    def latest_metrics(self) -> dict[str, float]:
+        """Every metric's latest value."""
+        return dict(self.client.get_run(self.run_id).data.metrics)
+
     def metric_history(self, key: str) -> list[float]:
         """Logged values of a metric, oldest first."""
         history = self.client.get_metric_history(self.run_id, key)
@@ -223,14 +263,32 @@ def reopened_run(client: MlflowClient, run_id: str) -> Iterator[Run]:
     try:
         yield Run(client, run_id)
     except KeyboardInterrupt:
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        _close_after_failure(client, run_id, RunStatus.KILLED)
         raise
     except BaseException as err:
         message = "".join(traceback.format_exception_only(type(err), err)).strip()
-        client.set_tag(run_id, contract.TAG_ERROR, message[:MAX_TAG_VAL_LENGTH])
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        _close_after_failure(client, run_id, RunStatus.FAILED, message)
         raise
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _close_after_failure(
+    client: MlflowClient, run_id: str, status: int, message: str | None = None
+) -> None:
+    """Record how a run ended; a store that cannot be reached is said, and the failure that
+    ended the run is what the caller raises (the run stays RUNNING, resumed on the next start)."""
+    try:
+        if message is not None:
+            client.set_tag(run_id, contract.TAG_ERROR, message[:MAX_TAG_VAL_LENGTH])
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    except MlflowException as err:
+        log.error(
+            "could not mark run %s %s in %s: %s",
+            run_id,
+            RunStatus.to_string(status),
+            client.tracking_uri,
+            err,
+        )
 
 
 def find_run(client: MlflowClient, tracking: TrackingConfig, ref: str, key: str = "run") -> Run:

@@ -106,7 +106,7 @@ def spec_of_run(tracking: TrackingConfig, ref: str, key: str = "run") -> Trained
     info = client.get_run(run.run_id)
     tags = info.data.tags
     label = f"{key}={ref!r} ({info.info.run_name}, {run.run_id})"
-    if info.info.status != "FINISHED" or contract.TAG_MODEL_PATH not in tags:
+    if not _training_finished(info.info.status, tags):
         raise ConfigError(
             f"{label} has not finished training (status {info.info.status}); "
             "train it first, e.g. with the same sweep or train.py command"
@@ -125,6 +125,15 @@ def spec_of_run(tracking: TrackingConfig, ref: str, key: str = "run") -> Trained
     if spec.method.needs_base:
         _check_base_present(spec, label)
     return TrainedRun(run.run_id, info.info.run_name, spec)
+
+
+def _training_finished(status: str, tags: dict[str, str]) -> bool:
+    """FINISHED with a model; or left open by an evaluation that was stopped (the run is
+    reopened to log scores) while its output directory records finished training."""
+    if contract.TAG_MODEL_PATH not in tags:
+        return False
+    done = Path(tags[contract.TAG_MODEL_PATH]).parent / contract.COMPLETE_MARKER
+    return status == "FINISHED" or done.is_file()
 
 
 def _check_base_present(spec: ModelSpec, label: str) -> None:

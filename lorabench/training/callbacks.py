@@ -3,18 +3,38 @@ one progress bar a stage."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import statistics
 import time
 from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 from lorabench import contract
+from lorabench.errors import LorabenchError
 from lorabench.tracking import Run
 
 log = logging.getLogger(__name__)
+
+
+class TrackingLost(LorabenchError):
+    """The store did not take buffered step metrics, after the client's retries."""
+
+
+def recorded_gpu_hours(path: Path) -> float:
+    """The running GPU-hour total a session wrote to `path` (0 when there is none)."""
+    if not path.is_file():
+        return 0.0
+    try:
+        return float(json.loads(path.read_text())["gpu_hours"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0  # cut short while written (it is replaced atomically, so only by hand)
 
 
 class ContractMetricsCallback(TrainerCallback):
@@ -22,16 +42,39 @@ class ContractMetricsCallback(TrainerCallback):
 
     Step metrics are buffered and written in batches: one synchronous MLflow write per step
     cost a third of a tiny model's step time. The buffer is flushed every `flush_every` logged
-    steps, at each checkpoint (so a resumed run's history matches its checkpoint), and when
-    training ends or fails.
+    steps, at each checkpoint, and when training ends or fails.
+
+    A session killed after its last checkpoint may have flushed steps past it; the resumed
+    session recomputes those steps from the checkpoint (same data order, same seed) and does not
+    log them again (`already_logged`: each metric's last logged step), so every metric's
+    history is one entry per step, without a gap. The killed session's values stand for those
+    steps: discarding them would need MLflow to delete history entries, which it cannot.
+
+    `train/gpu_hours` is a running total over every session of the run (`previous_gpu_hours`
+    from earlier ones): written to `gpu_hours_file` at every logged step, so a session ended by
+    SIGKILL still counts up to its last step, and logged with every flush.
 
     Checkpoint writing is timed on its own (from the step end that decides to save to the save
     event), so hours per epoch measure optimisation alone: FT checkpoints weigh gigabytes, LoRA
     ones megabytes, and counting them would skew the methods' cost comparison.
     """
 
-    def __init__(self, run: Run | None, flush_every: int = 50, final_window: int = 10) -> None:
+    def __init__(
+        self,
+        run: Run | None,
+        *,
+        world_size: int = 1,
+        previous_gpu_hours: float = 0.0,
+        gpu_hours_file: Path | None = None,
+        already_logged: Mapping[str, int] | None = None,
+        flush_every: int = 50,
+        final_window: int = 10,
+    ) -> None:
         self.run = run
+        self.world_size = world_size
+        self.previous_gpu_hours = previous_gpu_hours
+        self.gpu_hours_file = gpu_hours_file
+        self.already_logged = dict(already_logged or {})
         self.flush_every = flush_every
         self.session: dict[str, float] = {}
         # The last logged losses: their mean is the session's final loss (one step's is noisy).
@@ -41,19 +84,55 @@ class ContractMetricsCallback(TrainerCallback):
         self._pending: list[tuple[str, float, int]] = []
         self._pending_steps = 0
         self._save_started: float | None = None
+        self._start = time.perf_counter()
+        self._step = 0
 
-    def flush(self) -> None:
-        """Write the buffered step metrics."""
-        if self.run is not None and self._pending:
-            self.run.log_metric_steps(self._pending)
+    def gpu_hours(self) -> float:
+        """GPU hours of the run so far: earlier sessions plus this one's wall clock × processes."""
+        seconds = time.perf_counter() - self._start
+        return self.previous_gpu_hours + self.world_size * seconds / 3600
+
+    def flush(self, with_gpu_hours: bool = True) -> None:
+        """Write the buffered step metrics (and the running GPU hours, at the current step).
+
+        Entries of steps a metric already has are dropped (see the class docstring). A store
+        that stays away past the client's retries ends training with `TrackingLost`; the
+        buffer is kept, and the killed steps are resumed from the last checkpoint.
+        """
+        if self.run is None:
+            return
+        entries = list(self._pending)
+        if with_gpu_hours:
+            entries.append((contract.TRAIN_GPU_HOURS, self.gpu_hours(), self._step))
+        new = [e for e in entries if e[2] > self.already_logged.get(e[0], -1)]
+        if new:
+            try:
+                self.run.log_metric_steps(new)
+            except MlflowException as err:
+                steps = f"{new[0][2]}-{new[-1][2]}"
+                raise TrackingLost(
+                    f"the MLflow store {self.run.client.tracking_uri} did not take the step "
+                    f"metrics of steps {steps} (after retrying): {err}"
+                ) from err
+            for key, _, step in new:
+                self.already_logged[key] = max(step, self.already_logged.get(key, -1))
         self._pending, self._pending_steps = [], 0
+
+    def _write_gpu_hours(self) -> None:
+        if self.gpu_hours_file is None:
+            return
+        staged = self.gpu_hours_file.with_name(f".{self.gpu_hours_file.name}.tmp")
+        staged.write_text(json.dumps({"gpu_hours": self.gpu_hours(), "step": self._step}))
+        os.replace(staged, self.gpu_hours_file)  # atomic: a kill never leaves half a file
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
         self._tokens0 = state.num_input_tokens_seen
         self._epoch0 = state.epoch or 0.0
+        self._step = state.global_step
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._step = state.global_step
         if control.should_save:  # set by the Trainer's flow callback, which runs first
             self._save_started = time.perf_counter()
 
@@ -62,6 +141,8 @@ class ContractMetricsCallback(TrainerCallback):
             self._losses.append(float(logs["loss"]))
         if self.run is None or not logs:
             return
+        self._step = state.global_step
+        self._write_gpu_hours()
         metrics = [
             (contract.STEP_METRICS[k], v, state.global_step)
             for k, v in logs.items()
@@ -78,18 +159,26 @@ class ContractMetricsCallback(TrainerCallback):
             self.checkpoint_seconds += time.perf_counter() - self._save_started
             self.checkpoints += 1
             self._save_started = None
-        self.flush()
+        self._step = state.global_step
+        # The last step's GPU hours are the session summary's (one entry per step).
+        self.flush(with_gpu_hours=state.global_step < state.max_steps)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.flush()  # inside the timed span: its cost counts against throughput
+        self._step = state.global_step
+        # Inside the timed span: its cost counts against throughput. GPU hours are logged with
+        # the session's summary, at this step.
+        self.flush(with_gpu_hours=False)
         self.session = {
             "seconds": time.perf_counter() - self._start,
             "checkpoint_seconds": self.checkpoint_seconds,
             "tokens": float(state.num_input_tokens_seen - self._tokens0),
             "epochs": (state.epoch or 0.0) - self._epoch0,
+            "gpu_hours": self.gpu_hours(),
         }
         if self._losses:
             self.session["final_loss"] = statistics.fmean(self._losses)
+
+        self._write_gpu_hours()
 
 
 class StageProgress(TrainerCallback):

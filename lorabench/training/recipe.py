@@ -29,6 +29,7 @@ from lorabench.config.schema import Config
 from lorabench.data import configured_nonpad_share, make_collator, prepare_train_data, split_dev
 from lorabench.identity import check_output_dir, config_hash, identity, record_identity
 from lorabench.launching import DistEnv
+from lorabench.locking import directory_lock
 from lorabench.methods import method_for
 from lorabench.modeling import (
     DTYPES,
@@ -37,10 +38,23 @@ from lorabench.modeling import (
     build_tokenizer,
     count_parameters,
 )
-from lorabench.tracking import Run, git_commit, tracked_run, training_params
+from lorabench.tracking import Run, client_for, git_commit, tracked_run, training_params
 from lorabench.trained import effective_base
 from lorabench.training.arguments import peak_memory_gb, training_arguments
-from lorabench.training.callbacks import ContractMetricsCallback, use_stage_progress
+from lorabench.training.callbacks import (
+    ContractMetricsCallback,
+    TrackingLost,
+    recorded_gpu_hours,
+    use_stage_progress,
+)
+from lorabench.training.completion import (
+    close_finished,
+    read_record,
+    recorded_runs,
+    run_in_store,
+    write_record,
+)
+from lorabench.training.inputs import training_input
 from lorabench.training.trainer import LengthListTrainer
 
 log = logging.getLogger(__name__)
@@ -73,12 +87,16 @@ def dry_run(cfg: Config) -> ParameterCounts:
     return count_parameters(meta_model(cfg), method_for(cfg.method))
 
 
-def completed_result(output_dir: Path) -> TrainResult | None:
-    """The result recorded by a finished training in `output_dir`, if there is one."""
+def completed_result(output_dir: Path, config_hash: str | None = None) -> TrainResult | None:
+    """The result recorded by a finished training in `output_dir`, if there is one (checked to
+    be of `config_hash` when given)."""
     marker = output_dir / contract.COMPLETE_MARKER
     if not marker.is_file():
         return None
-    record = json.loads(marker.read_text())
+    if config_hash is None:
+        record = json.loads(marker.read_text())
+    else:
+        record = read_record(output_dir, config_hash)
     return TrainResult(
         run_id=record["run_id"],
         output_dir=output_dir,
@@ -110,7 +128,7 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
 
 
 def _summary_metrics(
-    session: dict[str, float], counts: ParameterCounts, cfg: Config, previous_gpu_hours: float
+    session: dict[str, float], counts: ParameterCounts, cfg: Config
 ) -> dict[str, float]:
     metrics = {
         contract.MODEL_ADDITIONAL_PARAMS: counts.additional,
@@ -128,7 +146,7 @@ def _summary_metrics(
                 contract.TRAIN_TOKENS_PER_SECOND: session["tokens"] / session["seconds"],
                 contract.TRAIN_HOURS_PER_EPOCH: training_hours / session["epochs"],
                 contract.TRAIN_CHECKPOINT_HOURS: session["checkpoint_seconds"] / 3600,
-                contract.TRAIN_GPU_HOURS: previous_gpu_hours + hours * cfg.hardware.world_size,
+                contract.TRAIN_GPU_HOURS: session["gpu_hours"],
             }
         )
     return metrics
@@ -145,12 +163,60 @@ class TrainingRecipe:
         self.output_dir = Path(cfg.training.output_dir)
         self.identity = identity(cfg)
 
+    def claim(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the output directory for this process (rank 0; `locking.DirectoryBusy` when a
+        live process holds it; a lock left by a dead one is taken over, with a message)."""
+        if not self.env.is_main:
+            return contextlib.nullcontext()
+        return directory_lock(self.output_dir)
+
     def finished(self) -> TrainResult | None:
         """The recorded result when this config has already finished training here."""
         if not self.requested.training.resume:
             return None
         check_output_dir(self.output_dir, self.identity)
-        return completed_result(self.output_dir)
+        return completed_result(self.output_dir, config_hash(self.requested))
+
+    def adopt(self, done: TrainResult) -> TrainResult:
+        """The finished result, with its run in the store now in use (rank 0).
+
+        A store that lacks the run gets it: a new run with the config's params and tags, the
+        recorded metrics, the model path (and adapter artifact) and `imported_from_*` tags
+        naming where it was trained. A run a killed process left open is closed FINISHED.
+        """
+        cfg = self.requested
+        if not (self.env.is_main and cfg.tracking.enabled):
+            return done
+        record = read_record(self.output_dir, config_hash(cfg))
+        client = client_for(cfg.tracking)
+        if (run_id := run_in_store(client, cfg.tracking.experiment_name, record)) is not None:
+            log.info("%s finished training (run %s); nothing to do", self.output_dir, run_id)
+            close_finished(client, run_id)
+            return replace(done, run_id=run_id)
+        source = ", ".join(f"run {i} of {u}" for u, i in recorded_runs(record).items())
+        log.warning(
+            "%s finished training (%s), which %s lacks; recording the finished result there "
+            "without training again (training.resume=false retrains it)",
+            self.output_dir,
+            source or "untracked",
+            cfg.tracking.tracking_uri,
+        )
+        with self.open_run() as run:
+            step = int(record.get("global_step", 0))
+            run.log_metrics(record.get("run_metrics") or record["metrics"], step=step)
+            first_uri, first_id = next(iter(recorded_runs(record).items()), ("", ""))
+            run.set_tags(
+                {
+                    contract.TAG_MODEL_PATH: str(done.model_path.resolve()),
+                    contract.TAG_IMPORTED_FROM_URI: first_uri,
+                    contract.TAG_IMPORTED_FROM_RUN: first_id,
+                }
+            )
+            if self.method.logs_result_artifact:
+                run.log_artifacts(done.model_path, contract.ARTIFACT_ADAPTER_DIR)
+        record["runs"] = {**recorded_runs(record), cfg.tracking.tracking_uri: run.run_id}
+        write_record(self.output_dir, record)
+        return replace(done, run_id=run.run_id)
 
     @contextlib.contextmanager
     def open_run(self) -> Iterator[Run | None]:
@@ -218,6 +284,9 @@ class TrainingRecipe:
                     contract.DATA_DEV_ROWS: dev_rows,
                 }
             )
+            run.client.log_inputs(
+                run.run_id, [training_input(cfg.data, train_set, prepared.report, dev_rows)]
+            )
         precision = DTYPES[cfg.precision]
         dtype = self.method.load_dtype(precision, cfg.hardware.deepspeed is not None)
         quantization = self.method.quantization_config(precision)
@@ -241,7 +310,7 @@ class TrainingRecipe:
             self.method.record_initial(model, self.output_dir / self.method.saved_dir)
         self.counts = count_parameters(model, self.method)
         log.info("parameters: %s", self.counts)
-        self.callback = ContractMetricsCallback(run)
+        self.callback = self._callback(run)
         self.trainer = LengthListTrainer(
             model=model,
             args=args,
@@ -253,10 +322,30 @@ class TrainingRecipe:
             optimizers=(self.method.optimizer(model, args), None),
         )
         use_stage_progress(self.trainer, f"{cfg.run_name} training", cfg.training.progress_bar)
-        self.previous_gpu_hours = 0.0
+
+    def _callback(self, run: Run | None) -> ContractMetricsCallback:
+        """The metrics callback, continuing the run's earlier sessions when resuming: their GPU
+        hours (the store's and those this directory's last session wrote since) and the steps
+        they already logged."""
+        cfg = self.cfg
+        gpu_file = self.output_dir / contract.GPU_HOURS_FILE
+        if not cfg.training.resume:
+            gpu_file.unlink(missing_ok=True)
+        previous, logged = 0.0, {}
         if run is not None:
-            history = run.metric_history(contract.TRAIN_GPU_HOURS)
-            self.previous_gpu_hours = max(history, default=0.0)
+            for key in (*contract.STEP_METRICS.values(), contract.TRAIN_GPU_HOURS):
+                history = run.client.get_metric_history(run.run_id, key)
+                if history:
+                    logged[key] = max(m.step for m in history)
+            previous = max(run.metric_history(contract.TRAIN_GPU_HOURS), default=0.0)
+            previous = max(previous, recorded_gpu_hours(gpu_file))
+        return ContractMetricsCallback(
+            run,
+            world_size=cfg.hardware.world_size,
+            previous_gpu_hours=previous,
+            gpu_hours_file=gpu_file if run is not None else None,
+            already_logged=logged,
+        )
 
     def fit(self) -> None:
         """Train, from the last checkpoint when resuming; logged steps survive a failure."""
@@ -265,16 +354,18 @@ class TrainingRecipe:
             checkpoint = last_complete_checkpoint(self.output_dir)
         try:
             self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        finally:
-            self.callback.flush()
+        except BaseException:
+            try:
+                self.callback.flush()  # logged steps survive the failure
+            except TrackingLost as lost:
+                log.error("%s", lost)  # the store is gone: the failure itself is raised
+            raise
 
     def finish(self, run: Run | None) -> TrainResult:
         """Save the model (every rank: ZeRO-3 gathers), log the summary, record completion."""
         model_path = self.output_dir / self.method.saved_dir
         self.method.save(self.trainer, model_path)
-        metrics = _summary_metrics(
-            self.callback.session, self.counts, self.cfg, self.previous_gpu_hours
-        )
+        metrics = _summary_metrics(self.callback.session, self.counts, self.cfg)
         if self.dev_set is not None:  # every rank: evaluation is distributed
             metrics[contract.DEV_LOSS] = self.trainer.evaluate()["eval_loss"]
         result = TrainResult(
@@ -291,15 +382,20 @@ class TrainingRecipe:
             if self.method.logs_result_artifact:
                 run.log_artifacts(model_path, contract.ARTIFACT_ADAPTER_DIR)
         if self.env.is_main:
+            uri = self.cfg.tracking.tracking_uri
             record = {
                 "run_id": result.run_id,
                 "config_hash": config_hash(self.requested),
-                "tracking_uri": self.cfg.tracking.tracking_uri,
+                "tracking_uri": uri,
+                "runs": {} if run is None else {uri: run.run_id},
                 "model_path": str(model_path),
                 "counts": asdict(self.counts),
                 "metrics": metrics,
+                "global_step": self.trainer.state.global_step,
+                # Every metric's last value (data, training, summary): what another store gets.
+                "run_metrics": {} if run is None else run.latest_metrics(),
             }
-            (self.output_dir / contract.COMPLETE_MARKER).write_text(json.dumps(record, indent=2))
+            write_record(self.output_dir, record)
         return result
 
 
@@ -311,10 +407,10 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
     run; a directory of another config is refused, naming the keys that differ.
     """
     recipe = TrainingRecipe(cfg, env)
-    if (done := recipe.finished()) is not None:
-        log.info("%s already finished training; nothing to do", recipe.output_dir)
-        return done
-    with recipe.open_run() as run:
-        recipe.build(run)
-        recipe.fit()
-        return recipe.finish(run)
+    with recipe.claim():
+        if (done := recipe.finished()) is not None:
+            return recipe.adopt(done)
+        with recipe.open_run() as run:
+            recipe.build(run)
+            recipe.fit()
+            return recipe.finish(run)
