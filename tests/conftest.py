@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lorabench.config import Config, compose, validate
+from lorabench.config.schema import TrackingConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
@@ -70,6 +71,16 @@ def store_file(tmp_path: Path, empty_store_template: Path) -> Path:
     path = tmp_path / "mlflow.db"
     shutil.copyfile(empty_store_template, path)
     return path
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, store_file: Path) -> TrackingConfig:
+    """A tracking config on a fresh store of the test's own (experiment `unit`)."""
+    return TrackingConfig(
+        tracking_uri=f"sqlite:///{store_file}",
+        artifact_location=str(tmp_path / "artifacts"),
+        experiment_name="unit",
+    )
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from lorabench.config import Config, ConfigError, compose, validate
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.targets import resolve_target
 from lorabench.modeling import build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 from lorabench.prompts import encode_prompt
 from lorabench.training import TrainResult, train
 
@@ -82,7 +83,8 @@ def evaluated_model(cfg: Config) -> torch.nn.Module:
 
 
 def raw_base(cfg: Config) -> torch.nn.Module:
-    return build_model(cfg.model, build_tokenizer(cfg.model, cfg.cache_dir), seed=42)
+    model_cfg = resolved_model(cfg)  # the pretrained tiny base training started from
+    return build_model(model_cfg, build_tokenizer(model_cfg, cfg.cache_dir), seed=42)
 
 
 def test_a_chained_lora_run_is_evaluated_on_the_ft_runs_weights(chain: Chain) -> None:

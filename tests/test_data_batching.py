@@ -87,7 +87,8 @@ def test_padding_is_never_trained() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    cfg = validate(compose(["profile=demo"]))
+    # Plumbing only: the tiny architecture at random initialisation, no pretrained base needed.
+    cfg = validate(compose(["profile=demo", "model.pretrain=null"]))
     return build_model(cfg.model, tiny_tokenizer(), seed=0).eval()
 
 

@@ -21,6 +21,7 @@ from peft import PeftModel
 from lorabench.config import compose, validate
 from lorabench.methods import method_for
 from lorabench.modeling import build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
 # Demo global batch 16 = micro batch 2 × 2 processes × gradient accumulation 4.
@@ -56,6 +57,10 @@ def test_torchrun_zero2_lora_logs_one_run_and_a_loadable_adapter(
     tmp_path: Path, isolated: list[str], store
 ) -> None:
     overrides = [*ZERO2_LORA, *isolated]
+    cfg = validate(compose(overrides))
+    # Ranks started by torchrun itself load the pretrained base and never make it: make it
+    # first, as `python -m lorabench.pretrain` does for a user (the session shares it).
+    model_cfg = resolved_model(cfg)
     # 30 s warm; up to ~100 s when DeepSpeed's comm op is compiled first.
     proc = _torchrun(2, overrides, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -79,8 +84,7 @@ def test_torchrun_zero2_lora_logs_one_run_and_a_loadable_adapter(
 
     # The adapter saved under ZeRO-2 loads onto a fresh tiny base and holds trained weights:
     # lora_B starts at zero, so an all-zero lora_B means the gathered weights were lost.
-    cfg = validate(compose(overrides))
-    base = build_model(cfg.model, build_tokenizer(cfg.model, cfg.cache_dir))
+    base = build_model(model_cfg, build_tokenizer(model_cfg, cfg.cache_dir))
     model = PeftModel.from_pretrained(base, tmp_path / "out" / "adapter")
     lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
     targets = method_for(cfg.method).target_modules(base)  # the paper's preset, resolved

@@ -15,6 +15,7 @@ from lorabench.analysis.runs import load_runs
 from lorabench.config import compose, validate
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.eval_set import CATEGORIES
+from lorabench.methods import ADAPTER_CONFIG_FILE
 from lorabench.training import train
 from tests.conftest import REPO_ROOT, run_cli, runs_of
 from tests.fake_openai_server import FakeOpenAIServer
@@ -95,7 +96,8 @@ def test_judging_again_reuses_the_generations(demo_config, adapter: Path, tmp_pa
     shutil.copytree(adapter, model)
     first = evaluate(demo_config(*SMALL_EVAL, f"model_path={model}"))
     shutil.rmtree(model.parent / "model")
-    model.mkdir()  # still a directory, but nothing to load: generating again would fail
+    model.mkdir()  # still an adapter's directory, but no weights: generating again would fail
+    shutil.copy(adapter / ADAPTER_CONFIG_FILE, model)
     second = evaluate(demo_config(*SMALL_EVAL, f"model_path={model}", "judge.model=rouge_l"))
     assert second.generations_path == first.generations_path
     assert second.run_id == first.run_id

@@ -8,14 +8,16 @@ import torch
 from lorabench.config.schema import DecodingConfig
 from lorabench.evaluation.generation import generate_answers
 from lorabench.modeling import build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 
 
 def forced(demo_config, token_id: int):
     """The tiny model with a head that always prefers `token_id` (a real model, a known
     output)."""
     cfg = demo_config()
-    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-    model = build_model(cfg.model, tokenizer, seed=0)
+    model_cfg = resolved_model(cfg)
+    tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
+    model = build_model(model_cfg, tokenizer, seed=0)
     head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
     with torch.no_grad():
         head.weight.zero_()

@@ -163,7 +163,7 @@ def test_sweep_killed_between_points(tmp_path: Path, isolated, store) -> None:
     proc = _start("sweep.py", args, tmp_path, log)
     _kill_when(one_point_done, proc, log, 400)
     done = _rerun("sweep.py", args, tmp_path)
-    outcomes = re.findall(r"^tiny\+(\w+)\(math_0\.25m\)\[steps=2\]: (\w+)$", done.stdout, re.M)
+    outcomes = re.findall(r"^tiny\+(\w+)\(math_0\.25m\)\[steps=2\]: (\w+)\b", done.stdout, re.M)
     assert sorted(o for _, o in outcomes) == ["finished", "skipped"], done.stdout[-3000:]
     assert "continuing sweep parent run" in done.stdout + done.stderr
 

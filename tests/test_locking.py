@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from lorabench import contract
-from lorabench.config.schema import TrackingConfig
 from lorabench.locking import DirectoryBusy, directory_lock
 from lorabench.sweeping import open_parent
 from tests.conftest import REPO_ROOT
@@ -56,15 +55,6 @@ def test_a_live_holder_keeps_the_directory_and_a_killed_one_loses_it(tmp_path, c
 def test_nested_claims_in_one_process_are_one_claim(tmp_path) -> None:
     with directory_lock(tmp_path / "out"), directory_lock(tmp_path / "out"):
         pass
-
-
-@pytest.fixture
-def tracking(tmp_path: Path, store_file: Path) -> TrackingConfig:
-    return TrackingConfig(
-        tracking_uri=f"sqlite:///{store_file}",
-        artifact_location=str(tmp_path / "artifacts"),
-        experiment_name="unit",
-    )
 
 
 def test_a_rerun_sweep_continues_the_parent_a_dead_sweep_left(tracking, store) -> None:

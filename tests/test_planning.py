@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from lorabench.config import compose, validate
-from lorabench.data import configured_nonpad_share, prepare_train_data
+from lorabench.data import configured_nonpad_share, demo_size, prepare_train_data
 from lorabench.modeling import build_tokenizer
 from lorabench.planning import (
     GIB,
@@ -155,7 +155,7 @@ def test_tokens_are_measured_once_the_data_is_prepared(demo_config) -> None:
     cfg = demo_config("data=0.6m", "data.batching=packed")
     assumed = count_tokens(cfg)
     assert assumed.source == "sweep.mean_tokens_per_sample"
-    assert (assumed.samples, assumed.nonpad_share) == (cfg.data.num_samples, 1.0)
+    assert (assumed.samples, assumed.nonpad_share) == (demo_size(cfg.data), 1.0)
 
     prepared = prepare_train_data(
         cfg.data, build_tokenizer(cfg.model, cfg.cache_dir), cfg.method.max_length, cfg.cache_dir

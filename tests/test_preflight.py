@@ -91,7 +91,7 @@ def test_a_failed_point_does_not_stop_the_others(
         timeout=900,
     )
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "2 grid points: 1 failed, 1 finished" in result.stdout
+    assert "2 grid points: 1 failed, 1 trained" in result.stdout
     runs = runs_of(store)
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
     (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -19,6 +19,7 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.backends import served_name
 from lorabench.evaluation.targets import generation_key, resolve_target
 from lorabench.modeling import build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 from lorabench.training import train
 from tests.completions_server import CompletionsServer
 from tests.conftest import REPO_ROOT
@@ -34,8 +35,9 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's tiny model and tokenizer saved as a model directory (what a server loads)."""
     root = tmp_path_factory.mktemp("base")
     cfg = validate(compose(["profile=demo", f"cache_dir={root}/cache"]))
-    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-    model = build_model(cfg.model, tokenizer, seed=0)
+    model_cfg = resolved_model(cfg)  # the pretrained tiny base
+    tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
+    model = build_model(model_cfg, tokenizer, seed=0)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     return root / "model"

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from lorabench.config.schema import TrackingConfig
 from lorabench.contract import RUN_ID_FILE
 from lorabench.tracking import tracked_run
-
-
-@pytest.fixture
-def tracking(tmp_path: Path, store_file: Path) -> TrackingConfig:
-    return TrackingConfig(
-        tracking_uri=f"sqlite:///{store_file}",
-        artifact_location=str(tmp_path / "artifacts"),
-        experiment_name="unit",
-    )
 
 
 def test_finished_run_keeps_params_metrics_and_artifacts(tracking, store, tmp_path) -> None:

@@ -22,6 +22,7 @@ from lorabench import contract
 from lorabench.config import Config
 from lorabench.data import build_train_dataset, make_collator
 from lorabench.modeling import build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 from tests.data_helpers import tiny_tokenizer
@@ -40,8 +41,9 @@ def fixed_batch_loss(model: torch.nn.Module, cfg: Config) -> float:
 
 
 def base_model(cfg: Config) -> torch.nn.Module:
-    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-    return build_model(cfg.model, tokenizer, seed=cfg.training.seed)
+    model_cfg = resolved_model(cfg)  # the pretrained tiny base training starts from
+    tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
+    return build_model(model_cfg, tokenizer, seed=cfg.training.seed)
 
 
 @pytest.mark.parametrize("method", ["lora", "ft"])

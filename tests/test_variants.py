@@ -17,6 +17,7 @@ from lorabench.config import ConfigError, compose, validate
 from lorabench.config.schema import LoraConfig
 from lorabench.methods import LoRA, method_for
 from lorabench.modeling import build_model, count_parameters
+from lorabench.pretrain import resolved_model
 from lorabench.training import dry_run, train, training_arguments
 from tests.conftest import run_cli, runs_of
 from tests.test_dry_run import parse_counts
@@ -213,7 +214,7 @@ def test_pissa_dry_run_runs_no_svd(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same method on real weights does decompose them (so the patch above would catch it).
     tiny = validate(compose(["profile=demo", "method=pissa", "method.lora.init=pissa"]))
     with pytest.raises(AssertionError, match="an SVD ran"):
-        method_for(tiny.method).wrap(build_model(tiny.model, None))
+        method_for(tiny.method).wrap(build_model(resolved_model(tiny), None))
 
 
 # ---- variants that do not apply ---------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_variant_settings_that_cannot_work_are_refused(overrides, message: str) 
 def test_loraplus_trains_b_at_its_ratio_of_the_learning_rate(demo_config) -> None:
     cfg = demo_config("method=loraplus")
     method = method_for(cfg.method)
-    model = method.wrap(build_model(cfg.model, None))
+    model = method.wrap(build_model(resolved_model(cfg), None))
     optimizer = method.optimizer(model, training_arguments(cfg))
     names = {id(p): n for n, p in model.named_parameters()}
     rates = {}
@@ -306,7 +307,7 @@ def test_qlora_counts_4bit_weights_as_the_weights_they_stand_for(demo_config) ->
     cfg = demo_config("method=qlora")
     method = method_for(cfg.method)
     quantised = build_model(
-        cfg.model,
+        resolved_model(cfg),
         None,
         quantization=method.quantization_config(torch.float32),
         device_map={"": "cpu"},

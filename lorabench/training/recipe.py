@@ -232,6 +232,8 @@ class TrainingRecipe:
         }
         if cfg.tracking.parent_run_id is not None:
             tags[contract.TAG_PARENT_RUN_ID] = cfg.tracking.parent_run_id
+        if self.env.is_main:
+            client_for(cfg.tracking)  # an unreachable store stops here, before a base pretrains
         # Before the run opens: a base run that is missing or unfinished is an input error.
         base_run_id, model_cfg = effective_base(cfg)
         self.cfg = replace(cfg, model=model_cfg)
