@@ -232,7 +232,9 @@ def test_process_wide_state_is_restored_for_the_next_point(demo_config, monkeypa
 
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
     before = signal.getsignal(signal.SIGTERM)
-    cfg = demo_config("hardware.deepspeed=zero2", "hardware.num_processes=2")
+    cfg = demo_config(
+        "hardware.deepspeed=zero2", "hardware.num_processes=2", "hardware.micro_batch_size=8"
+    )
     with training_process(cfg):
         assert signal.getsignal(signal.SIGTERM) is not before
         assert os.environ["DS_ACCELERATOR"] == "cpu"
