@@ -272,8 +272,8 @@ def record_statistics(
     except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
         log.error("sweep statistics: %s", err)
         return
-    # One line on the console (the demo's console stays quiet); the sections go to the log.
-    log.info("sweep statistics:\n%s", written.markdown)
+    # One line on the console (the demo's console stays quiet); the sections are artifacts.
+    log.debug("sweep statistics:\n%s", written.markdown)
     print(f"statistics: artifacts {contract.ARTIFACT_STATS_DIR}/ of the sweep's run {parent_id}")
 
 
