@@ -208,6 +208,15 @@ def ft_above_lora(runs: pd.DataFrame) -> Finding:
     )
 
 
+def _largest_above_smallest(group: pd.DataFrame, by: str, prefix: str, named: str) -> list[Check]:
+    """The run of the largest `by` against the run of the smallest, labelled
+    `<prefix>, <large's named> against <small's named>`."""
+    group = group.sort_values(by)
+    small, large = group.iloc[0], group.iloc[-1]
+    label = f"{prefix}, {large[named]} against {small[named]}"
+    return [above(sl, ss, label) for _, _, sl, ss in _scores([(large, small)])]
+
+
 def more_data_helps(runs: pd.DataFrame) -> Finding:
     """Conclusion 2: per base model and method, the largest data size against the smallest."""
     checks = []
@@ -216,12 +225,7 @@ def more_data_helps(runs: pd.DataFrame) -> Finding:
         for model, group in single.groupby("base_model", sort=False):
             if group["num_samples"].nunique() < 2:
                 continue
-            group = group.sort_values("num_samples")
-            small, large = group.iloc[0], group.iloc[-1]
-            for _, _, sl, ss in _scores([(large, small)]):
-                checks.append(
-                    above(sl, ss, f"{model} {method}, {large['data']} against {small['data']}")
-                )
+            checks += _largest_above_smallest(group, "num_samples", f"{model} {method}", "data")
     return _finding(
         "More training data improves both LoRA and full fine-tuning",
         checks,
@@ -236,12 +240,7 @@ def larger_base_helps_lora(runs: pd.DataFrame) -> Finding:
     for data, group in lora.groupby("data", sort=False):
         if group["base_model"].nunique() < 2:
             continue
-        group = group.sort_values("base_params")
-        small, large = group.iloc[0], group.iloc[-1]
-        for _, _, sl, ss in _scores([(large, small)]):
-            checks.append(
-                above(sl, ss, f"{data}, {large['base_model']} against {small['base_model']}")
-            )
+        checks += _largest_above_smallest(group, "base_params", str(data), "base_model")
     return _finding(
         "A larger base model improves LoRA at equal training data",
         checks,
