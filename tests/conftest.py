@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lorabench import contract
 from lorabench.config import Config, compose, validate
 from lorabench.config.schema import TrackingConfig
 
@@ -39,11 +40,17 @@ CONTRACT_METRICS = {
 def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One directory of pretrained demo bases for the whole session (LORABENCH_PRETRAINED_DIR,
     which subprocesses inherit): the first test that needs the `tiny` base pretrains it, every
-    later one loads it. A directory the developer already points at (their machine's) is kept."""
+    later one loads it. A directory the developer already points at (their machine's) is kept.
+    Under pytest-xdist the workers share one (the cache's build lock makes the others wait)."""
     if os.environ.get(PRETRAINED_DIR_ENV):
         yield Path(os.environ[PRETRAINED_DIR_ENV])
         return
-    path = tmp_path_factory.mktemp("pretrained")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The workers' temporary roots are siblings in one directory of the run.
+        path = tmp_path_factory.getbasetemp().parent / "pretrained"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("pretrained")
     os.environ[PRETRAINED_DIR_ENV] = str(path)
     yield path
     del os.environ[PRETRAINED_DIR_ENV]
@@ -112,12 +119,20 @@ def store(store_file: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{store_file}")
 
 
-def runs_of(client: MlflowClient, experiment: str = "lorabench-demo") -> list:
-    """All runs of an experiment, oldest first."""
+def runs_of(
+    client: MlflowClient, experiment: str = "lorabench-demo", pretraining: bool = False
+) -> list:
+    """The runs of an experiment, oldest first; a demo base's pretraining run only with
+    `pretraining` (whichever test first needs the session's shared base makes it, into its own
+    store)."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    if pretraining:
+        return runs
+    kind = contract.TAG_RUN_KIND
+    return [r for r in runs if r.data.tags.get(kind) != contract.RUN_KIND_PRETRAINING]
 
 
 def run_cli(

@@ -24,7 +24,12 @@ from tests.conftest import REPO_ROOT, runs_of
 from tests.fake_openai_server import FakeOpenAIServer
 
 KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _env() -> dict[str, str]:
+    # Read when a process starts: the session fixture exports the shared pretrained-base
+    # directory after this module is imported.
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def _start(script: str, args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
@@ -32,7 +37,7 @@ def _start(script: str, args: list[str], cwd: Path, log: Path) -> subprocess.Pop
     return subprocess.Popen(
         [sys.executable, str(REPO_ROOT / script), *args],
         cwd=cwd,
-        env=ENV,
+        env=_env(),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -52,7 +57,7 @@ def _rerun(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProce
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *args],
         cwd=cwd,
-        env=ENV,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -109,7 +114,7 @@ def test_evaluation_killed_while_judging(
 ) -> None:
     trained = train(demo_config("data=math_0.25m", "training.max_steps=2"))
     key = f"sk-test-{uuid.uuid4().hex}"
-    monkeypatch.setitem(ENV, KEY_ENV, key)
+    monkeypatch.setenv(KEY_ENV, key)
     with FakeOpenAIServer(api_key=key, latency=0.3) as server:
         args = [
             "profile=demo",

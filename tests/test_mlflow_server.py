@@ -120,7 +120,8 @@ def test_two_sweeps_at_once_against_a_server(tmp_path: Path, isolated, server) -
     parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
     points = {r.data.tags["method"]: r for r in runs if "sweep" not in r.data.tags}
     assert len(parents) == 2 and set(points) == {"lora", "ft"}
-    assert all(r.info.status == "FINISHED" for r in runs)
+    unfinished = {r.info.run_name: r.info.status for r in runs if r.info.status != "FINISHED"}
+    assert not unfinished, unfinished
     for method, run in points.items():
         for key in contract.STEP_METRICS.values():
             history = client.get_metric_history(run.info.run_id, key)

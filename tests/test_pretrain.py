@@ -63,7 +63,7 @@ def test_pretraining_is_tracked_as_a_run_of_its_own(small, store, store_file) ->
     pretrained = ensure_pretrained(cfg)
 
     assert pretrained.built
-    (run,) = runs_of(store)
+    (run,) = runs_of(store, pretraining=True)
     assert run.info.run_name.startswith("tiny (pretraining)[")  # its recipe is not the preset's
     assert run.info.status == "FINISHED" and run.info.run_id == pretrained.record.run_id
     tags = run.data.tags
