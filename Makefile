@@ -51,11 +51,16 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# One pytest worker per core (TEST_WORKERS=0: in this process, as a debugger wants); a test
+# file stays on one worker, so its module fixtures (trained models, servers) are built once.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: lint  ## lint + every test, slow ones included (what CI runs)
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: lint  ## lint + the fast tests only
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 mlflow-ui: $(STAMP)  ## browse the local store
 	@echo "Runs: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
