@@ -12,7 +12,7 @@ tokenised the whole text and masked ``len(tokenize(prompt))`` positions; with LL
 the trailing space of "Assistant: " merges with the answer's first character (``▁H``), so that
 count masked the answer's first token (BELLE issue #337). Here nothing can straddle the boundary.
 
-Segments after the first are tokenised as *continuations* (see :func:`_continuation`):
+Segments after the first are tokenised as *continuations* (see :func:`_anchor_ids`):
 without BOS and without the dummy-prefix space a SentencePiece tokenizer puts in front of a
 text's start. The first prompt is tokenised exactly as generation tokenises it
 (:func:`encode_prompt`), so the model sees at training time exactly the prompt ids it gets at
@@ -21,14 +21,23 @@ inference, and its targets are exactly the response's characters followed by EOS
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-IGNORE_INDEX = -100
-"""Label of positions excluded from the loss (PyTorch's cross-entropy default)."""
+from lorabench.segments import (
+    FIRST_PROMPT,
+    LATER_PROMPT,
+    RESPONSE,
+    FlatSamples,
+    Wrapping,
+    assemble,
+)
+from lorabench.segments import IGNORE_INDEX as IGNORE_INDEX  # where its users import it from
 
 Turn = tuple[str, str]
 """One exchange of a conversation: ``(human_text, assistant_text)``."""
@@ -98,23 +107,37 @@ def tokenize_conversation(
 def tokenize_conversations(
     tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Sequence[Turn]], max_length: int
 ) -> list[TokenizedExample | None]:
-    """:func:`tokenize_conversation` of each conversation, with one tokenizer call for them all.
+    """:func:`tokenize_conversation` of each conversation, with one tokenizer call for them all
+    (see :func:`tokenize_flat`)."""
+    flat = tokenize_flat(tokenizer, conversations, max_length)
+    ids, labels = flat.input_ids.tolist(), flat.labels.tolist()
+    return [
+        TokenizedExample(input_ids=ids[a:b], labels=labels[a:b]) if b > a else None
+        for a, b in itertools.pairwise(flat.offsets.tolist())
+    ]
+
+
+def tokenize_flat(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Sequence[Turn]], max_length: int
+) -> FlatSamples:
+    """:func:`tokenize_conversation` of each conversation as flat arrays (an empty sample where
+    it returns None), with one tokenizer call for them all.
 
     Every segment of every conversation goes into a single batched call (a fast tokenizer
     encodes a batch in one pass of its Rust code, without Python's per-call overhead); the ids
-    are then split and assembled exactly as one conversation at a time would be.
+    are then assembled exactly as one conversation at a time would be, in numpy
+    (`lorabench.segments`): preparing 2M rows spends its time in the tokenizer, not in Python.
     """
     if max_length < 1:
         raise ValueError(f"max_length must be positive, got {max_length}")
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
         raise ValueError("the tokenizer has no eos_token; responses must end with one")
-    if not conversations:
-        return []
     anchor, anchor_ids = tokenizer.eos_token, _anchor_ids(tokenizer)  # refuses legacy tokenizers
-    wrapping = _special_wrapping(tokenizer)
+    special = _special_wrapping(tokenizer)
     prompts: list[str] = []
-    later: list[list[str]] = []
+    continuations: list[str] = []
+    counts: list[int] = []
     for turns in conversations:
         if not turns:
             raise ValueError("a conversation needs at least one (human, assistant) turn")
@@ -122,24 +145,27 @@ def tokenize_conversations(
         texts = [turns[0][1]]
         for human, assistant in turns[1:]:
             texts += [format_prompt(human), assistant]
-        later.append(texts)
-    continuations = [anchor + text for texts in later for text in texts]
-    if wrapping is None:  # special tokens not a fixed wrapping: prompts need a call of their own
+        continuations += [anchor + text for text in texts]
+        counts.append(len(texts))
+    if special is None:  # special tokens not a fixed wrapping: prompts need a call of their own
         first_ids = batch_ids(tokenizer, prompts, special_tokens=True)
-        ids = iter(batch_ids(tokenizer, continuations))
+        later_ids = batch_ids(tokenizer, continuations)
+        special = ([], [])
     else:
-        everything = iter(batch_ids(tokenizer, [*prompts, *continuations]))
-        first_ids = [[*wrapping[0], *next(everything), *wrapping[1]] for _ in prompts]
-        ids = everything
-    return [
-        _assemble(
-            prompt_ids,
-            [_continuation(next(ids), anchor_ids, anchor) for _ in texts],
-            eos_id,
-            max_length,
-        )
-        for prompt_ids, texts in zip(first_ids, later, strict=True)
-    ]
+        everything = batch_ids(tokenizer, [*prompts, *continuations])
+        first_ids, later_ids = everything[: len(prompts)], everything[len(prompts) :]
+    # Segments in sample order: each first prompt, then its later segments.
+    later = iter(later_ids)
+    ids: list[list[int]] = []
+    kinds: list[int] = []
+    for first, count in zip(first_ids, counts, strict=True):
+        ids.append(first)
+        ids.extend(itertools.islice(later, count))
+        kinds += [FIRST_PROMPT, *itertools.islice(itertools.cycle((RESPONSE, LATER_PROMPT)), count)]
+    sample_of = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64) + 1)
+    wrapping = Wrapping(special[0], special[1], eos_id, anchor_ids)
+    kind = np.asarray(kinds, dtype=np.int64)
+    return assemble(ids, kind, sample_of, len(counts), wrapping, max_length)
 
 
 def batch_ids(
@@ -153,55 +179,6 @@ def batch_ids(
         return_token_type_ids=False,
     )
     return encoded["input_ids"]
-
-
-def _assemble(
-    prompt_ids: list[int], later_ids: list[list[int]], eos_id: int, max_length: int
-) -> TokenizedExample | None:
-    """Concatenate the segments' ids with their labels, truncate (see tokenize_conversation)."""
-    input_ids = list(prompt_ids)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    for index, ids in enumerate(later_ids):
-        if index % 2 == 0:  # a response, closed by EOS: trained
-            ids = [*ids, eos_id]
-            labels += ids
-        else:  # the next turn's prompt: masked
-            labels += [IGNORE_INDEX] * len(ids)
-        input_ids += ids
-
-    input_ids, labels = input_ids[:max_length], labels[:max_length]
-    end = len(labels)
-    while end > 0 and labels[end - 1] == IGNORE_INDEX:
-        end -= 1
-    if end == 0:
-        return None
-    return TokenizedExample(input_ids=input_ids[:end], labels=labels[:end])
-
-
-def _continuation(ids: list[int], anchor_ids: list[int], anchor: str) -> list[int]:
-    """Ids of a text as it continues earlier text: no BOS and no dummy-prefix space.
-
-    A LLaMA-style SentencePiece tokenizer treats every string it encodes as the start of a text
-    and prepends "▁": encoded alone, the answer "Hello" becomes ``▁H el l o``. After the prompt's
-    own trailing "▁" (the space of "Assistant: ") that would train a spurious second space, and
-    stripping it afterwards is not possible in general because the prefix is merged into the
-    first piece. Instead each text is encoded right after the EOS token's string (`ids` are
-    those of ``anchor + text``) and the EOS ids are dropped. Special tokens are split off the
-    raw text before normalisation and the model, so nothing merges across them, and text after
-    a special token is the continuation of a text (transformers' non-legacy LLaMA tokenizer adds
-    no prefix there; byte-level BPEs never do). This asks the tokenizer itself rather than
-    assuming its conventions (no hard-coded "▁", no offsets, which not every tokenizer reports
-    faithfully), so it is tokenizer-agnostic; for later prompts EOS is even the token that
-    really precedes them. Tokenizers that do prepend a space after special tokens (LLaMA loaded
-    with ``legacy=True``) are refused, not patched.
-    """
-    n = len(anchor_ids)
-    if ids[:n] != anchor_ids:
-        raise ValueError(
-            f"the tokenizer does not keep its eos_token {anchor!r} apart from the text that "
-            "follows it, so response boundaries cannot be made exact"
-        )
-    return ids[n:]
 
 
 def _special_wrapping(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]] | None:
@@ -233,6 +210,19 @@ def _special_wrapping(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], li
 
 def _anchor_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The EOS string's ids, once the tokenizer is known to continue text after it exactly.
+
+    A LLaMA-style SentencePiece tokenizer treats every string it encodes as the start of a text
+    and prepends "▁": encoded alone, the answer "Hello" becomes ``▁H el l o``. After the prompt's
+    own trailing "▁" (the space of "Assistant: ") that would train a spurious second space, and
+    stripping it afterwards is not possible in general because the prefix is merged into the
+    first piece. Instead each later text is encoded right after the EOS token's string and the
+    EOS ids are dropped (`lorabench.segments`). Special tokens are split off the raw text before
+    normalisation and the model, so nothing merges across them, and text after a special token
+    is the continuation of a text (transformers' non-legacy LLaMA tokenizer adds no prefix
+    there; byte-level BPEs never do). This asks the tokenizer itself rather than assuming its
+    conventions (no hard-coded "▁", no offsets, which not every tokenizer reports faithfully),
+    so it is tokenizer-agnostic; for later prompts EOS is even the token that really precedes
+    them.
 
     Refuses a tokenizer that encodes text after a special token as if a space preceded it. The
     result is cached per tokenizer (and EOS string): the check costs three encodes.

@@ -62,6 +62,24 @@ def test_each_defect_is_counted_by_reason_with_its_line(tmp_path: Path) -> None:
     assert metrics["data/skipped_bad_encoding"] == 3 and metrics["data/skipped_bad_turns"] == 0
 
 
+def test_json_lines_checked_in_shards_by_processes_keep_their_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, expected = defect_file(tmp_path / "train.jsonl")
+    text = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace(b"\n", b"\n\n", 3))  # BOM, blank lines
+    source = DataSourceConfig(path=str(path))
+    whole = readers.read_source(source, tmp_path / "whole.arrow", num_proc=1).rows
+    monkeypatch.setattr(readers, "SHARD_BYTES", 97)  # a few lines per shard, two processes
+    sharded = readers.read_source(source, tmp_path / "sharded.arrow", num_proc=2).rows
+
+    assert sharded.to_dict() == whole.to_dict()
+    assert len(sharded.cache_files) > 10 and len(whole.cache_files) == 1
+    bad = [(loc, r) for loc, r in zip(whole["location"], whole["reason"], strict=True) if r]
+    shift = [(line + min(line - 1, 3), reason) for line, reason in expected]  # the blank lines
+    assert bad == shift and whole["location"][0] == 1 and whole["reason"][0] == ""
+
+
 def test_too_many_bad_rows_stop_the_run_naming_file_and_lines(tmp_path: Path) -> None:
     path, expected = defect_file(tmp_path / "train.jsonl")
     data = data_config(path, max_bad_fraction=0.1)  # 10 of 50 rows are bad: 20%

@@ -9,12 +9,14 @@ a 2M-row source is streamed through, never held as Python objects.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import datasets
 from datasets.arrow_writer import ArrowWriter
@@ -40,6 +42,11 @@ WRITE_BATCH_ROWS = 10_000
 MIN_ROWS_PER_PROC = 20_000
 """Fewest rows worth a worker process: starting one (and pickling the tokenizer) takes about a
 second, longer than checking or tokenising a few thousand rows."""
+
+SHARD_BYTES = 16 * 2**20
+"""Bytes of a JSON Lines file one worker task reads and checks: small enough that the work
+spreads over the workers and the progress bar moves, large enough that a task's start is
+nothing next to it."""
 
 LINE = "line"
 """Location kind of JSON Lines files: 1-based line numbers, as an editor shows them."""
@@ -68,7 +75,7 @@ def worker_count(rows: int, num_proc: int | None) -> int:
 def read_source(source: DataSourceConfig, out: Path, num_proc: int | None) -> CheckedSource:
     """Read and check one configured source into the Arrow file `out`."""
     if source.path is not None:
-        return _read_local(Path(source.path), source.format, out)
+        return _read_local(Path(source.path), source.format, out, num_proc)
     return _read_hub(source, out, num_proc)
 
 
@@ -122,18 +129,14 @@ def _read_hub(source: DataSourceConfig, out: Path, num_proc: int | None) -> Chec
     return CheckedSource(source.hub, ROW, rows)
 
 
-def _read_local(path: Path, fmt: str, out: Path) -> CheckedSource:
+def _read_local(path: Path, fmt: str, out: Path, num_proc: int | None) -> CheckedSource:
     if not path.is_file():
         raise DataError(f"data source {str(path)!r}: no such file")
     if _is_json_array(path):
-        rows: Iterable[tuple[int, Checked]] = (
-            (index, CHECKS[fmt](row)) for index, row in enumerate(_json_array(path))
-        )
-        kind = ROW
-    else:
-        rows, kind = _json_lines(path, fmt), LINE
-    _write_checked(rows, out)
-    return CheckedSource(str(path), kind, datasets.Dataset.from_file(str(out)))
+        rows = ((index, CHECKS[fmt](row)) for index, row in enumerate(_json_array(path)))
+        _write_checked(rows, out)
+        return CheckedSource(str(path), ROW, datasets.Dataset.from_file(str(out)))
+    return CheckedSource(str(path), LINE, _read_json_lines(path, fmt, out, num_proc))
 
 
 def _is_json_array(path: Path) -> bool:
@@ -153,26 +156,91 @@ def _json_array(path: Path) -> list[Any]:
         raise DataError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from err
 
 
-def _json_lines(path: Path, fmt: str) -> Iterator[tuple[int, Checked]]:
-    """(1-based line number, checked row) of each non-blank line."""
-    check = CHECKS[fmt]
+@dataclass(frozen=True)
+class _Shard:
+    """Lines of a JSON Lines file from byte `start` (a line start) up to byte `end`, checked
+    into the Arrow file `out`; `first_line` is the 1-based number of the line at `start`."""
+
+    path: Path
+    fmt: str
+    start: int
+    end: int
+    first_line: int
+    out: Path
+
+
+def _shards(path: Path, fmt: str, out: Path) -> list[_Shard]:
+    """Consecutive pieces of about SHARD_BYTES, each starting at a line start, with the number
+    of their first line (newlines counted in one pass over the bytes, at the disk's speed)."""
     size = path.stat().st_size
-    with path.open("rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=path.name) as bar:
-        for number, raw in enumerate(f, start=1):
-            bar.update(len(raw))
-            if not raw.strip():
-                continue  # a blank line holds no row (a trailing newline, a separator)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield number, skipped("bad_encoding")
-                continue
-            try:
-                row = json.loads(text.removeprefix("\ufeff") if number == 1 else text)
-            except json.JSONDecodeError:
-                yield number, skipped("bad_json")
-                continue
-            yield number, check(row)
+    bounds = [0]
+    with path.open("rb") as f:
+        while bounds[-1] < size:
+            f.seek(bounds[-1] + SHARD_BYTES)
+            f.readline()  # on to the next line start
+            bounds.append(min(f.tell(), size))
+        shards, line = [], 1
+        for index, (start, end) in enumerate(itertools.pairwise(bounds)):
+            shards.append(_Shard(path, fmt, start, end, line, out.with_suffix(f".{index}.arrow")))
+            f.seek(start)
+            line += f.read(end - start).count(b"\n")
+    return shards
+
+
+def _check_shard(shard: _Shard) -> int:
+    """Read and check one shard into its Arrow file; its size in bytes (for the progress)."""
+    with shard.path.open("rb") as f:
+        f.seek(shard.start)
+        _write_checked(_json_lines(f, shard.fmt, shard.first_line, shard.end), shard.out)
+    return shard.end - shard.start
+
+
+def _read_json_lines(path: Path, fmt: str, out: Path, num_proc: int | None) -> datasets.Dataset:
+    """Every line of a JSON Lines file checked (CHECKED_FEATURES), the file's shards read by
+    up to `num_proc` processes (None: one per core) and written to `out`'s numbered siblings."""
+    shards = _shards(path, fmt, out)
+    procs = min(num_proc or os.cpu_count() or 1, len(shards))
+    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name) as bar:
+        if procs > 1:
+            # Forked, as datasets' own workers are: the shards are all a worker needs.
+            with multiprocessing.get_context("fork").Pool(procs) as pool:
+                for size in pool.imap_unordered(_check_shard, shards):
+                    bar.update(size)
+        else:
+            for shard in shards:
+                bar.update(_check_shard(shard))
+    return datasets.concatenate_datasets(
+        [datasets.Dataset.from_file(str(s.out)) for s in shards] or [_empty_checked(out)]
+    )
+
+
+def _empty_checked(out: Path) -> datasets.Dataset:
+    _write_checked([], out)
+    return datasets.Dataset.from_file(str(out))
+
+
+def _json_lines(f: IO[bytes], fmt: str, first_line: int, end: int) -> Iterator[tuple[int, Checked]]:
+    """(1-based line number, checked row) of each non-blank line from `f`'s position (the start
+    of line `first_line`) up to byte `end`."""
+    check = CHECKS[fmt]
+    position = f.tell()
+    for number, raw in enumerate(f, start=first_line):
+        if position >= end:
+            return
+        position += len(raw)
+        if not raw.strip():
+            continue  # a blank line holds no row (a trailing newline, a separator)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, skipped("bad_encoding")
+            continue
+        try:
+            row = json.loads(text.removeprefix("\ufeff") if number == 1 else text)
+        except json.JSONDecodeError:
+            yield number, skipped("bad_json")
+            continue
+        yield number, check(row)
 
 
 def _write_checked(rows: Iterable[tuple[int, Checked]], out: Path) -> None:
