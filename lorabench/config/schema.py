@@ -213,7 +213,8 @@ class DataConfig:
     padding with length-grouped sampling; `packed`: each micro batch concatenated into one row
     with per-sample position ids, no attention across samples."""
     num_proc: int | None = None
-    """Processes for preparation (validation of Hub data, tokenisation); null: one per core."""
+    """Processes for preparation (reading and validating the sources, tokenisation); null: one
+    per core."""
     dev_fraction: float = 0.0
     """Hold out this share of the prepared samples (seeded by `seed`, the same rows for every
     method) as a development split: not trained on, its loss logged as `dev/loss` at the end of
