@@ -220,19 +220,25 @@ def test_pissa_dry_run_runs_no_svd(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- variants that do not apply ---------------------------------------------------------------
 
 
-def test_missing_target_modules_are_named_with_the_models_linear_layers(demo_config, store):
-    cfg = demo_config("method.lora.targets=null", "method.lora.target_modules=[q_proj,c_attn,wqkv]")
+def test_missing_target_modules_are_named_with_the_models_linear_layers(
+    demo_config, store, tmp_path
+):
+    cfg = demo_config(
+        "method.lora.targets=null",
+        "method.lora.target_modules=[q_proj,c_attn,wqkv]",
+        f"pretrained_dir={tmp_path}/no-bases-yet",
+    )
     with pytest.raises(ConfigError, match="c_attn, wqkv are not in the llama model") as err:
         train(cfg)
     assert "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj" in str(
         err.value
     )
-    # Refused before the training data or any weights were built; the run records why. (The
-    # demo base's tokenizer may be in the cache: resolving the pretrained base comes first.)
+    # Refused before the demo base was pretrained, the training data or any weights were
+    # built, and before a run opened (an input error, like a missing base run).
+    assert not (tmp_path / "no-bases-yet").exists()
     assert not (Path(cfg.cache_dir) / "data").exists()
     assert not list(Path(cfg.training.output_dir).glob("checkpoint-*"))
-    (run,) = runs_of(store)
-    assert run.info.status == "FAILED" and "c_attn, wqkv" in run.data.tags["error"]
+    assert runs_of(store) == []
 
 
 def test_target_presets_are_refused_for_an_architecture_without_them() -> None:

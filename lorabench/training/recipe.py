@@ -234,6 +234,10 @@ class TrainingRecipe:
             tags[contract.TAG_PARENT_RUN_ID] = cfg.tracking.parent_run_id
         if self.env.is_main:
             client_for(cfg.tracking)  # an unreachable store stops here, before a base pretrains
+        # Before a demo base is pretrained or a base run merged (minutes), and before the
+        # tokenizer or the data: a method that does not apply (target modules the architecture
+        # lacks) is found on the meta-device model of the same architecture.
+        self.method.check(build_model(cfg.model, None, meta=True))
         # Before the run opens: a base run that is missing or unfinished is an input error.
         base_run_id, model_cfg = effective_base(cfg)
         self.cfg = replace(cfg, model=model_cfg)
@@ -266,9 +270,6 @@ class TrainingRecipe:
     def build(self, run: Run | None) -> None:
         """Tokenizer, prepared data (logged), model with the method applied, Trainer."""
         cfg = self.cfg
-        # Before the tokenizer, the data or any weights: a method that does not apply (target
-        # modules the architecture lacks) is found on the meta-device model.
-        self.method.check(build_model(cfg.model, None, meta=True))
         args = training_arguments(cfg)  # before the model: ZeRO-3 needs it
         self.tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
         with args.main_process_first(desc="training data"):  # rank 0 prepares, others load
