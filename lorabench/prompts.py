@@ -150,10 +150,11 @@ def tokenize_flat(
     if special is None:  # special tokens not a fixed wrapping: prompts need a call of their own
         first_ids = batch_ids(tokenizer, prompts, special_tokens=True)
         later_ids = batch_ids(tokenizer, continuations)
-        special = ([], [])
+        prefix, suffix = [], []
     else:
         everything = batch_ids(tokenizer, [*prompts, *continuations])
         first_ids, later_ids = everything[: len(prompts)], everything[len(prompts) :]
+        prefix, suffix = special
     # Segments in sample order: each first prompt, then its later segments.
     later = iter(later_ids)
     ids: list[list[int]] = []
@@ -162,10 +163,8 @@ def tokenize_flat(
         ids.append(first)
         ids.extend(itertools.islice(later, count))
         kinds += [FIRST_PROMPT, *itertools.islice(itertools.cycle((RESPONSE, LATER_PROMPT)), count)]
-    sample_of = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64) + 1)
-    wrapping = Wrapping(special[0], special[1], eos_id, anchor_ids)
-    kind = np.asarray(kinds, dtype=np.int64)
-    return assemble(ids, kind, sample_of, len(counts), wrapping, max_length)
+    wrapping = Wrapping(prefix, suffix, eos_id, anchor_ids)
+    return assemble(ids, np.asarray(kinds, dtype=np.int64), wrapping, max_length)
 
 
 def batch_ids(

@@ -59,28 +59,27 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def assemble(
-    ids: Sequence[Sequence[int]],
-    kinds: np.ndarray,
-    sample_of: np.ndarray,
-    samples: int,
-    wrapping: Wrapping,
-    max_length: int,
+    ids: Sequence[Sequence[int]], kinds: np.ndarray, wrapping: Wrapping, max_length: int
 ) -> FlatSamples:
-    """The samples of segments `ids` (kind `kinds[j]`, of sample `sample_of[j]`, in order).
+    """The samples of segments `ids` of kinds `kinds`, in order: each FIRST_PROMPT starts the
+    next sample.
 
     Raises ValueError when a continuation does not start with the anchor ids (the tokenizer
     merged the anchor with the text after it)."""
+    first = kinds == FIRST_PROMPT
+    sample_of = np.cumsum(first) - 1
+    samples = int(first.sum())
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     raw = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=lengths.sum())
     raw_starts = np.cumsum(lengths) - lengths
-    _check_anchor(raw, raw_starts[kinds != FIRST_PROMPT], lengths[kinds != FIRST_PROMPT], wrapping)
+    _check_anchor(raw, raw_starts[~first], lengths[~first], wrapping)
 
     # The source of every output token: the raw ids, then the few fixed ids segments add.
     prefix, suffix = list(wrapping.prompt_prefix), list(wrapping.prompt_suffix)
     extra = np.array([*prefix, *suffix, wrapping.eos_id], dtype=np.int32)
     source = np.concatenate([raw, extra])
     at_prefix, at_suffix, at_eos = len(raw), len(raw) + len(prefix), len(raw) + len(extra) - 1
-    first, response = kinds == FIRST_PROMPT, kinds == RESPONSE
+    response = kinds == RESPONSE
     drop = np.where(first, 0, len(wrapping.anchor_ids))
     # Three pieces per segment (prefix, body, suffix) as (start in source, length).
     starts = np.stack(

@@ -46,19 +46,13 @@ def _reference(segments: list[list[int]], prefix, suffix, max_length: int):
 @given(CONVERSATIONS, WRAPPINGS, st.integers(1, 30))
 def test_assembly_equals_the_reference(conversations, wrapping, max_length) -> None:
     prefix, suffix = wrapping
-    ids, kinds, sample_of = [], [], []
-    for n, segments in enumerate(conversations):
+    ids, kinds = [], []
+    for segments in conversations:
         for j, body in enumerate(segments):
             ids.append(body if j == 0 else [*ANCHOR, *body])  # continuations carry the anchor
             kinds.append(FIRST_PROMPT if j == 0 else (RESPONSE if j % 2 else LATER_PROMPT))
-            sample_of.append(n)
     flat = assemble(
-        ids,
-        np.asarray(kinds, dtype=np.int64),
-        np.asarray(sample_of, dtype=np.int64),
-        len(conversations),
-        Wrapping(prefix, suffix, EOS, ANCHOR),
-        max_length,
+        ids, np.asarray(kinds, dtype=np.int64), Wrapping(prefix, suffix, EOS, ANCHOR), max_length
     )
     assert flat.input_ids.dtype == flat.labels.dtype == np.int32
     bounds = flat.offsets.tolist()
@@ -73,11 +67,4 @@ def test_a_continuation_without_the_anchor_is_refused() -> None:
     # The tokenizer merged the anchor with the text after it: boundaries would be wrong.
     ids = [[5, 6], [2, 70, 11]]
     with pytest.raises(ValueError, match="eos_token apart"):
-        assemble(
-            ids,
-            np.array([FIRST_PROMPT, RESPONSE]),
-            np.array([0, 0]),
-            1,
-            Wrapping((1,), (), EOS, ANCHOR),
-            64,
-        )
+        assemble(ids, np.array([FIRST_PROMPT, RESPONSE]), Wrapping((1,), (), EOS, ANCHOR), 64)
