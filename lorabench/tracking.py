@@ -43,6 +43,15 @@ NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep", "gpus")
 # Such calls are retried after these pauses; the locked call's transaction was rolled back, so a
 # retry neither loses nor repeats a write.
 LOCKED_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# MLflow logs a run's dataset by looking it up and inserting it when absent, in one transaction;
+# runs logging the same new dataset at once (two sweeps on one server) race, and the losers fail
+# on the table's key. Their transaction was rolled back, and a retry finds the winner's row and
+# links it. Messages of sqlite and of PostgreSQL (whose key MLflow names `dataset_pk`).
+RETRIED_ERRORS: tuple[str, ...] = (
+    "database is locked",
+    "UNIQUE constraint failed: datasets.",
+    '"dataset_pk"',
+)
 SERVER_CHECK_TIMEOUT_S = 10.0
 """How long a tracking server may take to answer its health check before the store counts as
 unreachable (a loaded server answers in milliseconds)."""
@@ -50,7 +59,8 @@ _retrying = threading.local()
 
 
 class LockRetryingClient(MlflowClient):
-    """An MlflowClient whose public calls are retried while a sqlite store is locked."""
+    """An MlflowClient whose public calls are retried while a sqlite store is locked or when a
+    concurrent writer created the same dataset first (`RETRIED_ERRORS`)."""
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
@@ -68,14 +78,19 @@ def _retry_while_locked(call: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return call(*args, **kwargs)
             except MlflowException as err:
-                if "database is locked" not in str(err):
+                if not any(marker in str(err) for marker in RETRIED_ERRORS):
                     raise
                 name = getattr(call, "__name__", "call")
-                log.warning("MLflow store is locked; retrying %s in %.0f s", name, delay)
+                reason = _first_line(err)
+                log.warning("MLflow store: %s; retrying %s in %.0f s", reason, name, delay)
                 time.sleep(delay)
         return call(*args, **kwargs)
     finally:
         _retrying.active = False
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:200]
 
 
 @functools.cache

@@ -13,17 +13,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Dataset, DatasetInput
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
+from lorabench.config.schema import TrackingConfig
 from lorabench.errors import ConfigError
+from lorabench.tracking import client_for
 from lorabench.training import train
 from tests.conftest import REPO_ROOT, runs_of
 
@@ -135,6 +140,46 @@ def test_two_sweeps_at_once_against_a_server(tmp_path: Path, isolated, server) -
     assert experiment.tags[contract.TAG_EXPERIMENT_KIND] == contract.EXPERIMENT_KIND_TRAINING
 
 
+def _log_one_new_dataset_at_once(uri: str, writers: int = 8, rounds: int = 6) -> None:
+    """Runs log the same new dataset at once, as grid points of two sweeps do: MLflow's
+    look-up-then-insert races on the server's store, and every run must still get its input."""
+    tracking = TrackingConfig(tracking_uri=uri)
+    client = client_for(tracking)
+    experiment = client.create_experiment(f"race-{uuid.uuid4().hex[:8]}")
+    runs = [
+        [client.create_run(experiment).info.run_id for _ in range(writers)] for _ in range(rounds)
+    ]
+    failures: list[Exception] = []
+
+    def log(run_id: str, dataset: Dataset, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            client_for(tracking).log_inputs(run_id, [DatasetInput(dataset)])
+        except Exception as err:  # noqa: BLE001 - reported below, with the others
+            failures.append(err)
+
+    for round_runs in runs:
+        dataset = Dataset(name="d", digest=uuid.uuid4().hex[:16], source_type="demo", source="{}")
+        start = threading.Barrier(writers)
+        threads = [threading.Thread(target=log, args=(r, dataset, start)) for r in round_runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:3]
+    for round_runs in runs:
+        linked = [
+            [i.dataset.digest for i in client.get_run(r).inputs.dataset_inputs] for r in round_runs
+        ]
+        assert all(len(d) == 1 for d in linked) and len({d[0] for d in linked}) == 1, linked
+
+
+@pytest.mark.slow
+def test_runs_logging_one_new_dataset_at_once_each_get_it(server) -> None:
+    uri, _ = server
+    _log_one_new_dataset_at_once(uri)
+
+
 @pytest.mark.slow
 def test_a_server_that_goes_away_fails_the_run_clearly(tmp_path: Path, isolated, server) -> None:
     uri, proc = server
@@ -241,6 +286,7 @@ def test_a_sweep_against_a_server_on_postgresql(tmp_path: Path, isolated, postgr
         done = subprocess.run(sweep, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-4000:]
         runs = runs_of(MlflowClient(uri))
+        _log_one_new_dataset_at_once(uri)  # PostgreSQL words the race differently from sqlite
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     (point,) = [r for r in runs if "sweep" not in r.data.tags]
     assert "eval/average_score" in point.data.metrics and "train/loss" in point.data.metrics
