@@ -155,8 +155,11 @@ def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
             tags={contract.TAG_EXPERIMENT_KIND: EXPERIMENT_KIND},
         )
     except MlflowException:
-        # Another process created it between our lookup and create.
-        return client.get_experiment_by_name(tracking.experiment_name).experiment_id
+        # Another process may have created it between our lookup and create.
+        raced = client.get_experiment_by_name(tracking.experiment_name)
+        if raced is None:
+            raise
+        return raced.experiment_id
 
 
 def training_params(cfg: DictConfig) -> dict[str, Any]:
