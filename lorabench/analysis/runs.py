@@ -286,7 +286,7 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     scored = frame[list(CATEGORIES)].notna().all(axis=1) & frame["average_score"].isna()
     for i in frame.index[scored]:
         frame.loc[i, "average_score"] = macro_average(frame.loc[i, list(CATEGORIES)].to_dict())
-    frame["evaluated"] = frame["evaluated"].fillna(False).astype(bool)
+    frame["evaluated"] = frame["evaluated"].eq(True)  # a record without the key: not evaluated
     for column in ("judge", "eval_set"):  # scored, but by whom or on what is not recorded
         frame.loc[frame["evaluated"] & frame[column].isna(), column] = "unknown"
     for column in (
