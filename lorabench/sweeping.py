@@ -18,7 +18,6 @@ happened, its final training loss, its score with the 95% interval, and its time
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -28,12 +27,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from hydra import compose as hydra_compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -463,14 +462,6 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Point
     return _outcome(cfg, cfg.run_name, status, run_id, start)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def evaluated_base(cfg: Config, target: Any) -> str | None:
     """The run of the base row `target` when it holds this evaluation (same eval hash)."""
     from lorabench.evaluation.targets import evaluation_hash
@@ -500,7 +491,8 @@ def run_base_row(cfg: Config) -> PointOutcome:
     try:
         target = resolve_target(cfg)  # a demo base is pretrained here when it is missing
         name = target.name
-        with _locked(target.eval_dir.parent / ".base-row.lock"):  # one evaluation at a time
+        target.eval_dir.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(target.eval_dir.parent / ".base-row.lock"):  # one evaluation at a time
             if not cfg.sweep.force and (done := evaluated_base(cfg, target)) is not None:
                 return _outcome(cfg, name, "skipped", done, start)
             result = evaluate(cfg)

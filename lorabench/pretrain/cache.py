@@ -13,7 +13,6 @@ a reader sees a complete base or none.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from lorabench import demo_world
@@ -136,6 +136,5 @@ def publish(staging: Path, directory: Path) -> None:
 def building(root: Path, name: str) -> Iterator[None]:
     """Hold the build lock of one entry (other builders of it wait)."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root / f".{name}.lock"):
         yield
