@@ -55,20 +55,25 @@ _held: set[Path] = set()
 so a nested claim, e.g. a sweep's point and its training, is a no-op)."""
 
 
+TRAINING_REMEDY = "give this run another training.output_dir"
+EVALUATION_REMEDY = "evaluate under another eval.name"
+
+
 @contextmanager
-def directory_lock(output_dir: Path) -> Iterator[None]:
-    """Hold `output_dir`'s lock for the block; `DirectoryBusy` if a live process holds it."""
+def directory_lock(output_dir: Path, remedy: str = TRAINING_REMEDY) -> Iterator[None]:
+    """Hold `output_dir`'s lock for the block; `DirectoryBusy` if a live process holds it (its
+    message names the owner and, after waiting, `remedy`: what else the user may do)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = (output_dir / contract.LOCK_FILE).resolve()
     if path in _held:
         yield
         return
-    with _holding(path, output_dir):
+    with _holding(path, output_dir, remedy):
         yield
 
 
 @contextmanager
-def _holding(path: Path, output_dir: Path) -> Iterator[None]:
+def _holding(path: Path, output_dir: Path, remedy: str) -> Iterator[None]:
     with open(path, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,7 +81,7 @@ def _holding(path: Path, output_dir: Path) -> Iterator[None]:
             f.seek(0)
             raise DirectoryBusy(
                 f"{output_dir} is in use by {_owner_text(f.read())} ({path}); wait for it to "
-                "end, or give this run another training.output_dir"
+                f"end, or {remedy}"
             ) from None
         f.seek(0)
         if previous := f.read().strip():

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from lorabench import contract
+from lorabench.evaluation.targets import resolve_target
 from lorabench.locking import DirectoryBusy, directory_lock
 from lorabench.sweeping import open_parent
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli, runs_of
 
 HOLDER = """
 import sys, time
@@ -50,6 +51,23 @@ def test_a_live_holder_keeps_the_directory_and_a_killed_one_loses_it(tmp_path, c
         assert '"pid": ' in (out / contract.LOCK_FILE).read_text()
     assert f"left by pid {proc.pid}" in caplog.text and "which is gone" in caplog.text
     assert (out / contract.LOCK_FILE).read_text() == ""  # released: nothing stale
+
+
+def test_an_evaluation_another_process_is_writing_is_refused_before_generating(
+    tmp_path, isolated, demo_config, store
+) -> None:
+    small = ("eval.demo_per_class=1", "eval.decoding.max_new_tokens=2")
+    eval_dir = resolve_target(demo_config(*small)).eval_dir  # the base row's (pretrains it)
+    proc = _holder(eval_dir)
+    try:
+        result = run_cli("evaluate.py", "profile=demo", *isolated, *small, cwd=tmp_path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"pid {proc.pid} on " in result.stderr and "eval.name" in result.stderr
+    assert not (eval_dir / contract.GENERATIONS_FILE).exists()
+    assert runs_of(store) == []  # refused before its run opened
 
 
 def test_nested_claims_in_one_process_are_one_claim(tmp_path) -> None:

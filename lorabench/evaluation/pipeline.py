@@ -29,6 +29,7 @@ from lorabench.evaluation.targets import (
 )
 from lorabench.identity import flatten
 from lorabench.judging import Judge, Judgement, JudgeRequest, build_judge
+from lorabench.locking import EVALUATION_REMEDY, directory_lock
 from lorabench.modeling import build_model
 from lorabench.tracking import Run, client_for, reopened_run, tracked_run
 
@@ -247,8 +248,17 @@ def estimate(cfg: Config) -> tuple[int, int, int]:
 
 
 def evaluate(cfg: Config) -> EvalResult:
-    """Generate, judge and aggregate; log metrics and artifacts into the target's run."""
+    """Generate, judge and aggregate; log metrics and artifacts into the target's run.
+
+    The target's evaluation directory is held meanwhile (`locking.DirectoryBusy` when another
+    live process evaluates it): two evaluations of one target would write the same answers and
+    judgements files."""
     target = resolve_target(cfg)
+    with directory_lock(target.eval_dir, EVALUATION_REMEDY):
+        return _evaluate(cfg, target)
+
+
+def _evaluate(cfg: Config, target: Target) -> EvalResult:
     items = load_items(cfg.eval, cfg.cache_dir)
     judge = build_judge(cfg.judge, cfg.cache_dir)
     generations = target.eval_dir / contract.GENERATIONS_FILE
