@@ -491,7 +491,6 @@ def run_base_row(cfg: Config) -> PointOutcome:
     try:
         target = resolve_target(cfg)  # a demo base is pretrained here when it is missing
         name = target.name
-        target.eval_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(target.eval_dir.parent / ".base-row.lock"):  # one evaluation at a time
             if not cfg.sweep.force and (done := evaluated_base(cfg, target)) is not None:
                 return _outcome(cfg, name, "skipped", done, start)

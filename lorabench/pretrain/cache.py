@@ -12,12 +12,10 @@ a reader sees a complete base or none.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,9 +130,7 @@ def publish(staging: Path, directory: Path) -> None:
     staging.replace(directory)
 
 
-@contextlib.contextmanager
-def building(root: Path, name: str) -> Iterator[None]:
-    """Hold the build lock of one entry (other builders of it wait)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(root / f".{name}.lock"):
-        yield
+def building(root: Path, name: str) -> FileLock:
+    """The build lock of one entry, to hold with `with` (other builders of it wait; the lock
+    makes `root` when it is missing)."""
+    return FileLock(root / f".{name}.lock")
