@@ -68,10 +68,13 @@ def _requests(n: int, tag: str = "") -> list[JudgeRequest]:
     return requests
 
 
-def test_normal_replies_are_scored_in_request_order(server, tmp_path) -> None:
-    judge = _judge(server, tmp_path)
-    requests = _requests(30)
-    judgements = judge.judge_all(requests, progress=False)
+def test_normal_replies_are_scored_in_request_order(api_key, tmp_path) -> None:
+    # Answers take 50 ms, so the judge's 4 workers overlap even on a loaded machine (answered at
+    # once, each request could end before the next one starts, and concurrency would not show).
+    with FakeOpenAIServer(api_key=api_key, responder=_echo_score, latency=0.05) as server:
+        judge = _judge(server, tmp_path)
+        requests = _requests(30)
+        judgements = judge.judge_all(requests, progress=False)
     assert [j.answer for j in judgements] == [r.answer for r in requests]
     assert [j.score for j in judgements] == [(i % 11) / 10 for i in range(30)]
     assert all(j.status == "ok" and not j.cached and j.judge == "openai:gpt-3.5-turbo"
