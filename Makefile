@@ -7,20 +7,36 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo report notebook test test-fast lint format mlflow-ui clean
+.PHONY: install lock demo report notebook test test-fast lint format mlflow-ui clean
 
-$(STAMP): pyproject.toml
+# Every install takes its versions from the lock (pip constraints), so one commit installs, trains
+# and scores the same on any day; the lock is checked against pyproject.toml first.
+LOCK := requirements.lock
+PIP_LOCKED := $(PY) -m pip install --quiet -c $(LOCK)
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP_LOCKED) pip packaging 'tomli; python_version < "3.11"'
+	$(PY) scripts/check_lock.py pyproject.toml $(LOCK)
+	$(PIP_LOCKED) -e '.[dev]'
 	touch $(STAMP)
 
 NOTEBOOK_STAMP := $(VENV)/.notebook-installed
-$(NOTEBOOK_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,notebook]'
+$(NOTEBOOK_STAMP): pyproject.toml $(LOCK) $(STAMP)
+	$(PIP_LOCKED) -e '.[dev,notebook]'
 	touch $(NOTEBOOK_STAMP)
 
-install: $(STAMP)  ## create .venv and install lorabench with its dev tools
+install: $(STAMP)  ## create .venv and install lorabench with its dev tools, at the lock's versions
+
+# After changing a dependency in pyproject.toml: pins what is new and keeps every other pin
+# (LOCK_FLAGS=--upgrade moves every package to its newest allowed version). torch's pin drops the
+# local `+cpu` label so the same lock takes a CUDA build of that version on a GPU machine.
+LOCK_FLAGS ?=
+lock:  ## refresh requirements.lock from pyproject.toml (then commit it)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --all-extras --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) -o $(LOCK) pyproject.toml
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' $(LOCK)
 
 # The demo's stages: the pretrained tiny bases (cached: once per machine), the user's grid, the
 # paper's Table 4 rows with the untuned base rows, then the report with the findings section.

@@ -121,8 +121,11 @@ def test_chained_run_starts_from_its_base_run(demo_config, store) -> None:
     def first_loss(run_id: str) -> float:
         return store.get_metric_history(run_id, "train/loss")[0].value
 
-    # The pretrained base already knows the corpus; its instruction-tuned version knows the format.
-    assert first_loss(chained.run_id) < first_loss(fresh.run_id) - 0.2
+    # Both runs start from the same pretrained tiny base with the same seed, data order and first
+    # batch, and CPU training is deterministic: a chain that did not load its base run's weights
+    # would log exactly the fresh run's first loss. Any margin beyond that would be a number that
+    # holds for one set of library versions (the weights themselves: test_chained_runs.py).
+    assert first_loss(chained.run_id) < first_loss(fresh.run_id)
 
 
 def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store) -> None:
