@@ -61,13 +61,41 @@ from lorabench.judging.parsing import parse_score, parse_score_detail
         ("总体来看回答很好，得分：0.9", 0.9),  # 总体 not followed by a score label
         ("The overall score is 0.6.", 0.6),
         ("Final score: 0.85", 0.85),
-        # decimal comma: one digit, a comma, one or two digits
+        # decimal comma: an ASCII comma, one digit before it, one or two ending the number after
         ("得分:0,8", 0.8),
-        ("得分：0，8", 0.8),  # a full-width comma
         ("得分:0,75 理由：略", 0.75),
         ("得分:1,0", 1.0),
         ("0,8", 0.8),
+        ("得分: 0,8分", 0.8),
+        ("得分: 0,8。", 0.8),
         ("得分：1，理由：完全正确。", 1.0),  # a comma before words is punctuation
+        ("得分：1，满分。", 1.0),
+        # a zero, a comma and a count: the count starts a new clause
+        ("得分：0，3个问题都没有回答", 0.0),
+        ("模型回答错误，得分为0，1个步骤都不对", 0.0),
+        ("评分：0，该回答3个要点都没有覆盖", 0.0),
+        ("得分: 0,3个要点都没有覆盖", 0.0),  # an ASCII comma too
+        ("得分：0。\n理由：模型没有回答问题。", 0.0),
+        ("得分：0.8。2个要点都覆盖了。", 0.8),
+        # Chinese numerals
+        ("得分：零分", 0.0),
+        ("回答完全错误，得零分。", 0.0),
+        ("得分：零点五分", 0.5),
+        ("得分：零点八", 0.8),
+        ("得分为零点七五分。", 0.75),
+        ("这个回答可以得一分。", 1.0),
+        ("评分：一分", 1.0),
+        ("模型的回答与标准答案完全不同，给零分。", 0.0),
+        ("我打一分。", 1.0),
+        ("回答只对了一半，给予零点五分。", 0.5),
+        ("零分", 0.0),
+        ("0.5分", 0.5),
+        # Chinese numerals inside words are not scores
+        ("得分：0.9\n理由：模型解释得十分清楚。", 0.9),
+        ("打分一分为二：内容与格式各占一半。得分：0.7", 0.7),
+        ("得分：0.5\n理由：每答对一步得一分，本题只答对了一半。", 0.5),
+        ("得分：1\n理由：与标准答案一致，给满分十分合理。", 1.0),
+        ("得分：0.6\n理由：要想得到满分，还需要给出完整步骤。", 0.6),  # a goal, not a verdict
         # full marks and awarded scores
         ("得分：满分", 1.0),
         ("得分：满分1分", 1.0),
@@ -82,7 +110,10 @@ from lorabench.judging.parsing import parse_score, parse_score_detail
         ("该回答可得0.5分", 0.5),
         ("虽然不够完整，但可以给0.8分", 0.8),  # the negation is in another clause
         ("得分：0.8\n理由：回答基本正确，不能给满分。", 0.8),  # negated: not a verdict
+        # a labelled score and an awarded one that agree
         ("得分：1\n理由：……因此给予满分。", 1.0),
+        ("得分：0.5分。理由：只答对了一半，应得0.5分。", 0.5),
+        ("准确性得分：0.8，完整性得分：0.6，总分：0.7，综上给0.7分", 0.7),
         # sub-scores and a total: the total wins
         ("准确性得分 0.8，流畅性得分 0.6，总得分 0.7", 0.7),
         ("准确性得分：0.8\n完整性得分：0.6\n总分：0.7", 0.7),
@@ -127,6 +158,23 @@ def test_scores_are_read_from_real_reply_shapes(reply: str, score: float) -> Non
         ("得分：0.8, 0.9", "list"),
         ("得分：0,8,9", "list"),
         ("得分：1,5", "outside"),  # 1.5, not 1
+        ("得分：0，8", "list"),  # a full-width comma is no decimal comma: 0.8, or 0 and 8?
+        ("得分：0，8分", "list"),
+        ("得分：1、2、3", "list"),
+        # a broken decimal: 0, 8 or 0.8
+        ("得分：0. 8", "broken decimal"),
+        ("得分：0。8", "broken decimal"),
+        # Chinese numerals stay on the [0, 1] scale
+        ("得分：二分", "outside"),
+        ("得分：十分", "outside"),
+        ("给两分", "outside"),
+        ("得分：一般", "no score"),
+        ("至少给零点五分", "no score"),  # a bound, not a verdict
+        ("给满分的一半", "no score"),
+        # tiers that disagree
+        ("得分为0.5分。不过没有推理过程，应得0分", "labelled score 0.5 and awarded score 0"),
+        ("得分：1\n理由：结论正确但推理有误，应得零点五分。", "labelled score 1 and awarded"),
+        ("准确性得分：0.8，完整性得分：0.6\n总分：0.7\n综上，给0.5分。", "total 0.7 and awarded"),
         # more ranges, alternatives and bad scales
         ("得分：0.6~0.8", "range"),
         ("得分：0.6～0.8", "range"),
@@ -177,6 +225,45 @@ def test_a_decimal_comma_reads_as_its_decimal_or_not_at_all(
         assert parsed.score == pytest.approx(value)
     else:  # never the integer part alone
         assert parsed.score is None and "outside" in parsed.reason
+
+
+@given(
+    st.integers(min_value=0, max_value=9),
+    st.integers(min_value=0, max_value=99),
+    st.sampled_from(["", "分", "。", " 理由：略。", "个要点都没有覆盖", "个问题都没有回答"]),
+)
+def test_a_full_width_comma_is_never_a_decimal_comma(units: int, after: int, tail: str) -> None:
+    parsed = parse_score_detail(f"得分：{units}，{after}{tail}")
+    if tail.startswith("个"):  # a count: a new clause, the score stands
+        assert parsed.score == (units if units <= 1 else None)
+    else:  # two numbers side by side: ambiguous
+        assert parsed.score is None and "list" in parsed.reason
+
+
+def _chinese(hundredths: int) -> str:
+    """`零点七五` for 75, `一` for 100, `零` for 0."""
+    if hundredths in (0, 100):
+        return "零一"[hundredths // 100]
+    digits = f"{hundredths:02d}".rstrip("0")
+    return "零点" + "".join("零一二三四五六七八九"[int(d)] for d in digits)
+
+
+@given(
+    st.integers(min_value=0, max_value=100),
+    st.sampled_from(["得分：{}", "得分：{}分", "得分为{}分。", "给{}分。", "这个回答可以得{}分。"]),
+)
+def test_a_chinese_numeral_score_round_trips(hundredths: int, template: str) -> None:
+    assert parse_score(template.format(_chinese(hundredths))) == pytest.approx(hundredths / 100)
+
+
+@given(st.integers(min_value=0, max_value=10), st.integers(min_value=0, max_value=10))
+def test_a_labelled_score_must_agree_with_an_awarded_one(labelled: int, awarded: int) -> None:
+    reply = f"得分：{labelled / 10:g}\n理由：……综上，应得{awarded / 10:g}分。"
+    parsed = parse_score_detail(reply)
+    if labelled == awarded:
+        assert parsed.score == pytest.approx(labelled / 10)
+    else:
+        assert parsed.score is None and "disagree" in parsed.reason
 
 
 @given(
