@@ -1,7 +1,8 @@
 """The statistics on synthetic runs of known structure: the paired test finds a planted
 difference and holds its false-positive rate, the fits recover planted slopes, replicates are
 grouped with seed-and-item intervals, agreement is 1 for identical judges and about 0 for
-independent ones, the length slope is recovered, and bad input gives a labelled skip."""
+independent ones, the length slope is recovered with standard errors clustered by item, and bad
+input gives a labelled skip."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binom
+from scipy.stats import t as t_dist
 
 from lorabench.analysis.agreement import agreement, judge_pairs
 from lorabench.analysis.items import score_matrices
@@ -22,7 +24,8 @@ from lorabench.evaluation.eval_set import CATEGORIES
 from tests.stats_helpers import JUDGE, item_table, runs_table, scored_items
 
 FAST = StatsConfig(bootstrap_samples=500)
-ITEMS = item_table(per_category=20)
+PER_CATEGORY = 20
+ITEMS = item_table(per_category=PER_CATEGORY)
 
 
 def _matrices(scores: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,6 +133,52 @@ def test_length_slope_is_recovered() -> None:
     diag = length_diagnostics(pd.concat(frames), JUDGE, FAST)
     assert np.allclose(diag.slopes["slope"], 0.05, atol=0.02)
     assert len(diag.averages) == 2 and not diag.skipped
+
+
+def _cluster_sandwich(x: np.ndarray, y: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
+    """(clustered, naive) standard errors of column 1's coefficient, by hand: the sandwich
+    (X'X)⁻¹ Σ_g X_g'e_g e_g'X_g (X'X)⁻¹ times G/(G−1)·(N−1)/(N−K) (statsmodels' default)."""
+    n, k = x.shape
+    residuals = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    bread = np.linalg.inv(x.T @ x)
+    _, codes = np.unique(clusters, return_inverse=True)
+    sums = np.zeros((codes.max() + 1, k))
+    np.add.at(sums, codes, x * residuals[:, None])
+    g = len(sums)
+    clustered = g / (g - 1) * (n - 1) / (n - k) * bread @ (sums.T @ sums) @ bread
+    naive = residuals @ residuals / (n - k) * bread
+    return float(np.sqrt(clustered[1, 1])), float(np.sqrt(naive[1, 1]))
+
+
+def test_the_length_slopes_standard_error_is_clustered_by_item() -> None:
+    # Each item has its own difficulty and its own typical answer length in every run, so
+    # runs' rows of one item go together: the naive standard error is too small.
+    rng = np.random.default_rng(8)
+    difficulty = rng.normal(0, 0.15, len(ITEMS))
+    typical = np.exp(rng.uniform(3, 7, len(ITEMS)))
+    runs = [f"r{k}" for k in range(4)]
+    frames = []
+    for k, run in enumerate(runs):
+        lengths = np.round(typical * np.exp(rng.normal(0, 0.2, len(ITEMS)))).astype(int)
+        scores = 0.1 + 0.02 * k + 0.05 * np.log1p(lengths) + difficulty
+        frames.append(scored_items(run, scores + rng.normal(0, 0.03, len(ITEMS)), ITEMS,
+                                   lengths=lengths))  # fmt: skip
+    data = pd.concat(frames, ignore_index=True)
+    slopes = length_diagnostics(data, JUDGE, FAST).slopes.set_index("category")
+    assert len(slopes) == len(CATEGORIES)
+    for category, row in slopes.iterrows():
+        cat = data[data["category"] == category]
+        dummies = pd.get_dummies(cat["run_id"], drop_first=True, dtype=float).to_numpy()
+        x = np.column_stack([np.ones(len(cat)), np.log1p(cat["answer_length"]), dummies])
+        se, naive = _cluster_sandwich(x, cat["score"].to_numpy(), cat["item"].to_numpy())
+        assert row["se"] == pytest.approx(se, rel=1e-9), category
+        assert se > 1.5 * naive, category
+        half = t_dist.ppf(0.975, PER_CATEGORY - 1) * se  # t with items − 1 degrees of freedom
+        assert [row["ci_low"], row["ci_high"]] == pytest.approx(
+            [row["slope"] - half, row["slope"] + half], rel=1e-9
+        )
+        p = 2 * t_dist.sf(abs(row["slope"]) / se, PER_CATEGORY - 1)
+        assert row["p"] == pytest.approx(p, rel=1e-6)
 
 
 def test_a_category_scored_alike_everywhere_is_adjusted_to_itself() -> None:

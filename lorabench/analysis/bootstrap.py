@@ -40,6 +40,15 @@ def category_draws(
     return np.stack(columns, axis=1)
 
 
+def macro_average_draws(
+    matrices: Matrices, items: Mapping[str, np.ndarray], replicates: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """The observed macro average of `matrices` and its (samples,) bootstrap draws under the
+    given item and replicate draws (item draws shared with other groups pair them)."""
+    draws = category_draws(matrices, items, replicates).mean(axis=1)
+    return float(np.mean(category_means(matrices))), draws
+
+
 def category_means(matrices: Matrices) -> np.ndarray:
     """The observed mean per category (over replicates and items)."""
     return np.array([_nanmean(m.reshape(1, -1))[0] for m in matrices.values()])
@@ -57,6 +66,16 @@ def percentile_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np
     """The central `level` percentile interval of draws along axis 0."""
     tail = (1 - level) / 2 * 100
     return np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
+
+
+def order_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` interval of 1-D draws that may be ±inf (an outcome no number
+    describes): each end is the draw at or just outside its percentile, not an interpolation
+    between neighbours, so an end that falls among infinite draws is infinite (where
+    `percentile_interval` gives NaN). NaN draws are dropped."""
+    tail = (1 - level) / 2 * 100
+    low = np.nanpercentile(draws, tail, method="lower")
+    return float(low), float(np.nanpercentile(draws, 100 - tail, method="higher"))
 
 
 def shifted_p_value(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:

@@ -5,6 +5,12 @@ length-adjusted average: each category's mean moved along that slope to the cate
 answer length, averaged over the 9 categories, beside the plain average (in the spirit of
 AlpacaEval's length-controlled win rate).
 
+The same items recur in every run, and an item's difficulty and its answers' length go
+together across runs, so the runs' rows are not independent: the slope's standard error is
+clustered by item (statsmodels' cluster-robust sandwich with its small-sample factor
+G/(G−1)·(N−1)/(N−K)), and its interval and p-value use Student's t with G−1 degrees of
+freedom (G items), since a category holds few items (5 in the demo eval set).
+
 The median is taken over every answer the section's runs gave in that category, so each run
 is adjusted to the same length.
 """
@@ -28,6 +34,25 @@ class LengthDiagnostics:
     slopes: pd.DataFrame = field(default_factory=pd.DataFrame)
     averages: pd.DataFrame = field(default_factory=pd.DataFrame)
     skipped: list[str] = field(default_factory=list)
+
+
+def _slope_row(cat: pd.DataFrame, runs: int, level: float) -> dict:
+    """The length slope of one category's rows (`score`, `log_length`, `run_id`, `item`): a
+    level per run, the standard error clustered by item (see the module doc)."""
+    formula = "score ~ log_length" + (" + C(run_id)" if runs > 1 else "")
+    fit = smf.ols(formula, data=cat).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(cat["item"])[0]}, use_t=True
+    )
+    low, high = fit.conf_int(alpha=1 - level).loc["log_length"]
+    return {
+        "items": len(cat),
+        "slope": float(fit.params["log_length"]),
+        "se": float(fit.bse["log_length"]),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": float(fit.pvalues["log_length"]),
+        "median_length": float(cat["answer_length"].median()),
+    }
 
 
 def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> LengthDiagnostics:
@@ -55,22 +80,13 @@ def length_diagnostics(items: pd.DataFrame, judge: str, stats: StatsConfig) -> L
                 "slope beside a level per run"
             )
             continue
-        formula = "score ~ log_length" + (" + C(run_id)" if runs > 1 else "")
-        fit = smf.ols(formula, data=cat).fit()
-        low, high = fit.conf_int(alpha=1 - stats.level).loc["log_length"]
-        slope = float(fit.params["log_length"])
-        slopes.append(
-            {
-                "category": category,
-                "items": len(cat),
-                "slope": slope,
-                "ci_low": float(low),
-                "ci_high": float(high),
-                "p": float(fit.pvalues["log_length"]),
-                "median_length": float(cat["answer_length"].median()),
-            }
-        )
-        target = np.log1p(cat["answer_length"].median())
+        if cat["item"].nunique() < 2:
+            out.skipped.append(f"{category}: one item, no standard error clustered by item")
+            continue
+        row = _slope_row(cat, runs, stats.level)
+        slopes.append({"category": category, **row})
+        slope = row["slope"]
+        target = np.log1p(row["median_length"])
         plain[category] = by_run["score"].mean()
         adjusted[category] = plain[category] + slope * (target - by_run["log_length"].mean())
     out.slopes = pd.DataFrame(slopes)

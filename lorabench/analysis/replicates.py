@@ -16,9 +16,9 @@ import pandas as pd
 
 from lorabench import contract
 from lorabench.analysis.bootstrap import (
-    category_draws,
     category_means,
     item_draws,
+    macro_average_draws,
     percentile_interval,
     replicate_draws,
 )
@@ -94,14 +94,15 @@ def replicate_groups(runs: pd.DataFrame) -> list[Group]:
 def macro_draws(
     items: pd.DataFrame, group: Group, stats: StatsConfig, rng: np.random.Generator
 ) -> tuple[float, np.ndarray]:
-    """The group's observed macro average and its hierarchical bootstrap draws."""
+    """The group's observed macro average and its hierarchical bootstrap draws, on items
+    drawn for it alone (`scaling_fit` shares one item draw between its points instead)."""
     matrices = score_matrices(items, group.run_ids, group.judge)
-    draws = category_draws(
+    samples = stats.bootstrap_samples
+    return macro_average_draws(
         matrices,
-        item_draws(matrices, stats.bootstrap_samples, rng),
-        replicate_draws(group.replicates, stats.bootstrap_samples, rng),
+        item_draws(matrices, samples, rng),
+        replicate_draws(group.replicates, samples, rng),
     )
-    return float(np.mean(category_means(matrices))), draws.mean(axis=1)
 
 
 @dataclass

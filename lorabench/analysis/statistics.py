@@ -201,19 +201,25 @@ def _fit_lines(fits: Any) -> list[str]:
         lines += [*_markdown_rows(["base", "method", "judge", "points", "a", "b"], rows), ""]
         lines += [f"![fitted data scaling](figures/{FIT_FIGURE}.png)", ""]
     lines += _skipped(fits.skipped)[:-1]
-    for _, row in fits.crossovers.iterrows():
-        ft = f"`{row['ft']}` ({row['ft_score']:.3f})"
-        note = row["note"] if isinstance(row["note"], str) else ""
-        if pd.isna(row["lora_samples"]) or note.startswith("not within"):
-            # No number: LoRA never rises, or the estimate itself would be an extrapolation.
-            lines.append(f"- LoRA reaching {ft}: {note}")
-            continue
-        interval = f"[{format_count(row['ci_low'])}, {format_count(row['ci_high'])}]"
-        text = f"- LoRA reaches {ft} at {format_count(row['lora_samples'])} samples {interval}"
-        lines.append(f"{text} ({note})" if note else text)
+    lines += [_crossover_line(row) for _, row in fits.crossovers.iterrows()]
     if not fits.curves and fits.crossovers.empty:
         lines.append("- skipped: no curve could be fitted, so no crossover")
     return [*lines, ""]
+
+
+def _crossover_line(row: pd.Series) -> str:
+    ft = f"`{row['ft']}` ({row['ft_score']:.3f})"
+    interval = f"[{_open_end(row['ci_low'])}, {_open_end(row['ci_high'])}]"
+    if not 0 < row["lora_samples"] < np.inf:
+        # No number: the estimate itself lies outside the fitted range (the note says where).
+        return f"- LoRA reaching {ft}: {row['note']}; interval {interval}"
+    text = f"- LoRA reaches {ft} at {format_count(row['lora_samples'])} samples {interval}"
+    return f"{text} ({row['note']})" if row["note"] else text
+
+
+def _open_end(samples: float) -> str:
+    """A crossover in samples; 0 and inf lie outside the fitted range: an open end."""
+    return format_count(samples) if 0 < samples < np.inf else "open"
 
 
 def _agreement_lines(agree: Agreement) -> list[str]:
@@ -265,7 +271,11 @@ def _agreement_lines(agree: Agreement) -> list[str]:
 
 
 def _length_lines(diag: Any, judge: str, names: dict[str, str]) -> list[str]:
-    lines = [f"Judge {judge}: slope of item score on ln(1 + answer characters), per category:", ""]
+    lines = [
+        f"Judge {judge}: slope of item score on ln(1 + answer characters), per category, with "
+        "a level per run (standard errors clustered by item):",
+        "",
+    ]
     if len(diag.slopes):
         frame = diag.slopes.assign(interval=diag.slopes.apply(_interval, axis=1))
         lines += _table(
