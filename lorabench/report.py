@@ -148,7 +148,7 @@ def write_report(
     if warnings:
         lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
-    lines += [write_findings(runs, out)]
+    lines += [write_findings(runs, items, out, stats)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
     for path in figures.files:
         if path.suffix == ".png":

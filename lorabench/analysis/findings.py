@@ -1,5 +1,5 @@
 """The paper's conclusions, checked against a run set: for each, whether these runs agree,
-disagree or cannot tell, from their scores and 95% intervals.
+disagree or cannot tell, from paired comparisons of their item scores.
 
 The conclusions (BELLE's comparative study, §4):
 
@@ -16,65 +16,57 @@ Before them, a precondition of any such reading (not a conclusion of the paper):
 scores above its untuned base (the base row, `<model> (base)`), or instruction tuning did not
 work in this run set and its comparisons say nothing.
 
-Rules. A claim "A scores above B" is checked on their scores' 95% intervals: it **agrees** when
-A's interval lies above B's, **disagrees** when B's lies above A's, and **cannot tell** when they
-overlap. A claim "A comes close to B" is checked on the interval of A − B (from the two
-intervals' half-widths, combined as independent errors): it agrees when that interval lies
-above −`close_margin`, disagrees when it lies below, and cannot tell otherwise. A claim checked
-on several pairs (each data size, each method) agrees when every pair agrees, disagrees when
-any pair disagrees, and cannot tell otherwise. Runs the claim needs that are missing, or that
-lack an interval, give "cannot tell", naming what is missing. Scores of different judges or
-eval sets are never compared: each such section of runs is checked on its own.
+Rules. Both runs of a comparison answered the same items, so each comparison is paired
+(`paired.compare`): the difference A − B of their scores over the items both scored (an item
+either run could not score is dropped for both, and counted), with a paired-bootstrap interval
+(shared item draws; a replicated configuration's seeds resampled) and a two-sided p-value of the
+null value. The p-values of every comparison of a section (one judge and eval set) are
+Holm-corrected together, and the adjusted p decides at `StatsConfig.alpha`:
+
+- "A scores above B" tests A − B = 0: **agrees** when the adjusted p is below alpha and A − B > 0,
+  **disagrees** when it is below alpha and A − B < 0, **cannot tell** otherwise;
+- "A comes close to B" tests A − B = −`stats.close_margin` (non-inferiority and inferiority
+  at once): agrees when the adjusted p is below alpha and A − B > −margin, disagrees when it
+  is below alpha and A − B < −margin, cannot tell otherwise.
+
+A two-sided p below alpha claims one direction at alpha / 2, as a (1 − alpha) interval that
+excludes the null value does. A claim checked on several pairs (each data size, each method)
+agrees when every pair agrees, disagrees when any pair disagrees, and cannot tell otherwise.
+Runs the claim needs that are missing give "cannot tell", naming what is missing; a pair that
+cannot be compared item by item (no item scores, another judge or eval set, other items) gives
+"cannot tell" with the reason, never a number.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from statsmodels.stats.multitest import multipletests
 
-from lorabench.analysis.runs import (
-    BASE_METHOD,
-    CATEGORY_CI_HIGH,
-    CATEGORY_CI_LOW,
-    Section,
-    sections,
-)
+from lorabench.analysis.items import Mismatch
+from lorabench.analysis.paired import Difference, compare, difference
+from lorabench.analysis.replicates import Group, replicate_groups, replicate_name
+from lorabench.analysis.runs import BASE_METHOD, Section, sections
+from lorabench.config.schema import StatsConfig
 
 AGREES = "agrees"
 DISAGREES = "disagrees"
 CANNOT_TELL = "cannot tell"
-
-CLOSE_MARGIN = 0.05
-"""How far below incremental FT the LoRA row may score and still "come close", on the 0-1
-score scale: the paper's two rows are 0.026 apart on math and code, 0.009 on average."""
 
 MATH = "others"
 """The category that holds the eval set's math items (with code), as the paper reports it."""
 
 AVERAGE = "average_score"
 
+Row = Mapping[str, Any]
+"""A run of the tidy table (`runs.COLUMNS`), one per configuration."""
 
-@dataclass(frozen=True)
-class Score:
-    """One run's score on one column, with its 95% interval when known."""
-
-    run: str
-    value: float
-    low: float | None
-    high: float | None
-
-    @property
-    def has_interval(self) -> bool:
-        return self.low is not None and self.high is not None
-
-    def text(self) -> str:
-        if not self.has_interval:
-            return f"`{self.run}` {self.value:.3f}"
-        return f"`{self.run}` {self.value:.3f} ({self.low:.3f}–{self.high:.3f})"
+NOT_LOADED = "item scores not loaded: the report reads them unless statistics=false"
 
 
 @dataclass(frozen=True)
@@ -83,6 +75,10 @@ class Check:
 
     verdict: str
     text: str
+    difference: Difference | None = None
+    """The paired difference A − B, when the runs could be compared."""
+    p_holm: float | None = None
+    """Its p-value, Holm-adjusted over the section's comparisons (this decides the verdict)."""
 
 
 @dataclass(frozen=True)
@@ -96,53 +92,31 @@ class Finding:
     """Why no pair of runs could be compared (the verdict is then "cannot tell")."""
 
 
-def _value(row: pd.Series, column: str) -> float | None:
-    value = row.get(column)
-    return None if value is None or pd.isna(value) else float(value)
+@dataclass(frozen=True)
+class Comparison:
+    """A pair a claim asks about: A above B on `column`, or (with `margin`) A at most `margin`
+    below B."""
+
+    label: str
+    a: Row
+    b: Row
+    column: str = AVERAGE
+    margin: float | None = None
+
+    @property
+    def null(self) -> float:
+        """The value of A − B the comparison tests against."""
+        return 0.0 if self.margin is None else -self.margin
 
 
-def score(row: pd.Series, column: str = AVERAGE) -> Score | None:
-    """The run's score on `column` (the average, or a category) with its interval."""
-    value = _value(row, column)
-    if value is None:
-        return None
-    if column == AVERAGE:
-        low, high = _value(row, "ci_low"), _value(row, "ci_high")
-    else:
-        low, high = (
-            _value(row, f"{column}{CATEGORY_CI_LOW}"),
-            _value(row, f"{column}{CATEGORY_CI_HIGH}"),
-        )
-    return Score(str(row["run_name"]), value, low, high)
+@dataclass(frozen=True)
+class Claim:
+    """A claim and the comparisons it asks for, before any is made."""
 
-
-def above(a: Score, b: Score, label: str = "") -> Check:
-    """The claim that `a` scores above `b` (`label` says which pair this is)."""
-    shown = f"{label}: " * bool(label) + f"{a.text()} against {b.text()}"
-    if not (a.has_interval and b.has_interval):
-        return Check(CANNOT_TELL, f"{shown} (no interval to compare)")
-    if a.low > b.high:
-        return Check(AGREES, shown)
-    if b.low > a.high:
-        return Check(DISAGREES, shown)
-    return Check(CANNOT_TELL, f"{shown} (the intervals overlap)")
-
-
-def close(a: Score, b: Score, label: str, margin: float = CLOSE_MARGIN) -> Check:
-    """The claim that `a` comes close to `b`: at most `margin` below it."""
-    if not (a.has_interval and b.has_interval):
-        return Check(CANNOT_TELL, f"{label}: {a.text()} against {b.text()} (no interval)")
-    half = math.hypot((a.high - a.low) / 2, (b.high - b.low) / 2)
-    diff = a.value - b.value
-    shown = (
-        f"{label}: {a.text()} against {b.text()}, difference {diff:+.3f} "
-        f"({diff - half:+.3f} to {diff + half:+.3f}; close: above {-margin:+.3f})"
-    )
-    if diff - half >= -margin:
-        return Check(AGREES, shown)
-    if diff + half < -margin:
-        return Check(DISAGREES, shown)
-    return Check(CANNOT_TELL, shown)
+    text: str
+    comparisons: list[Comparison]
+    missing: str
+    """What the claim needs when no comparison could be chosen."""
 
 
 def overall(checks: Sequence[Check]) -> str:
@@ -155,152 +129,304 @@ def overall(checks: Sequence[Check]) -> str:
     return AGREES if verdicts == {AGREES} else CANNOT_TELL
 
 
-def _finding(claim: str, checks: list[Check], missing: str) -> Finding:
-    return Finding(claim, overall(checks), checks, None if checks else missing)
+_UNIT_COLUMNS = (
+    "run_name",
+    "base_model",
+    "method",
+    "data",
+    "num_samples",
+    "base_run",
+    "base_params",
+    "judge",
+    "eval_set",
+    "source",
+)
+"""The columns the claims choose their pairs by (the tidy table has many more)."""
 
 
-def _single_stage(runs: pd.DataFrame, method: str) -> pd.DataFrame:
-    return runs[(runs["method"] == method) & runs["base_run"].isna()]
+def _units(runs: pd.DataFrame) -> list[Row]:
+    """The evaluated runs, one per configuration (replicates differ only in their seeds), named
+    by the configuration (`replicates.replicate_name`)."""
+    units: dict[tuple, Row] = {}
+    for row in runs.loc[runs["evaluated"], list(_UNIT_COLUMNS)].to_dict("records"):
+        base_run = row["base_run"]
+        row["run_name"] = replicate_name(row["run_name"])
+        row["base_run"] = replicate_name(base_run) if _known(base_run) else None
+        units.setdefault((row["run_name"], row["judge"], row["eval_set"]), row)
+    return list(units.values())
 
 
-def _scores(pairs: Iterable[tuple[pd.Series, pd.Series]], column: str = AVERAGE):
-    for a, b in pairs:
-        sa, sb = score(a, column), score(b, column)
-        if sa is not None and sb is not None:
-            yield a, b, sa, sb
+def _known(value: Any) -> bool:
+    """Not empty: a name, or a number that is not NaN."""
+    return isinstance(value, str) or (value is not None and not pd.isna(value))
 
 
-def tuned_above_base(runs: pd.DataFrame) -> Finding:
+def _grouped(units: Sequence[Row], by: str) -> dict[Any, list[Row]]:
+    """`units` by their `by` value, in order of appearance (units without one left out)."""
+    groups: dict[Any, list[Row]] = {}
+    for unit in units:
+        if _known(unit[by]):
+            groups.setdefault(unit[by], []).append(unit)
+    return groups
+
+
+def _single_stage(units: Sequence[Row], method: str) -> list[Row]:
+    return [u for u in units if u["method"] == method and not _known(u["base_run"])]
+
+
+def tuned_above_base(units: Sequence[Row]) -> Claim:
     """The precondition: every tuned run above the base row of its base model."""
-    bases = runs[runs["method"] == BASE_METHOD]
-    tuned = runs[runs["method"] != BASE_METHOD]
-    root = tuned["base_model"]
-    pairs = [
-        (run, bases[bases["base_model"] == model].iloc[0])
-        for (_, run), model in zip(tuned.iterrows(), root, strict=True)
-        if (bases["base_model"] == model).any()
+    rows = [u for u in units if u["method"] == BASE_METHOD]
+    bases = {model: group[0] for model, group in _grouped(rows, "base_model").items()}
+    comparisons = [
+        Comparison("", unit, bases[unit["base_model"]])
+        for unit in units
+        if unit["method"] != BASE_METHOD and unit["base_model"] in bases
     ]
-    checks = [above(sa, sb) for _, _, sa, sb in _scores(pairs)]
-    return _finding(
+    return Claim(
         "Precondition (not a conclusion of the paper): every tuned run scores above its "
         "untuned base, so instruction tuning works in this run set",
-        checks,
+        comparisons,
         "no base row (`<model> (base)`) with a tuned run of its model: evaluate the base "
         "(python evaluate.py with no run=)",
     )
 
 
-def ft_above_lora(runs: pd.DataFrame) -> Finding:
+def ft_above_lora(units: Sequence[Row]) -> Claim:
     """Conclusion 1, per base model and data size."""
-    lora, ft = _single_stage(runs, "lora"), _single_stage(runs, "ft")
-    pairs = [
-        (f, l_)
-        for _, f in ft.iterrows()
-        for _, l_ in lora.iterrows()
+    comparisons = [
+        Comparison(f"{f['data']}", f, l_)
+        for f in _single_stage(units, "ft")
+        for l_ in _single_stage(units, "lora")
         if (f["base_model"], f["data"]) == (l_["base_model"], l_["data"])
     ]
-    checks = [above(sf, sl, f"{f['data']}") for f, _, sf, sl in _scores(pairs)]
-    return _finding(
+    return Claim(
         "Full fine-tuning scores above LoRA at equal training data, on a base without "
         "instruction tuning",
-        checks,
+        comparisons,
         "no LoRA and FT runs of one base model on the same data",
     )
 
 
-def _largest_above_smallest(group: pd.DataFrame, by: str, prefix: str, named: str) -> list[Check]:
+def _largest_above_smallest(group: Sequence[Row], by: str, prefix: str, named: str) -> Comparison:
     """The run of the largest `by` against the run of the smallest, labelled
     `<prefix>, <large's named> against <small's named>`."""
-    group = group.sort_values(by)
-    small, large = group.iloc[0], group.iloc[-1]
-    label = f"{prefix}, {large[named]} against {small[named]}"
-    return [above(sl, ss, label) for _, _, sl, ss in _scores([(large, small)])]
+    ordered = sorted(group, key=lambda unit: unit[by])
+    small, large = ordered[0], ordered[-1]
+    return Comparison(f"{prefix}, {large[named]} against {small[named]}", large, small)
 
 
-def more_data_helps(runs: pd.DataFrame) -> Finding:
+def more_data_helps(units: Sequence[Row]) -> Claim:
     """Conclusion 2: per base model and method, the largest data size against the smallest."""
-    checks = []
+    comparisons = []
     for method in ("lora", "ft"):
-        single = _single_stage(runs, method).dropna(subset=["num_samples"])
-        for model, group in single.groupby("base_model", sort=False):
-            if group["num_samples"].nunique() < 2:
-                continue
-            checks += _largest_above_smallest(group, "num_samples", f"{model} {method}", "data")
-    return _finding(
+        sized = [u for u in _single_stage(units, method) if _known(u["num_samples"])]
+        for model, group in _grouped(sized, "base_model").items():
+            if len({u["num_samples"] for u in group}) >= 2:
+                prefix = f"{model} {method}"
+                comparisons.append(_largest_above_smallest(group, "num_samples", prefix, "data"))
+    return Claim(
         "More training data improves both LoRA and full fine-tuning",
-        checks,
+        comparisons,
         "no method with runs on two data sizes of one base model",
     )
 
 
-def larger_base_helps_lora(runs: pd.DataFrame) -> Finding:
+def larger_base_helps_lora(units: Sequence[Row]) -> Claim:
     """Conclusion 3: per data size, LoRA on the largest base against LoRA on the smallest."""
-    lora = _single_stage(runs, "lora").dropna(subset=["base_params"])
-    checks = []
-    for data, group in lora.groupby("data", sort=False):
-        if group["base_model"].nunique() < 2:
-            continue
-        checks += _largest_above_smallest(group, "base_params", str(data), "base_model")
-    return _finding(
+    sized = [u for u in _single_stage(units, "lora") if _known(u["base_params"])]
+    comparisons = [
+        _largest_above_smallest(group, "base_params", str(data), "base_model")
+        for data, group in _grouped(sized, "data").items()
+        if len({u["base_model"] for u in group}) >= 2
+    ]
+    return Claim(
         "A larger base model improves LoRA at equal training data",
-        checks,
+        comparisons,
         "no LoRA runs of two base model sizes on the same data",
     )
 
 
-def lora_close_to_incremental_ft(runs: pd.DataFrame, margin: float = CLOSE_MARGIN) -> Finding:
-    """Conclusion 4, on math (`others`), per instruction-tuned base run."""
-    chained = runs[runs["base_run"].notna()]
-    lora, ft = chained[chained["method"] == "lora"], chained[chained["method"] == "ft"]
-    pairs = [
-        (l_, f)
-        for _, l_ in lora.iterrows()
-        for _, f in ft.iterrows()
-        if (l_["base_run"], l_["data"]) == (f["base_run"], f["data"])
+def lora_close_to_incremental_ft(units: Sequence[Row], margin: float) -> Claim:
+    """Conclusion 4 (the paper's §4.5), on math (`others`), per instruction-tuned base run:
+    non-inferiority of chained LoRA to chained FT within `margin`."""
+    chained = [u for u in units if _known(u["base_run"])]
+    comparisons = [
+        Comparison(f"math and code (`{MATH}`) on `{l_['base_run']}`", l_, f, MATH, margin)
+        for l_ in chained
+        for f in chained
+        if (l_["method"], f["method"]) == ("lora", "ft")
+        and (l_["base_run"], l_["data"]) == (f["base_run"], f["data"])
     ]
-    checks = [
-        close(sl, sf, f"math and code (`{MATH}`) on `{l_['base_run']}`", margin)
-        for l_, _, sl, sf in _scores(pairs, MATH)
-    ]
-    return _finding(
+    return Claim(
         f"On an instruction-tuned base, LoRA comes close to incremental full fine-tuning on "
         f"math (at most {margin:g} below it)",
-        checks,
+        comparisons,
         "no LoRA and FT runs chained on the same base run and data",
     )
 
 
-def check_findings(runs: pd.DataFrame, close_margin: float = CLOSE_MARGIN) -> list[Finding]:
-    """The precondition and the paper's four conclusions, checked on one section of runs
-    (one judge and eval set: runs.sections)."""
+def claims(runs: pd.DataFrame, close_margin: float) -> list[Claim]:
+    """The precondition and the paper's four conclusions, with the comparisons each asks of
+    `runs` (the tidy table)."""
+    units = _units(runs)
     return [
-        tuned_above_base(runs),
-        ft_above_lora(runs),
-        more_data_helps(runs),
-        larger_base_helps_lora(runs),
-        lora_close_to_incremental_ft(runs, close_margin),
+        tuned_above_base(units),
+        ft_above_lora(units),
+        more_data_helps(units),
+        larger_base_helps_lora(units),
+        lora_close_to_incremental_ft(units, close_margin),
     ]
 
 
-def findings_markdown(runs: pd.DataFrame, close_margin: float = CLOSE_MARGIN) -> str:
-    """The findings section: per judge and eval set, each claim, its verdict and its pairs."""
-    lines = [
+class _Paired:
+    """Makes a section's comparisons item by item, one bootstrap stream for all of them."""
+
+    def __init__(self, runs: pd.DataFrame, items: pd.DataFrame | None, stats: StatsConfig):
+        self.items, self.stats = items, stats
+        self.groups = {(g.name, g.judge, g.eval_set): g for g in replicate_groups(runs)}
+        self.scored: set[tuple[str, str]] = set()
+        if items is not None:
+            first = items.loc[items["repeat"] == 0, ["run_id", "judge"]].drop_duplicates()
+            self.scored = set(zip(first["run_id"], first["judge"], strict=True))
+        self.rng = np.random.default_rng(stats.seed)
+
+    def group(self, row: Row) -> Group | str:
+        """The row's replicate group, or why it has no item scores to compare."""
+        if row["source"] == "paper":
+            return f"`{row['run_name']}` is the paper's reported row: no item scores"
+        if self.items is None:
+            return NOT_LOADED
+        group = self.groups.get((row["run_name"], row["judge"], row["eval_set"]))
+        if group is None or not all((r, group.judge) in self.scored for r in group.run_ids):
+            return f"no item scores by {row['judge']} for `{row['run_name']}`"
+        return group
+
+    def difference(self, comparison: Comparison) -> Difference | str:
+        """The comparison's paired difference, or why it cannot be made."""
+        a, b = self.group(comparison.a), self.group(comparison.b)
+        for side in (a, b):
+            if isinstance(side, str):
+                return side
+        try:
+            result = compare(self.items, a, b, self.stats, self.rng)
+        except Mismatch as err:
+            return f"not comparable item by item: {err}"
+        category = None if comparison.column == AVERAGE else comparison.column
+        return difference(result, self.stats.level, category, comparison.null)
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _name(row: Row, groups: dict) -> str:
+    group = groups.get((row["run_name"], row["judge"], row["eval_set"]))
+    seeds = f" ({group.replicates} replicates)" if group and group.replicates > 1 else ""
+    return f"`{row['run_name']}`{seeds}"
+
+
+def _check(
+    comparison: Comparison, found: Difference | str, p_holm: float | None, paired: _Paired
+) -> Check:
+    """The comparison's verdict and its line."""
+    a, b = _name(comparison.a, paired.groups), _name(comparison.b, paired.groups)
+    label = f"{comparison.label}: " * bool(comparison.label)
+    if isinstance(found, str):
+        return Check(CANNOT_TELL, f"{label}{a} against {b} ({found})")
+    d, stats = found, paired.stats
+    close = comparison.margin is not None
+    dropped = f" ({d.dropped} unscored dropped)" if d.dropped else ""
+    text = (
+        f"{label}{a} {d.a:.3f} against {b} {d.b:.3f}, difference {d.diff:+.3f} "
+        f"({stats.level:.0%} paired interval {d.ci_low:+.3f} to {d.ci_high:+.3f}"
+        f"{f'; close: above {d.null:+.3f}' * close}), {d.items} items{dropped}, "
+        f"p{f' against {d.null:+.3f}' * close} {_p(d.p)}, Holm {_p(p_holm)}"
+    )
+    if p_holm >= stats.alpha:
+        return Check(CANNOT_TELL, text, d, p_holm)
+    return Check(AGREES if d.diff > d.null else DISAGREES, text, d, p_holm)
+
+
+def check_findings(
+    runs: pd.DataFrame,
+    items: pd.DataFrame | None,
+    stats: StatsConfig | None = None,
+) -> list[Finding]:
+    """The precondition and the paper's four conclusions, checked on `runs` (the tidy table;
+    one judge and eval set: runs.sections) with their item scores (`items.load_item_scores`;
+    None: not loaded, so every comparison cannot tell). Holm corrects over all comparisons."""
+    paired = _Paired(runs, items, stats or StatsConfig())
+    asked = claims(runs, paired.stats.close_margin)
+    found = [[paired.difference(c) for c in claim.comparisons] for claim in asked]
+    p_values = [d.p for row in found for d in row if isinstance(d, Difference)]
+    adjusted = iter(
+        multipletests(p_values, alpha=paired.stats.alpha, method="holm")[1] if p_values else []
+    )
+    findings = []
+    for claim, differences in zip(asked, found, strict=True):
+        checks = [
+            _check(c, d, None if isinstance(d, str) else float(next(adjusted)), paired)
+            for c, d in zip(claim.comparisons, differences, strict=True)
+        ]
+        findings.append(
+            Finding(claim.text, overall(checks), checks, None if checks else claim.missing)
+        )
+    return findings
+
+
+def _preamble(stats: StatsConfig) -> list[str]:
+    level, close_margin = f"{stats.level:.0%}", stats.close_margin
+    return [
         "## The paper's findings, checked against these runs",
         "",
-        "> Each comparison uses the runs' scores and their 95% intervals: **agrees** when the "
-        "intervals do not overlap in the paper's direction, **disagrees** when they do not "
-        "overlap the other way, **cannot tell** when they overlap or the runs it needs are "
-        f'missing; "close" means at most {close_margin:g} below, with 95% confidence. A claim '
-        "checked on several pairs agrees only when every pair does.",
+        "> Each comparison is paired: both runs answered the same items, so A − B is taken "
+        "over the items both scored (an item either could not score is dropped for both), with "
+        f"a {level} paired-bootstrap interval ({stats.bootstrap_samples} draws; a replicated "
+        "configuration's seeds resampled) and a two-sided p-value. **The Holm-adjusted p "
+        "decides**, over every comparison of the section: **agrees** when it is below "
+        f"{stats.alpha:g} with the difference in the paper's direction, **disagrees** when it "
+        "is below with the difference the other way, **cannot tell** otherwise or when the "
+        f'runs cannot be compared (the reason is given). "Close" (at most {close_margin:g} '
+        f"below) tests A − B against −{close_margin:g} instead of 0: agrees above it, "
+        "disagrees below it. The interval shown is not adjusted. A claim checked on several "
+        "pairs agrees only when every pair does.",
         "",
     ]
+
+
+def _resolution_note(findings: Sequence[Finding], stats: StatsConfig) -> list[str]:
+    """Why nothing can agree when the bootstrap is too coarse for Holm over this many tests."""
+    tested = sum(c.p_holm is not None for f in findings for c in f.checks)
+    # Holm's first step needs the smallest p, 1/(draws + 1), below alpha / tested.
+    needed = int(tested / stats.alpha + 1e-9)
+    if not tested or stats.bootstrap_samples >= needed:
+        return []
+    return [
+        f"Note: {stats.bootstrap_samples} bootstrap draws give no p below "
+        f"1/{stats.bootstrap_samples + 1}, too coarse for Holm over {tested} comparisons: "
+        f"raise stats.bootstrap_samples to at least {needed}.",
+        "",
+    ]
+
+
+def findings_markdown(
+    runs: pd.DataFrame,
+    items: pd.DataFrame | None,
+    stats: StatsConfig | None = None,
+) -> str:
+    """The findings section: per judge and eval set, each claim, its verdict and its pairs."""
+    stats = stats or StatsConfig()
+    lines = _preamble(stats)
     evaluated = [s for s in sections(runs) if s.evaluated]
     if not evaluated:
         return "\n".join([*lines, "No run has evaluation metrics: nothing to check.", ""])
     for section in evaluated:
         if len(evaluated) > 1:
             lines += [f"### {_title(section)}", ""]
-        for number, finding in enumerate(check_findings(section.runs, close_margin)):
+        findings = check_findings(section.runs, items, stats)
+        lines += _resolution_note(findings, stats)
+        for number, finding in enumerate(findings):
             label = "0." if number == 0 else f"{number}."
             lines.append(f"{label} {finding.claim}: **{finding.verdict}**")
             if finding.missing:
@@ -314,9 +440,14 @@ def _title(section: Section) -> str:
     return f"Judge `{section.judge}`, eval set `{section.eval_set}`"
 
 
-def write_findings(runs: pd.DataFrame, out_dir: str | Path) -> str:
+def write_findings(
+    runs: pd.DataFrame,
+    items: pd.DataFrame | None,
+    out_dir: str | Path,
+    stats: StatsConfig | None = None,
+) -> str:
     """Write `findings.md` into `out_dir`; returns its text (the report's section)."""
-    text = findings_markdown(runs)
+    text = findings_markdown(runs, items, stats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.md").write_text(text, encoding="utf-8")

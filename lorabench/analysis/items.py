@@ -102,10 +102,12 @@ def score_matrices(
     items: pd.DataFrame, run_ids: Sequence[str], judge: str
 ) -> dict[str, np.ndarray]:
     """Per category, a (runs × items) array of `judge`'s scores (NaN: not scored), items in
-    one shared order; Mismatch when a run has no scores by `judge` or other items."""
+    one shared order (by key); Mismatch when a run has no scores by `judge` or other items."""
     part = items[(items["judge"] == judge) & (items["repeat"] == 0)]
     part = part[part["run_id"].isin(run_ids)]
-    sets = {r: frozenset(part.loc[part["run_id"] == r, "item"]) for r in run_ids}
+    # Plain arrays: the frame's string columns are slow to iterate item by item.
+    runs, keys = part["run_id"].to_numpy(dtype=object), part["item"].to_numpy(dtype=object)
+    sets = {r: frozenset(keys[runs == r]) for r in run_ids}
     empty = [r for r, s in sets.items() if not s]
     if empty:
         raise Mismatch(f"no item scores by {judge} for run(s) {', '.join(empty)}")
@@ -116,9 +118,27 @@ def score_matrices(
             f"run(s) {', '.join(other)} were scored on other items than {run_ids[0]} "
             f"({len(first)} items): not comparable item by item"
         )
-    wide = part.pivot(index="item", columns="run_id", values="score")[list(run_ids)]
-    category = part.drop_duplicates("item").set_index("item")["category"].reindex(wide.index)
-    missing = [c for c in CATEGORIES if c not in set(category)]
+    order = sorted(first)
+    column = {key: i for i, key in enumerate(order)}
+    unique = list(dict.fromkeys(run_ids))
+    values = np.full((len(unique), len(order)), np.nan)
+    cells = pd.Index(unique).get_indexer(runs), [column[k] for k in keys]
+    values[cells] = part["score"].to_numpy(dtype=float)
+    values = values[[unique.index(r) for r in run_ids]]
+    category_of = dict(zip(keys, part["category"].to_numpy(dtype=object), strict=True))
+    categories = np.array([category_of[k] for k in order], dtype=object)
+    missing = [c for c in CATEGORIES if c not in set(categories)]
     if missing:
         raise Mismatch(f"no item of categories {', '.join(missing)}: the macro average needs all 9")
-    return {c: wide[category == c].to_numpy().T for c in CATEGORIES}
+    return {c: values[:, categories == c] for c in CATEGORIES}
+
+
+def scored_by_all(matrices: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`score_matrices` cut to the items every run scored, and per category how many items were
+    left out; Mismatch when a category keeps none (the macro average needs all 9)."""
+    kept = {c: m[:, ~np.isnan(m).any(axis=0)] for c, m in matrices.items()}
+    empty = [c for c, m in kept.items() if m.shape[1] == 0]
+    if empty:
+        raise Mismatch(f"no item of categories {', '.join(empty)} is scored in every run")
+    dropped = np.array([matrices[c].shape[1] - m.shape[1] for c, m in kept.items()])
+    return kept, dropped

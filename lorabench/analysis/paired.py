@@ -4,8 +4,9 @@ judge, compared item by item.
 The difference is of macro averages (A − B), with a paired-bootstrap interval and p-value
 (`bootstrap`: shared item draws, replicates resampled independently), overall and per category.
 A table's p-values are Holm-corrected (statsmodels), the overall ones as one family and the
-per-category ones as another. Pairs that cannot be compared (other items, another judge) are
-listed with the reason, never given a number.
+per-category ones as another. Only items scored in every run of both sides are compared (an
+item one run could not score is dropped for both, and counted). Pairs that cannot be compared
+(other items, another judge) are listed with the reason, never given a number.
 
     from lorabench.analysis.paired import compare_named, comparison_table
     items = load_item_scores(tracking_uri, runs["run_id"])     # `items`: every judge's scores
@@ -16,7 +17,7 @@ listed with the reason, never given a number.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from lorabench.analysis.bootstrap import (
     replicate_draws,
     shifted_p_value,
 )
-from lorabench.analysis.items import Mismatch, score_matrices
+from lorabench.analysis.items import Mismatch, score_matrices, scored_by_all
 from lorabench.analysis.replicates import Group
 from lorabench.config.schema import StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
@@ -38,18 +39,86 @@ from lorabench.evaluation.eval_set import CATEGORIES
 LORA, FT = "lora", "ft"
 """The method labels the paper compares (variants such as `lora-r64` are other methods)."""
 
+LORA_VS_FT = "LoRA vs FT"
+"""The comparison kind of single-stage LoRA and FT on one base model and data size."""
+INCREMENTAL_LORA_VS_FT = "incremental LoRA vs incremental FT"
+"""The comparison kind of LoRA and FT chained on one instruction-tuned base run (§4.5)."""
+
 
 @dataclass(frozen=True)
 class PairResult:
-    """A − B, overall (macro average) and per category."""
+    """A − B, overall (macro average) and per category, over the items scored in every run of
+    both sides (an item one side could not score is dropped for both)."""
 
     diff: float
     ci_low: float
     ci_high: float
     p: float
-    items: int
     category_diff: np.ndarray
     category_p: np.ndarray
+    category_items: np.ndarray
+    """Items compared, per category."""
+    category_dropped: np.ndarray
+    """Items left out per category: unscored (NaN) in some run of either side."""
+    means_a: np.ndarray
+    """A's observed mean per category, over the compared items (B's in `means_b`)."""
+    means_b: np.ndarray
+    draws: np.ndarray = field(repr=False)
+    """(samples × categories) paired-bootstrap draws of the per-category differences."""
+
+    @property
+    def items(self) -> int:
+        """Items compared."""
+        return int(self.category_items.sum())
+
+    @property
+    def dropped(self) -> int:
+        """Items left out because some run of either side did not score them."""
+        return int(self.category_dropped.sum())
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A − B on one score (the macro average or one category), tested against `null`."""
+
+    a: float
+    b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    """Two-sided paired-bootstrap p-value of "A − B = null"."""
+    null: float
+    items: int
+    dropped: int
+
+
+def difference(
+    result: PairResult, level: float, category: str | None = None, null: float = 0.0
+) -> Difference:
+    """A − B on the macro average (`category` None) or on one category: its `level` percentile
+    interval and the p-value of "A − B = `null`" (the draws shifted to centre on `null`, as
+    `shifted_p_value` does for 0; a `null` of −margin tests non-inferiority both ways)."""
+    if category is None:
+        draws, a, b = result.draws.mean(axis=1), result.means_a.mean(), result.means_b.mean()
+        items, dropped = result.items, result.dropped
+    else:
+        i = CATEGORIES.index(category)
+        draws, a, b = result.draws[:, i], result.means_a[i], result.means_b[i]
+        items, dropped = int(result.category_items[i]), int(result.category_dropped[i])
+    diff = float(a - b)
+    low, high = percentile_interval(draws, level)
+    return Difference(
+        a=float(a),
+        b=float(b),
+        diff=diff,
+        ci_low=float(low),
+        ci_high=float(high),
+        p=float(shifted_p_value(draws - null, diff - null)),
+        null=null,
+        items=items,
+        dropped=dropped,
+    )
 
 
 def paired_draws(
@@ -65,18 +134,24 @@ def paired_draws(
 def paired_test(
     a: dict[str, np.ndarray], b: dict[str, np.ndarray], stats: StatsConfig, rng: np.random.Generator
 ) -> PairResult:
-    """The paired comparison of two score sets (`items.score_matrices` of the same items)."""
+    """The paired comparison of two score sets (`items.score_matrices` of the same items, with
+    the items either side left unscored already dropped: `items.scored_by_all`)."""
     observed, draws = paired_draws(a, b, stats.bootstrap_samples, rng)
     diff, macro = observed.mean(), draws.mean(axis=1)
     low, high = percentile_interval(macro, stats.level)
+    counts = np.array([m.shape[1] for m in a.values()])
     return PairResult(
         diff=float(diff),
         ci_low=float(low),
         ci_high=float(high),
         p=float(shifted_p_value(macro, diff)),
-        items=sum(m.shape[1] for m in a.values()),
         category_diff=observed,
         category_p=shifted_p_value(draws, observed),
+        category_items=counts,
+        category_dropped=np.zeros_like(counts),
+        means_a=category_means(a),
+        means_b=category_means(b),
+        draws=draws,
     )
 
 
@@ -87,21 +162,24 @@ def compare(
     stats: StatsConfig,
     rng: np.random.Generator | None = None,
 ) -> PairResult:
-    """Compare two groups item by item under their judge; Mismatch when they were scored by
-    different judges or on different items."""
+    """Compare two groups item by item under their judge, on the items scored in every run of
+    both; Mismatch when they were scored by different judges or on different items."""
     if a.judge != b.judge or a.eval_set != b.eval_set:
         raise Mismatch(
             f"scored differently ({a.judge} on {a.eval_set} vs {b.judge} on {b.eval_set})"
         )
-    matrices = score_matrices(items, (*a.run_ids, *b.run_ids), a.judge)
+    full = score_matrices(items, (*a.run_ids, *b.run_ids), a.judge)
+    # An item one side could not score leaves both: each mean is then over the same items.
+    matrices, dropped = scored_by_all(full)
     split = a.replicates
     rng = rng or np.random.default_rng(stats.seed)
-    return paired_test(
+    result = paired_test(
         {c: m[:split] for c, m in matrices.items()},
         {c: m[split:] for c, m in matrices.items()},
         stats,
         rng,
     )
+    return replace(result, category_dropped=dropped)
 
 
 def compare_named(
@@ -121,7 +199,8 @@ def compare_named(
 
 def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
     """The paper's comparisons among `groups`: LoRA vs FT per base model and data size, the
-    larger base model vs the smaller one per recipe, each chained (e.g. math) run vs its base."""
+    larger base model vs the smaller one per recipe, each chained (e.g. math) run vs its base,
+    and chained LoRA vs chained FT on the same base run and data (the paper's §4.5)."""
     pairs: list[tuple[str, Group, Group]] = []
     by_name = {(g.name, g.judge, g.eval_set): g for g in groups}
     single = [g for g in groups if g.base_run is None]
@@ -129,7 +208,7 @@ def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
         for b in single:
             same_data = (a.data, a.judge, a.eval_set) == (b.data, b.judge, b.eval_set)
             if same_data and a.base_model == b.base_model and (a.method, b.method) == (LORA, FT):
-                pairs.append(("LoRA vs FT", a, b))
+                pairs.append((LORA_VS_FT, a, b))
             if (
                 same_data
                 and a.method == b.method
@@ -141,7 +220,19 @@ def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
         base = by_name.get((g.base_run, g.judge, g.eval_set)) if g.base_run else None
         if base is not None:
             pairs.append(("increment vs its base", g, base))
-    return pairs
+    return pairs + incremental_pairs(groups)
+
+
+def incremental_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
+    """Chained LoRA against chained FT on the same base run, data, judge and eval set."""
+    chained = [g for g in groups if g.base_run is not None]
+    return [
+        (INCREMENTAL_LORA_VS_FT, a, b)
+        for a in chained
+        for b in chained
+        if (a.method, b.method) == (LORA, FT)
+        and (a.base_run, a.data, a.judge, a.eval_set) == (b.base_run, b.data, b.judge, b.eval_set)
+    ]
 
 
 def _size(group: Group) -> float:
@@ -220,6 +311,7 @@ def _row(kind: str, a: Group, b: Group, r: PairResult) -> dict:
         "replicates_a": a.replicates,
         "replicates_b": b.replicates,
         "items": r.items,
+        "dropped": r.dropped,
         "diff": r.diff,
         "ci_low": r.ci_low,
         "ci_high": r.ci_high,
@@ -238,6 +330,7 @@ COMPARISON_COLUMNS = (
     "replicates_a",
     "replicates_b",
     "items",
+    "dropped",
     "diff",
     "ci_low",
     "ci_high",
@@ -245,5 +338,6 @@ COMPARISON_COLUMNS = (
     *(f"diff_{c}" for c in CATEGORIES),
     *(f"p_{c}" for c in CATEGORIES),
 )
-"""`diff` = macro average of A − B; `p` the paired-bootstrap p-value of no difference; the
-table adds `p_holm` / `significant` and per category `p_holm_<category>`."""
+"""`diff` = macro average of A − B over `items` (scored in every run of both sides); `dropped`
+the items left out because some run did not score them; `p` the paired-bootstrap p-value of no
+difference; the table adds `p_holm` / `significant` and per category `p_holm_<category>`."""
