@@ -151,8 +151,9 @@ def _comparison_lines(table: pd.DataFrame, stats: StatsConfig) -> list[str]:
     if not len(table):
         return ["- skipped: no pair of runs to compare (see below)", ""]
     lines = [
-        f"Difference of macro averages A − B, paired over items; p of no difference, Holm-"
-        f"corrected over the table (significant: p_holm < {stats.alpha:g}).",
+        "Difference of macro averages A − B, paired over the items both runs scored "
+        "(`dropped`: the items either could not score); p of no difference, Holm-corrected "
+        f"over the table (significant: p_holm < {stats.alpha:g}).",
         "",
     ]
     frame = table.assign(interval=table.apply(_interval, axis=1))
@@ -165,6 +166,8 @@ def _comparison_lines(table: pd.DataFrame, stats: StatsConfig) -> list[str]:
             "judge": str,
             "replicates_a": str,
             "replicates_b": str,
+            "items": str,
+            "dropped": str,
             "diff": lambda v: f"{v:+.3f}",
             "interval": str,
             "p": _p,
