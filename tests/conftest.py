@@ -21,7 +21,11 @@ PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
 JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
 """The environment variable tests hand the fake judge server's key in."""
 
-# The training metrics every run must hold (DESIGN.md, "The MLflow contract").
+BELLE_DIR_ENV = "LORABENCH_BELLE_DIR"
+"""Where BELLE's eval files are (third-party data: never in the repository)."""
+BELLE_FILES = ("eval_set.json", "eval_prompt.json")
+
+# The training metrics every run must hold (lorabench.contract's training metrics).
 CONTRACT_METRICS = {
     "train/loss",
     "train/learning_rate",
@@ -54,6 +58,22 @@ def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ[PRETRAINED_DIR_ENV] = str(path)
     yield path
     del os.environ[PRETRAINED_DIR_ENV]
+
+
+@pytest.fixture(scope="session")
+def belle_dir() -> Path:
+    """BELLE's eval set and judge prompts (`eval_set.json`, `eval_prompt.json`) from
+    LORABENCH_BELLE_DIR. Unset: the test skips, naming the variable; set to a directory without
+    the files: the test fails, since that is a mistake rather than a choice."""
+    value = os.environ.get(BELLE_DIR_ENV)
+    if not value:
+        wanted = " and ".join(BELLE_FILES)
+        pytest.skip(f"{BELLE_DIR_ENV} is not set (a directory with BELLE's {wanted})")
+    path = Path(value)
+    missing = [name for name in BELLE_FILES if not (path / name).is_file()]
+    if missing:
+        pytest.fail(f"{BELLE_DIR_ENV}={path} lacks {', '.join(missing)}")
+    return path
 
 
 @pytest.fixture

@@ -22,14 +22,10 @@ from lorabench.evaluation.eval_set import (
     load_items,
     normalise_label,
 )
-from tests.conftest import REPO_ROOT
-
-BELLE_EVAL = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"
 
 
-@pytest.mark.skipif(not BELLE_EVAL.is_file(), reason="BELLE's eval set is not beside the repo")
-def test_belle_eval_set_has_1000_items_in_9_categories() -> None:
-    items = load_eval_set(BELLE_EVAL)
+def test_belle_eval_set_has_1000_items_in_9_categories(belle_dir: Path) -> None:
+    items = load_eval_set(belle_dir / "eval_set.json")
     counts = Counter(item.category for item in items)
     assert len(items) == 1000 and set(counts) == set(CATEGORIES)
     assert counts["others"] == 75 + 38  # math + code

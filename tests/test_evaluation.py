@@ -17,7 +17,7 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.methods import ADAPTER_CONFIG_FILE
 from lorabench.training import train
-from tests.conftest import REPO_ROOT, run_cli, runs_of
+from tests.conftest import run_cli, runs_of
 from tests.fake_openai_server import FakeOpenAIServer
 
 SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
@@ -215,10 +215,8 @@ def test_dry_run_prints_calls_and_tokens_without_calling(tmp_path: Path, isolate
     assert int(lines["estimated_tokens"]) > 0
 
 
-def test_belle_eval_set_loads_through_the_eval_config(isolated) -> None:
-    belle = REPO_ROOT.parent / "shared" / "data" / "belle_eval" / "eval_set.json"
-    if not belle.is_file():
-        pytest.skip("BELLE's eval set is not beside the repo")
+def test_belle_eval_set_loads_through_the_eval_config(isolated, belle_dir: Path) -> None:
+    belle = belle_dir / "eval_set.json"
     from lorabench.evaluation.eval_set import load_items
 
     cfg = validate(compose([*isolated, f"eval.path={belle}"]))

@@ -41,15 +41,9 @@ from lorabench.judging import (
 )
 from lorabench.judging import prompts as prompts_module
 from tests.conftest import JUDGE_KEY_ENV as KEY_ENV
-from tests.conftest import REPO_ROOT
 from tests.fake_openai_server import FakeOpenAIServer, reply
 
 SERVED = "gpt-3.5-turbo-0125"
-BELLE_DIR = REPO_ROOT.parent / "shared" / "data" / "belle_eval"
-needs_belle = pytest.mark.skipif(
-    not (BELLE_DIR / "eval_prompt.json").is_file() or not (BELLE_DIR / "eval_set.json").is_file(),
-    reason="BELLE's eval_prompt.json / eval_set.json are not beside the repo",
-)
 
 # ---- the expected messages, from the rules of BELLE's page ------------------------------------
 # U+0020 space, U+FF1A full-width colon, U+003A half-width colon, U+0027 apostrophe,
@@ -335,14 +329,14 @@ def _answer_to(question: str) -> str:
     return f"模型对'{question[:8]}'的回答\n第二行 "
 
 
-def _belle_expected(variant: str) -> list[str]:
+def _belle_expected(belle_dir: Path, variant: str) -> list[str]:
     """Every message of BELLE's eval set, from the raw JSON rows and the page's rules."""
     prompts: dict[str, str] = {}
-    for line in (BELLE_DIR / "eval_prompt.json").read_text(encoding="utf-8").splitlines():
+    for line in (belle_dir / "eval_prompt.json").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         prompts[row["class"].replace("\u00a0", " ").lower()] = row["prompt"]
     messages = []
-    for line in (BELLE_DIR / "eval_set.json").read_text(encoding="utf-8").splitlines():
+    for line in (belle_dir / "eval_set.json").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         label = row["class"].replace("\u00a0", " ").lower()
         question, gold = row["question"], row["std_answer"]
@@ -356,14 +350,13 @@ def _belle_expected(variant: str) -> list[str]:
     return messages
 
 
-@needs_belle
 @pytest.mark.parametrize("variant", ["paper", "current"])
-def test_every_belle_item_builds_the_pages_message(variant: str) -> None:
+def test_every_belle_item_builds_the_pages_message(belle_dir: Path, variant: str) -> None:
     prompts = load_belle_prompts(
-        BELLE_DIR / "eval_prompt.json", BELLE_PROMPT_SHA256, layout=BelleLayout(variant)
+        belle_dir / "eval_prompt.json", BELLE_PROMPT_SHA256, layout=BelleLayout(variant)
     )
-    items = load_eval_set(BELLE_DIR / "eval_set.json")
-    expected = _belle_expected(variant)
+    items = load_eval_set(belle_dir / "eval_set.json")
+    expected = _belle_expected(belle_dir, variant)
     built = [prompts.build(i, _answer_to(i.question)) for i in items]
     assert len(built) == len(expected) == 1000
     for i, (got, want) in enumerate(zip(built, expected, strict=True)):
@@ -372,23 +365,22 @@ def test_every_belle_item_builds_the_pages_message(variant: str) -> None:
     assert with_gold == (1000 - 369 if variant == "paper" else 1000 - 408)
 
 
-@needs_belle
 @pytest.mark.parametrize("variant", ["paper", "current"])
 def test_belle_files_through_the_server(
-    server: FakeOpenAIServer, tmp_path: Path, variant: str, monkeypatch
+    belle_dir: Path, server: FakeOpenAIServer, tmp_path: Path, variant: str, monkeypatch
 ) -> None:
     # judge.prompts=belle with BELLE's file already in the cache: no download is attempted.
     cache_dir = tmp_path / "cache"
     (cache_dir / "eval").mkdir(parents=True)
     (cache_dir / "eval" / "eval_prompt.json").write_bytes(
-        (BELLE_DIR / "eval_prompt.json").read_bytes()
+        (belle_dir / "eval_prompt.json").read_bytes()
     )
     monkeypatch.setattr(prompts_module, "BELLE_PROMPT_URL", "http://127.0.0.1:9/unreachable")
     judge = build_judge(_judge_cfg(server, belle_translation=variant), cache_dir)
     assert judge.params()["prompts"] == f"belle:{BELLE_PROMPT_SHA256[:12]}"
 
-    items = load_eval_set(BELLE_DIR / "eval_set.json")
-    expected = _belle_expected(variant)
+    items = load_eval_set(belle_dir / "eval_set.json")
+    expected = _belle_expected(belle_dir, variant)
     # One item of each raw class, a rewrite item without gold, and former translation items.
     picked: dict[str, int] = {}
     for i, item in enumerate(items):

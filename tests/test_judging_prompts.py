@@ -29,13 +29,6 @@ from lorabench.judging import (
     load_belle_prompts,
 )
 from lorabench.judging import prompts as prompts_module
-from tests.conftest import REPO_ROOT
-
-BELLE_DIR = REPO_ROOT.parent / "shared" / "data" / "belle_eval"
-BELLE_PROMPTS = BELLE_DIR / "eval_prompt.json"
-needs_belle = pytest.mark.skipif(
-    not BELLE_PROMPTS.is_file(), reason="BELLE's eval_prompt.json is not beside the repo"
-)
 
 
 def _item(raw_class: str, gold: str = "") -> EvalItem:
@@ -74,33 +67,33 @@ def test_missing_instruction_is_a_clear_error() -> None:
         partial.build(_item("code"), "a")
 
 
-@needs_belle
-def test_belle_prompts_load_with_normalised_labels() -> None:
-    prompts = load_belle_prompts(BELLE_PROMPTS, sha256=BELLE_PROMPT_SHA256)
+def test_belle_prompts_load_with_normalised_labels(belle_dir: Path) -> None:
+    prompts = load_belle_prompts(belle_dir / "eval_prompt.json", sha256=BELLE_PROMPT_SHA256)
     assert set(prompts.instructions) == set(CATEGORY_OF_LABEL)  # incl. translation
     assert prompts.layout == BELLE_LAYOUT and prompts.source == f"belle:{BELLE_PROMPT_SHA256[:12]}"
-    raw = [json.loads(line) for line in BELLE_PROMPTS.read_text(encoding="utf-8").splitlines()]
+    text = (belle_dir / "eval_prompt.json").read_text(encoding="utf-8")
+    raw = [json.loads(line) for line in text.splitlines()]
     by_class = {row["class"]: row["prompt"] for row in raw}
     assert prompts.instruction_for("closed qa") == by_class["closed\u00a0QA"]
     assert prompts.instruction_for("open qa") == by_class["open QA"]
 
 
-@needs_belle
 @pytest.mark.parametrize("translation", ["paper", "current"])
-def test_belle_prompts_build_a_message_for_every_eval_item(translation: str) -> None:
-    prompts = load_belle_prompts(BELLE_PROMPTS, layout=BelleLayout(translation))
+def test_belle_prompts_build_a_message_for_every_eval_item(
+    belle_dir: Path, translation: str
+) -> None:
+    prompts = load_belle_prompts(belle_dir / "eval_prompt.json", layout=BelleLayout(translation))
     layout = BelleLayout(translation)
-    for item in load_eval_set(BELLE_DIR / "eval_set.json"):
+    for item in load_eval_set(belle_dir / "eval_set.json"):
         message = prompts.build(item, "模型的回答")
         assert message.startswith(prompts.instruction_for(layout.instruction_class(item)) + " ")
         assert ("标准回答:" in message) == layout.sends_gold(item)
 
 
-@needs_belle
-def test_belle_instructions_also_fit_the_project_layout() -> None:
-    belle = load_belle_prompts(BELLE_PROMPTS)
+def test_belle_instructions_also_fit_the_project_layout(belle_dir: Path) -> None:
+    belle = load_belle_prompts(belle_dir / "eval_prompt.json")
     prompts = JudgePrompts(belle.instructions, layout=PROJECT_LAYOUT, source=belle.source)
-    for item in load_eval_set(BELLE_DIR / "eval_set.json"):
+    for item in load_eval_set(belle_dir / "eval_set.json"):
         message = prompts.build(item, "模型的回答")
         assert message.startswith(prompts.instruction_for(item.raw_class))
         assert ("标准答案：" in message) == bool(item.std_answer.strip())
@@ -135,10 +128,9 @@ def test_judge_prompts_use_any_layout_object() -> None:
     assert PROJECT_LAYOUT.name == "project" and BELLE_LAYOUT.name == "belle(translation=paper)"
 
 
-@needs_belle
-def test_belle_prompts_checksum_is_checked(tmp_path: Path) -> None:
+def test_belle_prompts_checksum_is_checked(belle_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="checksum"):
-        load_belle_prompts(BELLE_PROMPTS, sha256="0" * 64)
+        load_belle_prompts(belle_dir / "eval_prompt.json", sha256="0" * 64)
 
 
 @pytest.mark.parametrize(
