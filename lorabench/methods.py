@@ -6,6 +6,12 @@ dtype the weights load in (and whether in 4 bits), whether the method applies to
 the model is wrapped, which optimiser trains it, what is saved and logged, how a saved result
 becomes a plain model again, and how many FLOPs a token costs.
 
+A QLoRA adapter is evaluated (and merged, for a chained run) on the base it was trained on: the
+4-bit base, loaded and quantised as in training (`QUANTIZATION_FILE` records how), its weights
+dequantised, then the adapter merged into them (`dequantised`). Merged this way the model's
+logits equal those of the 4-bit base with the adapter unmerged, up to float rounding (the tests
+measure it); merged into the full-precision base instead, it would be scored as another model.
+
 LoRA's variants are options of `LoRA`, each passed to peft's own implementation: rank and alpha,
 target-module presets resolved per architecture (`TARGET_PRESETS`), DoRA (`use_dora`), rsLoRA
 (`use_rslora`), PiSSA (`init_lora_weights="pissa"`), LoRA+ (`create_loraplus_optimizer`) and
@@ -14,10 +20,12 @@ QLoRA (a 4-bit base through `BitsAndBytesConfig`). A new kind of PEFT method is 
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -41,6 +49,9 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 """What marks a directory as a PEFT adapter (rather than a full model)."""
 INITIAL_ADAPTER_DIR = "adapter_init"
 """Beside a PiSSA adapter: the adapter as initialised, from which the trained one is converted."""
+QUANTIZATION_FILE = "quantization.json"
+"""In a QLoRA adapter's directory: how its base was quantised in training (`quant_type`,
+`double_quant`) and the dtype it was loaded in and computed at (`dtype`)."""
 
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
@@ -94,6 +105,16 @@ class Method(ABC):
     def quantization_config(self, precision: torch.dtype) -> BitsAndBytesConfig | None:
         """How the base weights are quantised on loading (default: they are not)."""
         return None
+
+    @property
+    def quantised(self) -> bool:
+        """Whether the base is held in 4 bits (for a saved result: was, in training)."""
+        return False
+
+    def base_loading(self, dtype: torch.dtype) -> dict[str, Any]:
+        """`build_model`'s arguments for the base a saved result loads on, to make a model in
+        `dtype` (default: the base in `dtype`)."""
+        return {"dtype": dtype}
 
     def check(self, model: PreTrainedModel) -> None:  # noqa: B027
         """Raise ConfigError if the method does not apply to `model` (a meta-device build of
@@ -184,9 +205,16 @@ class LoRA(Method):
     # The frozen base needs no weight gradients: forward (2) + activation gradients (2).
     flops_per_token_per_param = 4
 
-    def __init__(self, lora: LoraConfig, quantization: QuantizationConfig | None = None) -> None:
+    def __init__(
+        self,
+        lora: LoraConfig,
+        quantization: QuantizationConfig | None = None,
+        trained_dtype: torch.dtype | None = None,
+    ) -> None:
         self.lora = lora
         self.quantization = quantization
+        self.trained_dtype = trained_dtype
+        """A saved QLoRA adapter's: the dtype its base was loaded in and computed at."""
 
     def load_dtype(self, precision: torch.dtype, deepspeed: bool) -> torch.dtype:
         return precision  # the frozen base may sit in half precision
@@ -201,6 +229,23 @@ class LoRA(Method):
             bnb_4bit_use_double_quant=q.double_quant,
             bnb_4bit_compute_dtype=precision,
         )
+
+    @property
+    def quantised(self) -> bool:
+        return self.quantization is not None
+
+    def base_loading(self, dtype: torch.dtype) -> dict[str, Any]:
+        if self.quantization is None:
+            return super().base_loading(dtype)
+        # The same 4-bit weights as in training: loaded in the training dtype (the one they were
+        # quantised from) and quantised alike, where bitsandbytes runs on this machine.
+        trained = self.trained_dtype or dtype
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return {
+            "dtype": trained,
+            "quantization": self.quantization_config(trained),
+            "device_map": {"": device},
+        }
 
     @property
     def _pissa(self) -> bool:
@@ -320,12 +365,20 @@ class LoRA(Method):
     def save(self, trainer: Trainer, saved: Path) -> None:
         if not self._pissa:
             super().save(trainer, saved)
-            return
-        if trainer.args.should_save:
+        elif trainer.args.should_save:
             trainer.model.save_pretrained(
                 str(saved),
                 path_initial_model_for_weight_conversion=str(saved.parent / INITIAL_ADAPTER_DIR),
             )
+        if self.quantization is not None and trainer.args.should_save:
+            quantised = trainer.model.get_base_model().config.quantization_config
+            record = {
+                "quant_type": self.quantization.quant_type,
+                "double_quant": self.quantization.double_quant,
+                # LoRA.load_dtype: the base loads in the dtype it computes at.
+                "dtype": str(quantised.bnb_4bit_compute_dtype).removeprefix("torch."),
+            }
+            (saved / QUANTIZATION_FILE).write_text(json.dumps(record) + "\n")
 
     @property
     def needs_base(self) -> bool:
@@ -339,7 +392,18 @@ class LoRA(Method):
     ) -> PreTrainedModel:
         if base is None:
             raise ValueError(f"the adapter {saved} needs its base model")
+        if self.quantization is not None:  # `base` is the 4-bit one (`base_loading`)
+            base = dequantised(base, dtype)
         return PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
+
+
+def dequantised(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    """A model loaded in 4 bits as a plain model in `dtype`: each 4-bit weight dequantised in
+    the dtype it was quantised from (the values QLoRA's forward computes with), then every
+    parameter cast to `dtype`."""
+    model = model.dequantize()
+    model.is_loaded_in_4bit = False  # transformers' dequantize leaves the flag set
+    return model.to(dtype)
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:
@@ -358,6 +422,11 @@ def method_for(method: MethodConfig) -> Method:
 
 def method_of_dir(saved: Path) -> Method:
     """The method that produced a saved result directory (an adapter, or a full model)."""
-    if (saved / ADAPTER_CONFIG_FILE).is_file():
+    if not (saved / ADAPTER_CONFIG_FILE).is_file():
+        return FullFineTuning()
+    record_file = saved / QUANTIZATION_FILE
+    if not record_file.is_file():
         return LoRA(LoraConfig())
-    return FullFineTuning()
+    record = json.loads(record_file.read_text())
+    quantization = QuantizationConfig(record["quant_type"], record["double_quant"])
+    return LoRA(LoraConfig(), quantization, getattr(torch, record["dtype"]))

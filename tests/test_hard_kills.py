@@ -66,6 +66,52 @@ def _rerun(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProce
     return done
 
 
+class _Writes:
+    """The test's own clock on a file a training process rewrites (atomically) as it trains:
+    each new content was written after the read that still saw the old one began, and before
+    the read that saw it ended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.started = time.monotonic()
+        self.text = self._read()  # what an earlier session left: not this one's
+        self.changes: list[tuple[float, float]] = []  # (written after, written before)
+
+    def _read(self) -> str | None:
+        try:
+            return self.path.read_text()
+        except OSError:
+            return None
+
+    def poll(self) -> None:
+        """Read the file once."""
+        started = time.monotonic()
+        text = self._read()
+        if text is not None and text != self.text:
+            self.changes.append((self.started, time.monotonic()))
+            self.text = text
+        self.started = started
+
+    def span(self) -> float:
+        """Seconds the process certainly trained: from its first write seen here (after its
+        first step) to its last one."""
+        assert len(self.changes) >= 2, "too few writes seen to time the session"
+        return self.changes[-1][0] - self.changes[0][1]
+
+
+def _watch_until_done(proc: subprocess.Popen, writes: _Writes, timeout: float) -> None:
+    """Poll `writes` until `proc` exits (killed, failing the test, after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the process ran past {timeout} s")
+        writes.poll()
+        time.sleep(0.05)
+    writes.poll()
+
+
 def _step_written(path: Path, least: int) -> bool:
     try:
         return json.loads(path.read_text())["step"] >= least
@@ -84,17 +130,26 @@ def test_training_killed_between_checkpoints(tmp_path: Path, isolated, store) ->
         f"training.save_steps={every}",
     ]
     out, log = tmp_path / "out", tmp_path / "first.log"
-    proc = _start("train.py", args, tmp_path, log)
     gpu_file = out / contract.GPU_HOURS_FILE
-    _kill_when(lambda: _step_written(gpu_file, every + 2), proc, log, 300)
+    first = _Writes(gpu_file)
+    proc = _start("train.py", args, tmp_path, log)
+
+    def ready() -> bool:
+        first.poll()
+        return _step_written(gpu_file, every + 2)
+
+    _kill_when(ready, proc, log, 300)
     assert not (out / contract.COMPLETE_MARKER).exists(), "finished before the kill"
     (killed,) = runs_of(store)
     assert killed.info.status == "RUNNING"  # nobody closed it
     first_session_hours = json.loads(gpu_file.read_text())["gpu_hours"]
     assert f'"pid": {proc.pid}' in (out / contract.LOCK_FILE).read_text()
 
-    done = _rerun("train.py", args, tmp_path)
-    said = done.stdout + done.stderr  # Hydra logs to stdout
+    second, rerun_log = _Writes(gpu_file), tmp_path / "second.log"
+    rerun = _start("train.py", args, tmp_path, rerun_log)
+    _watch_until_done(rerun, second, 600)
+    said = rerun_log.read_text()  # Hydra logs to stdout
+    assert rerun.returncode == 0, said[-4000:]
     assert f"pid {proc.pid}" in said and "which is gone" in said
 
     (run,) = runs_of(store)
@@ -104,7 +159,11 @@ def test_training_killed_between_checkpoints(tmp_path: Path, isolated, store) ->
         assert sorted(steps) == list(range(1, total + 1)), key  # no gap, no step twice
     gpu = store.get_metric_history(run.info.run_id, contract.TRAIN_GPU_HOURS)
     assert len({m.step for m in gpu}) == len(gpu)
-    assert run.data.metrics[contract.TRAIN_GPU_HOURS] > first_session_hours  # both sessions
+    assert run.data.metrics[contract.TRAIN_GPU_HOURS] > first_session_hours
+    # Both sessions, each at least as long as the test saw it train (one process: GPU hours are
+    # its wall clock).
+    trained = first.span() + second.span()
+    assert run.data.metrics[contract.TRAIN_GPU_HOURS] * 3600 >= trained, trained
     assert (out / contract.LOCK_FILE).read_text() == ""  # ended normally: released
 
 

@@ -19,7 +19,7 @@ from lorabench.planning import (
     model_states,
     profile_model,
 )
-from lorabench.planning.memory import ZeroSettings, largest_layer_params
+from lorabench.planning.memory import QuantisedBase, ZeroSettings, largest_layer_params
 from lorabench.reference import table4
 from lorabench.training import dry_run, meta_model
 
@@ -78,6 +78,55 @@ def test_lora_keeps_a_16_bit_frozen_base_and_full_state_only_for_its_adapters() 
     plain = model_states(counts, 0, "fp16", ZeroSettings(deepspeed=False), 1)
     # AMP trains fp32 adapters (weights, gradients, Adam: 16 bytes each) on a 16-bit base.
     assert plain.total == 2 * (counts.total - counts.trainable) + 16 * counts.trainable
+
+
+@pytest.mark.parametrize(
+    # Each architecture's numbers (conf/model/): vocabulary, hidden, layers, intermediate,
+    # k/v width (kv heads × head dim 128), q/k/v biases.
+    ("model", "vocab", "hidden", "layers", "intermediate", "kv", "qkv_bias"),
+    [
+        ("qwen2.5-7b", 152064, 3584, 28, 18944, 4 * 128, True),
+        ("llama-7b", 32000, 4096, 32, 11008, 4096, False),
+    ],
+)
+def test_qlora_holds_linear_layers_in_4_bits_and_the_rest_of_its_base_in_fp32(
+    model: str,
+    vocab: int,
+    hidden: int,
+    layers: int,
+    intermediate: int,
+    kv: int,
+    qkv_bias: bool,
+) -> None:
+    cfg = validate(compose([f"model={model}", "method=qlora"]))
+    profile = profile_model(cfg)
+    # By hand: bitsandbytes quantises the blocks' linear layers (q, o: hidden²; k, v: hidden ×
+    # kv; the MLP's three: hidden × intermediate); the untied embeddings and LM head, the norms
+    # (two a layer and the final one) and the biases stay floating point.
+    linear = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * intermediate
+    quantised = layers * linear
+    rest = 2 * vocab * hidden + (2 * layers + 1) * hidden + qkv_bias * layers * (hidden + 2 * kv)
+    # The paper preset's adapters (r=8 on q, k, v and the MLP): r × (in + out) each.
+    r = cfg.method.lora.r
+    adapters = layers * r * (2 * hidden + 2 * (hidden + kv) + 3 * (hidden + intermediate))
+    assert profile.quantisable == quantised
+    assert profile.counts.trainable == adapters
+    assert profile.counts.total == quantised + rest + adapters
+    # NF4 with double quantisation: half a byte, an 8-bit absmax per 64 weights and an fp32
+    # absmax per 256 of those.
+    four_bit = quantised * (1 / 2 + 1 / 64 + 4 / (64 * 256))
+    base = QuantisedBase(profile.quantisable, double_quant=True)
+    plain = model_states(profile.counts, 0, "fp16", ZeroSettings(deepspeed=False), 1, base)
+    # AMP: fp32 adapters; the rest of the base upcast to fp32 by prepare_model_for_kbit_training.
+    assert plain.weights == pytest.approx(four_bit + 4 * rest + 4 * adapters, abs=1)
+    zero2 = ZeroSettings.of(cfg.deepspeed_config_path())
+    deepspeed = model_states(profile.counts, 0, "fp16", zero2, 8, base)
+    # DeepSpeed casts every floating-point parameter to the training dtype.
+    assert deepspeed.weights == pytest.approx(four_bit + 2 * rest + 2 * adapters, abs=1)
+    planned = plan_of(f"model={model}", "method=qlora", "method.precision=fp16")
+    assert planned.memory.states == deepspeed
+    single = QuantisedBase(profile.quantisable, double_quant=False)  # an fp32 absmax per 64
+    assert single.bytes() == pytest.approx(quantised * (1 / 2 + 4 / 64), abs=1)
 
 
 def test_activations_are_measured_per_layer_and_checkpointing_keeps_only_layer_inputs() -> None:

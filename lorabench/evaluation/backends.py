@@ -4,6 +4,11 @@ OpenAI-compatible server, or a vLLM server started for the evaluation.
 Each backend is opened as a context (`opened_backend`) that yields a function from questions to
 answers (`lorabench.evaluation.generation.Answer`, in any order), so the pipeline keeps each
 answer as it arrives whichever generated it.
+
+A QLoRA adapter is evaluated by transformers only: a server applies an adapter to the base it
+loads, the full-precision one, not the 4-bit base the adapter was trained on (vLLM can quantise a
+base with bitsandbytes itself, but nothing here checks that its 4-bit weights are training's), so
+the server backends refuse it before anything is generated.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 from lorabench import contract
 from lorabench.config.schema import Config
+from lorabench.errors import ConfigError
 from lorabench.evaluation.generation import Answer, generate_answers
 from lorabench.evaluation.server_generation import ServerGenerator
 from lorabench.evaluation.targets import Target, slug
@@ -38,6 +44,7 @@ def served_name(cfg: Config, target: Target) -> str:
 def check_backend(cfg: Config, target: Target) -> None:
     """Before any compute: a running server serves the model; vLLM can be started for it."""
     backend = cfg.eval.backend
+    _check_served_as_trained(cfg, target)
     if backend == "server":
         assert cfg.eval.server.url is not None  # the schema requires it
         _server_generator(cfg, target, cfg.eval.server.url).preflight()
@@ -50,6 +57,7 @@ def check_backend(cfg: Config, target: Target) -> None:
 def opened_backend(cfg: Config, target: Target) -> Iterator[Generate]:
     """The configured backend, ready to generate for `target` (a vLLM server stopped after)."""
     backend = cfg.eval.backend
+    _check_served_as_trained(cfg, target)
     if backend == "hf":
         yield _hf_generate(cfg, target)
     elif backend == "server":
@@ -60,6 +68,18 @@ def opened_backend(cfg: Config, target: Target) -> Iterator[Generate]:
         log.info("starting vllm serve for %s (log: %s)", target.spec.describe(), vllm_log)
         with launched_vllm(cfg.eval.vllm, target, served_name(cfg, target), vllm_log) as url:
             yield _served(cfg, target, url)
+
+
+def _check_served_as_trained(cfg: Config, target: Target) -> None:
+    """ConfigError for a QLoRA adapter on a server backend (see the module docstring)."""
+    method = target.spec.method
+    if cfg.eval.backend == "hf" or method is None or not method.quantised:
+        return
+    raise ConfigError(
+        f"eval.backend={cfg.eval.backend}: {target.spec.saved} is a QLoRA adapter, trained on a "
+        "4-bit base; a server would apply it to the full-precision base, and score another "
+        "model than the one trained; use eval.backend=hf, which evaluates it on its 4-bit base"
+    )
 
 
 def _hf_generate(cfg: Config, target: Target) -> Generate:

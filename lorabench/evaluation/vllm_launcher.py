@@ -2,8 +2,9 @@
 
 The served model is the evaluated one, unmerged: the base itself, a fully fine-tuned model
 directory, or the base with the LoRA adapter under its served name (`--enable-lora
---lora-modules NAME=DIR`). The server's output goes to `vllm.log` in the evaluation directory,
-and the server runs in its own process group, so stopping it stops its workers too.
+--lora-modules NAME=DIR`; never a QLoRA adapter, which `backends` refuses). The server's
+output goes to `vllm.log` in the evaluation directory, and the server runs in its own process
+group, so stopping it stops its workers too.
 """
 
 from __future__ import annotations

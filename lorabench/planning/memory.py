@@ -6,7 +6,11 @@ ZeRO stage and offload with DeepSpeed's own accounting: for full fine-tuning the
 DeepSpeed's `estimate_zero2_model_states_mem_needs` / `estimate_zero3_model_states_mem_needs`
 (the tests check it). Beyond what those estimators cover, frozen parameters (LoRA's base) hold
 16-bit weights only, and training without DeepSpeed (plain AMP) keeps fp32 trainable weights,
-their gradients and Adam's two moments on every GPU.
+their gradients and Adam's two moments on every GPU. QLoRA's base holds its linear layers'
+weights in 4 bits with their quantisation constants (`QuantisedBase`); the rest of it
+(embeddings, the LM head, norms, biases) stays floating point, in fp32 as peft's
+`prepare_model_for_kbit_training` upcasts it, or in the training dtype under DeepSpeed, whose
+engine casts every floating-point parameter to it.
 
 Activations are measured, not modelled: one forward pass of the run's own model (its method
 applied, cast to the training dtype) on the meta device records the bytes autograd keeps for the
@@ -37,8 +41,11 @@ GIB = 2**30
 FP32_BYTES = 4
 HALF_BYTES = 2
 QUANTISED_BYTES = 0.5
-"""A 4-bit frozen weight (QLoRA's NF4 / FP4); the blockwise constants, about 0.13 bits a
-parameter with double quantisation, are left out."""
+"""A 4-bit frozen weight (QLoRA's NF4 / FP4), without its quantisation constants."""
+QUANT_BLOCK = 64
+"""Weights per bitsandbytes 4-bit block, each with an absmax constant of its own."""
+NESTED_BLOCK = 256
+"""Absmax constants per block of double quantisation, each block with an fp32 absmax."""
 ADAM_BYTES = 8
 """Adam's two moments, in fp32, per trainable parameter."""
 GATHERED_LAYER_BYTES = 4
@@ -87,6 +94,36 @@ class ZeroSettings:
 
 
 @dataclass(frozen=True)
+class QuantisedBase:
+    """The frozen weights bitsandbytes holds in 4 bits (QLoRA), and how."""
+
+    params: int
+    """Every linear layer's weight but the LM head's (`quantised_parameters`)."""
+    double_quant: bool
+
+    def bytes(self) -> float:
+        """Half a byte a weight, plus an absmax per block of 64: in fp32, or with double
+        quantisation in 8 bits, with an fp32 absmax per 256 of those. Counted on the total, as
+        if one tensor: each tensor's last blocks round up, which no 7B-13B shape needs; the
+        per-tensor constants (code tables, double quantisation's offset) are left out."""
+        blocks = self.params / QUANT_BLOCK
+        absmax = 1 + FP32_BYTES / NESTED_BLOCK if self.double_quant else FP32_BYTES
+        return self.params * QUANTISED_BYTES + blocks * absmax
+
+
+def quantised_parameters(model: torch.nn.Module) -> int:
+    """The weights a 4-bit load quantises: every frozen linear layer's but the output
+    embedding's (transformers' bitsandbytes quantiser skips `lm_head`; embeddings and norms are
+    no linear layers, and LoRA's matrices are trainable)."""
+    head = model.get_output_embeddings()
+    return sum(
+        m.weight.numel()
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m is not head and not m.weight.requires_grad
+    )
+
+
+@dataclass(frozen=True)
 class ModelStates:
     """Bytes per GPU of the parameters' own state."""
 
@@ -105,7 +142,7 @@ def model_states(
     precision: str,
     zero: ZeroSettings,
     world_size: int,
-    quantised: bool = False,
+    quantised: QuantisedBase | None = None,
 ) -> ModelStates:
     """Weights, gradients and optimizer states on one GPU.
 
@@ -114,22 +151,22 @@ def model_states(
     moments; ZeRO-1 partitions the optimizer states (with the fp32 gradients), ZeRO-2 the
     gradients too, ZeRO-3 the weights too (plus its gathered largest layer), and offload moves
     the optimizer side or the weights to the CPU. Without DeepSpeed, AMP trains fp32 weights.
-    `quantised`: the frozen base is held in 4 bits (QLoRA).
+    `quantised`: the frozen base is held partly in 4 bits (QLoRA).
     """
-    trainable, frozen = counts.trainable, counts.total - counts.trainable
+    trainable = counts.trainable
     half = precision != "fp32"
     held = HALF_BYTES if half else FP32_BYTES  # a frozen base loads in the training dtype
-    frozen_held = QUANTISED_BYTES if quantised else held
+    frozen = _frozen_bytes(counts.total - trainable, held, zero, quantised)
     if not zero.deepspeed:
         return ModelStates(
-            weights=trainable * FP32_BYTES + frozen * frozen_held,
+            weights=trainable * FP32_BYTES + frozen,
             gradients=trainable * FP32_BYTES,
             optimizer=trainable * ADAM_BYTES,
         )
     n, stage = world_size, zero.stage
     fp32_grad = FP32_BYTES if half else 0  # the optimizer's copy of a 16-bit gradient
     master = FP32_BYTES if half else 0
-    weights = trainable * held + frozen * frozen_held
+    weights = trainable * held + frozen
     if stage >= 3:
         weights = 0 if zero.offload_param else weights / n
         weights += GATHERED_LAYER_BYTES * largest_layer_params
@@ -149,6 +186,18 @@ def model_states(
         # gradients stay.
         gradients = trainable * held if stage == 1 else 0
     return ModelStates(weights, gradients, optimizer)
+
+
+def _frozen_bytes(
+    frozen: int, held: int, zero: ZeroSettings, quantised: QuantisedBase | None
+) -> float:
+    """Bytes of the frozen parameters (before any partitioning)."""
+    if quantised is None:
+        return frozen * held
+    # The rest of a 4-bit base: fp32 (prepare_model_for_kbit_training upcasts 16-bit
+    # parameters), which DeepSpeed's engine casts back to the training dtype.
+    rest = held if zero.deepspeed else FP32_BYTES
+    return quantised.bytes() + (frozen - quantised.params) * rest
 
 
 def largest_layer_params(model: torch.nn.Module) -> int:
@@ -295,6 +344,8 @@ class ModelProfile:
     counts: ParameterCounts
     largest_layer_params: int
     activations: ActivationProfile
+    quantisable: int
+    """The weights a 4-bit load would quantise (`quantised_parameters`)."""
 
 
 _profiles: dict[str, ModelProfile] = {}
@@ -322,9 +373,11 @@ def profile_model(cfg: Config) -> ModelProfile:
         ) from err
     counts = count_parameters(model, method_for(cfg.method))
     largest = largest_layer_params(model)
+    quantisable = quantised_parameters(model)
     # DeepSpeed (and AMP's autocast) run every module, adapters included, in the training dtype.
     model.to(DTYPES[cfg.precision])
-    profile = ModelProfile(counts, largest, measure_activations(model, cfg.method.max_length))
+    activations = measure_activations(model, cfg.method.max_length)
+    profile = ModelProfile(counts, largest, activations, quantisable)
     _profiles[key] = profile
     return profile
 
@@ -386,13 +439,14 @@ def estimate_memory(
     cfg: Config, profile: ModelProfile, setting: Setting, available: float | None
 ) -> MemoryEstimate:
     """Memory per GPU of `cfg` under `setting` (its own, or a candidate fix)."""
+    q = cfg.method.quantization
     states = model_states(
         profile.counts,
         profile.largest_layer_params,
         cfg.precision,
         setting.zero,
         cfg.hardware.world_size,
-        quantised=cfg.method.quantization is not None,
+        quantised=None if q is None else QuantisedBase(profile.quantisable, q.double_quant),
     )
     activations = profile.activations.peak(setting.micro_batch, setting.checkpointing)
     tensors = states.total + activations
