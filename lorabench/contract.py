@@ -148,7 +148,8 @@ def judge_metric(judge: str, metric: str) -> str:
 
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
-"""Hash of the run's identity (`lorabench.identity`): equal hashes train the same model."""
+"""Hash of the run's identity (`lorabench.identity`; a chained run's with its base run's weights
+digest, `lorabench.trained.training_identity`): equal hashes train the same model."""
 TAG_GIT_COMMIT = "git_commit"
 TAG_PROFILE = "profile"
 TAG_BASE_RUN_ID = "base_run_id"
@@ -157,6 +158,13 @@ TAG_BASE_MODEL = "base_model"
 """What training actually loaded as its base: a Hub id, a local path or another run's model."""
 TAG_MODEL_PATH = "model_path"
 """The saved adapter or model directory (absolute)."""
+TAG_WEIGHTS_DIGEST = "weights_digest"
+"""The digest of the run's trained model: its saved weight files and, for a chained run, its
+base run's digest (`lorabench.trained`). Computed once when training finishes (a run trained
+before it was recorded: on first use); also in its output directory's completion record."""
+TAG_BASE_WEIGHTS_DIGEST = "base_weights_digest"
+"""Chained runs: the base run's `weights_digest` this run trained on (part of its identity, so
+a base retrained in place invalidates the runs trained on it)."""
 TAG_METHOD = "method"
 TAG_RUN_KIND = "run_kind"
 """What a run that is no training grid point holds: `RUN_KIND_PRETRAINING` or `RUN_KIND_BASE`."""
@@ -242,7 +250,8 @@ ARTIFACT_LR_PICKS = "lr_search/picks.csv"
 # ---- files in a run's output directory --------------------------------------------------------
 RUN_ID_FILE = "mlflow_run_id"
 COMPLETE_MARKER = "training_complete.json"
-"""Written when training has finished and the model is saved."""
+"""Written when training has finished and the model is saved (with the model's
+`weights_digest`)."""
 IDENTITY_FILE = "identity.json"
 """The identity (flattened training config) the directory was trained with."""
 LOCK_FILE = "run.lock"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,9 @@ RANK_KEY = "method.lora.r"
 """Shown in the method's label (`lora-r64`) rather than in the `[...]` suffix."""
 MAX_AXES_LENGTH = 120
 """Longer `[...]` suffixes are replaced by `[config=<hash>]` (file systems limit name length)."""
+BASE_WEIGHTS_KEY = "base_run.weights_digest"
+"""In a chained run's identity (`lorabench.trained.training_identity`): its base run's weights
+digest, since a base retrained in place keeps its name and directory."""
 INCREMENTAL_SUFFIX = "_incremental"
 """A method preset `<name>_incremental` is the named preset of a chained run of that method."""
 
@@ -213,16 +217,24 @@ def differing_keys(recorded: Mapping[str, Any], requested: Mapping[str, Any]) ->
     )
 
 
-def check_output_dir(output_dir: Path, requested: Mapping[str, Any]) -> None:
-    """Refuse an output directory that holds a run of another config (finished or not).
+def recorded_identity(output_dir: Path) -> dict[str, Any] | None:
+    """The identity a directory is trained with (None: it has no record)."""
+    record = output_dir / contract.IDENTITY_FILE
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def check_output_dir(
+    output_dir: Path, requested: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> None:
+    """Refuse an output directory that holds a run of another config (finished or not), keys
+    in `ignore` aside.
 
     A directory without an identity record but with training in it (a checkpoint, a finished
     model) predates the record and cannot be trusted either.
     """
-    record = output_dir / contract.IDENTITY_FILE
-    if record.is_file():
-        recorded = json.loads(record.read_text())
-        changed = differing_keys(recorded, requested)
+    recorded = recorded_identity(output_dir)
+    if recorded is not None:
+        changed = [k for k in differing_keys(recorded, requested) if k not in ignore]
         if not changed:
             return
         shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {requested.get(k)!r}" for k in changed[:6])
@@ -244,10 +256,13 @@ def check_output_dir(output_dir: Path, requested: Mapping[str, Any]) -> None:
 
 
 def record_identity(output_dir: Path, values: Mapping[str, Any]) -> None:
-    """Write the identity a directory is trained with (before any training in it)."""
+    """Write the identity a directory is trained with (before any training in it), atomically:
+    the other ranks of a run may be reading it."""
     output_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(values), indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    (output_dir / contract.IDENTITY_FILE).write_text(text + "\n")
+    staged = output_dir / f".{contract.IDENTITY_FILE}.{os.getpid()}.tmp"
+    staged.write_text(text + "\n")
+    staged.replace(output_dir / contract.IDENTITY_FILE)
 
 
 def model_run_name(run_name: str, model: str, role: str) -> str:

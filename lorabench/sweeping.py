@@ -46,7 +46,6 @@ from lorabench import contract
 from lorabench.config import validate
 from lorabench.config.schema import Config, StatsConfig, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
-from lorabench.identity import config_hash
 from lorabench.launching import (
     DistEnv,
     launch_command,
@@ -58,6 +57,7 @@ from lorabench.locking import DirectoryBusy, directory_lock, owner_alive
 from lorabench.planning import PointEstimate, estimate_point
 from lorabench.preflight import preflight
 from lorabench.tracking import client_for, experiment_id
+from lorabench.trained import training_hash
 
 log = logging.getLogger(__name__)
 
@@ -362,15 +362,18 @@ def summary(outcomes: Sequence[PointOutcome], plan: bool) -> str:
 
 
 def finished_run(cfg: Config) -> str | None:
-    """A FINISHED run of this exact training config (evaluated with this eval config, on the
-    run's own weights, when the sweep evaluates), or None."""
+    """A FINISHED run of this exact training config (for a chained run: on its base run's
+    current weights; evaluated with this eval config, on the run's own weights, when the sweep
+    evaluates), or None."""
     client = client_for(cfg.tracking)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
     if experiment is None:
         return None
-    query = (
-        f"tags.{contract.TAG_CONFIG_HASH} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'"
-    )
+    try:
+        key = training_hash(cfg)
+    except LorabenchError:
+        return None  # its base run is not trained (yet): neither is this run
+    query = f"tags.{contract.TAG_CONFIG_HASH} = '{key}' and attributes.status = 'FINISHED'"
     runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1)
     if not runs:
         return None

@@ -69,6 +69,33 @@ def read_generations(path: Path, key: str) -> dict[int, KeptAnswer]:
     return answers
 
 
+def kept_answers(cfg: Config, target: Target, path: Path) -> dict[int, KeptAnswer]:
+    """The answers kept in `path` for this target and eval config; when those there are of
+    other weights (a run retrained, a chained run's base retrained) or another eval config, a
+    log line says so and none are reused."""
+    key = generation_key(cfg, target)
+    kept = read_generations(path, key)
+    meta = path.with_suffix(".meta.json")
+    if kept or not meta.is_file():
+        return kept
+    was = json.loads(meta.read_text())
+    if was["key"] != key:
+        weights = was.get("weights")  # absent from answers kept before it was recorded
+        if weights is None:
+            what = "another model or eval config"
+        elif weights != target.spec.fingerprint():
+            what = "other weights"
+        else:
+            what = "another eval config"
+        log.warning(
+            "%s: the answers kept there are of %s (%s): generating them again",
+            path,
+            what,
+            was.get("model"),
+        )
+    return kept
+
+
 def generate_missing(
     cfg: Config,
     target: Target,
@@ -87,6 +114,7 @@ def generate_missing(
             path.write_text("")
             meta = {
                 "key": generation_key(cfg, target),
+                "weights": target.spec.fingerprint(),
                 "model": target.spec.describe(),
                 "backend": cfg.eval.backend,
             }
@@ -265,7 +293,7 @@ def _evaluate(cfg: Config, target: Target) -> EvalResult:
     judgements_path = target.eval_dir / slug(judge.name) / contract.JUDGEMENTS_FILE
     # Fail fast: a missing key or an unknown judge model must stop us before any generation.
     # Only an evaluation with nothing left to generate or pay for needs no check at all.
-    kept = read_generations(generations, generation_key(cfg, target))
+    kept = kept_answers(cfg, target, generations)
     if len(kept) < len(items):
         check_backend(cfg, target)  # unreachable server, model not served, no vLLM
     if (

@@ -16,18 +16,26 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lorabench import contract
 from lorabench.config.schema import Config
 from lorabench.data import configured_nonpad_share, make_collator, prepare_train_data, split_dev
-from lorabench.identity import check_output_dir, config_hash, identity, record_identity
+from lorabench.identity import (
+    BASE_WEIGHTS_KEY,
+    check_output_dir,
+    digest,
+    record_identity,
+    recorded_identity,
+)
 from lorabench.launching import DistEnv
 from lorabench.locking import directory_lock
 from lorabench.methods import method_for
@@ -39,7 +47,14 @@ from lorabench.modeling import (
     count_parameters,
 )
 from lorabench.tracking import Run, client_for, git_commit, tracked_run, training_params
-from lorabench.trained import effective_base
+from lorabench.trained import (
+    RECORD_WEIGHTS,
+    base_retrained,
+    base_run_of,
+    effective_base,
+    training_identity,
+    weights_digest,
+)
 from lorabench.training.arguments import peak_memory_gb, training_arguments
 from lorabench.training.callbacks import (
     ContractMetricsCallback,
@@ -161,7 +176,9 @@ class TrainingRecipe:
         self.env = env or DistEnv.from_environ()
         self.method = method_for(cfg.method)
         self.output_dir = Path(cfg.training.output_dir)
-        self.identity = identity(cfg)
+        self.base = base_run_of(cfg)
+        self.identity = training_identity(cfg, self.base)
+        self.hash = digest(self.identity)
 
     def claim(self) -> contextlib.AbstractContextManager[None]:
         """Hold the output directory for this process (rank 0; `locking.DirectoryBusy` when a
@@ -174,8 +191,70 @@ class TrainingRecipe:
         """The recorded result when this config has already finished training here."""
         if not self.requested.training.resume:
             return None
-        check_output_dir(self.output_dir, self.identity)
-        return completed_result(self.output_dir, config_hash(self.requested))
+        check_output_dir(self.output_dir, self.identity, ignore=[BASE_WEIGHTS_KEY])
+        if self._base_retrained():
+            return None
+        # Rank 0 checks the record's config hash (a legacy one it has just updated).
+        return completed_result(self.output_dir, self.hash if self.env.is_main else None)
+
+    def _base_retrained(self) -> bool:
+        """Whether the output directory holds training on an earlier version of the base run
+        (retrained in place since): it is then trained again from scratch, not resumed.
+
+        A directory trained before base digests were recorded trained on the current base when
+        its run started from the current base run (`_legacy_run_on_base`); rank 0 records it.
+        """
+        recorded = recorded_identity(self.output_dir)
+        if self.base is None or recorded is None:
+            return False
+        before = recorded.get(BASE_WEIGHTS_KEY)
+        if before is None and (legacy := self._legacy_run_on_base()) is not None:
+            before = self.base.weights
+            if self.env.is_main:
+                self._record_base_weights(legacy)
+        if before == self.base.weights:
+            return False
+        log.warning(
+            "%s: %s: retraining", self.requested.run_name, base_retrained(self.base, before)
+        )
+        if self.env.is_main:
+            self._clear_training()
+        training = replace(self.requested.training, resume=False)
+        self.requested = self.cfg = replace(self.requested, training=training)
+        return True
+
+    def _legacy_run_on_base(self) -> str | None:
+        """The run of this directory if it started from the base run current now (retraining
+        a base in place opens a new run), else None."""
+        id_file = self.output_dir / contract.RUN_ID_FILE
+        if not (self.requested.tracking.enabled and id_file.is_file()):
+            return None
+        run_id = id_file.read_text().strip()
+        try:
+            tags = client_for(self.requested.tracking).get_run(run_id).data.tags
+        except MlflowException:
+            return None  # recorded in another store
+        return run_id if tags.get(contract.TAG_BASE_RUN_ID) == self.base.run_id else None
+
+    def _record_base_weights(self, run_id: str) -> None:
+        """Record the base's digest in a directory trained before digests were (its completion
+        record's config hash, its identity) and on its run, which a sweep then finds."""
+        record = read_record(self.output_dir, digest(recorded_identity(self.output_dir)))
+        if record is not None:
+            write_record(self.output_dir, {**record, "config_hash": self.hash})
+        record_identity(self.output_dir, self.identity)
+        tags = {
+            contract.TAG_CONFIG_HASH: self.hash,
+            contract.TAG_BASE_WEIGHTS_DIGEST: self.base.weights,
+        }
+        Run(client_for(self.requested.tracking), run_id).set_tags(tags)
+
+    def _clear_training(self) -> None:
+        """Remove what a training on the base's earlier weights left that a new one would take
+        up: its completion record and its checkpoints."""
+        (self.output_dir / contract.COMPLETE_MARKER).unlink(missing_ok=True)
+        for checkpoint in self.output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
     def adopt(self, done: TrainResult) -> TrainResult:
         """The finished result, with its run in the store now in use (rank 0).
@@ -187,7 +266,7 @@ class TrainingRecipe:
         cfg = self.requested
         if not (self.env.is_main and cfg.tracking.enabled):
             return done
-        record = read_record(self.output_dir, config_hash(cfg))
+        record = read_record(self.output_dir, self.hash)
         client = client_for(cfg.tracking)
         if (run_id := run_in_store(client, cfg.tracking.experiment_name, record)) is not None:
             log.info("%s finished training (run %s); nothing to do", self.output_dir, run_id)
@@ -205,13 +284,14 @@ class TrainingRecipe:
             step = int(record.get("global_step", 0))
             run.log_metrics(record.get("run_metrics") or record["metrics"], step=step)
             first_uri, first_id = next(iter(recorded_runs(record).items()), ("", ""))
-            run.set_tags(
-                {
-                    contract.TAG_MODEL_PATH: str(done.model_path.resolve()),
-                    contract.TAG_IMPORTED_FROM_URI: first_uri,
-                    contract.TAG_IMPORTED_FROM_RUN: first_id,
-                }
-            )
+            tags = {
+                contract.TAG_MODEL_PATH: str(done.model_path.resolve()),
+                contract.TAG_IMPORTED_FROM_URI: first_uri,
+                contract.TAG_IMPORTED_FROM_RUN: first_id,
+            }
+            if RECORD_WEIGHTS in record:
+                tags[contract.TAG_WEIGHTS_DIGEST] = record[RECORD_WEIGHTS]
+            run.set_tags(tags)
             if self.method.logs_result_artifact:
                 run.log_artifacts(done.model_path, contract.ARTIFACT_ADAPTER_DIR)
         record["runs"] = {**recorded_runs(record), cfg.tracking.tracking_uri: run.run_id}
@@ -222,10 +302,10 @@ class TrainingRecipe:
     def open_run(self) -> Iterator[Run | None]:
         """Check the output directory, resolve the base, and (re)open the MLflow run (rank 0)."""
         cfg = self.requested
-        if cfg.training.resume:
-            check_output_dir(self.output_dir, self.identity)
+        if cfg.training.resume:  # the base's weights were checked by `finished`
+            check_output_dir(self.output_dir, self.identity, ignore=[BASE_WEIGHTS_KEY])
         tags = {
-            contract.TAG_CONFIG_HASH: config_hash(cfg),
+            contract.TAG_CONFIG_HASH: self.hash,
             contract.TAG_GIT_COMMIT: git_commit(),
             contract.TAG_PROFILE: cfg.profile,
             contract.TAG_METHOD: self.method.name,
@@ -239,11 +319,12 @@ class TrainingRecipe:
         # lacks) is found on the meta-device model of the same architecture.
         self.method.check(build_model(cfg.model, None, meta=True))
         # Before the run opens: a base run that is missing or unfinished is an input error.
-        base_run_id, model_cfg = effective_base(cfg)
+        model_cfg = effective_base(cfg, self.base)
         self.cfg = replace(cfg, model=model_cfg)
         tags[contract.TAG_BASE_MODEL] = model_cfg.pretrained or f"{model_cfg.name} (architecture)"
-        if base_run_id is not None:
-            tags[contract.TAG_BASE_RUN_ID] = base_run_id
+        if self.base is not None:
+            tags[contract.TAG_BASE_RUN_ID] = self.base.run_id
+            tags[contract.TAG_BASE_WEIGHTS_DIGEST] = self.base.weights
         else:
             from lorabench.pretrain import pretrain_tags
 
@@ -378,28 +459,35 @@ class TrainingRecipe:
             counts=self.counts,
             metrics=metrics,
         )
+        if not self.env.is_main:
+            return result
+        # Once, here: a chained run on this one keys on it (`lorabench.trained`).
+        weights = weights_digest(model_path, None if self.base is None else self.base.weights)
         if run is not None:
             self.tokenizer.save_pretrained(str(model_path))
             run.log_metrics(metrics, step=self.trainer.state.global_step)
-            run.set_tags({contract.TAG_MODEL_PATH: str(model_path.resolve())})
+            tags = {contract.TAG_MODEL_PATH: str(model_path.resolve())}
+            run.set_tags({**tags, contract.TAG_WEIGHTS_DIGEST: weights})
             if self.method.logs_result_artifact:
                 run.log_artifacts(model_path, contract.ARTIFACT_ADAPTER_DIR)
-        if self.env.is_main:
-            uri = self.cfg.tracking.tracking_uri
-            record = {
-                "run_id": result.run_id,
-                "config_hash": config_hash(self.requested),
-                "tracking_uri": uri,
-                "runs": {} if run is None else {uri: run.run_id},
-                "model_path": str(model_path),
-                "counts": asdict(self.counts),
-                "metrics": metrics,
-                "global_step": self.trainer.state.global_step,
-                # Every metric's last value (data, training, summary): what another store gets.
-                "run_metrics": {} if run is None else run.latest_metrics(),
-            }
-            write_record(self.output_dir, record)
+        write_record(self.output_dir, self._completion_record(result, run, weights))
         return result
+
+    def _completion_record(self, result: TrainResult, run: Run | None, weights: str) -> dict:
+        uri = self.cfg.tracking.tracking_uri
+        return {
+            "run_id": result.run_id,
+            "config_hash": self.hash,
+            "tracking_uri": uri,
+            "runs": {} if run is None else {uri: run.run_id},
+            "model_path": str(result.model_path),
+            RECORD_WEIGHTS: weights,
+            "counts": asdict(self.counts),
+            "metrics": result.metrics,
+            "global_step": self.trainer.state.global_step,
+            # Every metric's last value (data, training, summary): what another store gets.
+            "run_metrics": {} if run is None else run.latest_metrics(),
+        }
 
 
 def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
@@ -407,7 +495,9 @@ def train(cfg: Config, env: DistEnv | None = None) -> TrainResult:
 
     With `training.resume` (the default) a finished output directory of the same config is not
     trained again, and an unfinished one continues from its last checkpoint into the same MLflow
-    run; a directory of another config is refused, naming the keys that differ.
+    run; a directory of another config is refused, naming the keys that differ. A chained run
+    whose base run was retrained in place since (another weights digest) is trained again from
+    scratch, with a log line saying so.
     """
     recipe = TrainingRecipe(cfg, env)
     with recipe.claim():
