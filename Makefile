@@ -15,7 +15,7 @@ LOCK := requirements.lock
 PIP_LOCKED := $(PY) -m pip install --quiet -c $(LOCK)
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP_LOCKED) pip packaging 'tomli; python_version < "3.11"'
+	$(PIP_LOCKED) pip packaging
 	$(PY) scripts/check_lock.py pyproject.toml $(LOCK)
 	$(PIP_LOCKED) -e '.[dev]'
 	touch $(STAMP)

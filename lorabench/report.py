@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -132,7 +132,7 @@ def write_report(
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
     lines = [f"# {title}", ""]
     source = runs.attrs.get("source", "the paper's reported numbers (Table 4 and appendix)")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines += [f"{len(runs)} runs from {source}, {stamp}."]
     excluded = runs.attrs.get("excluded") or {}
     if excluded:
