@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from lorabench import contract
 from lorabench.config import Config, compose, validate
 from lorabench.config.schema import TrackingConfig
+from tests.helpers.checkout import changes, folder_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
@@ -38,6 +39,33 @@ CONTRACT_METRICS = {
     "model/total_params",
     "system/peak_memory_gb",
 }
+
+
+_CHECKOUT_STATE = pytest.StashKey[dict[str, str]]()
+
+
+def _controller(session: pytest.Session) -> bool:
+    return not hasattr(session.config, "workerinput")  # not a pytest-xdist worker
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _controller(session):
+        session.config.stash[_CHECKOUT_STATE] = folder_state(REPO_ROOT)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session if a test wrote into the checkout's runs or reports (`make demo`'s
+    store and the user's own): every test's outputs belong under its tmp_path."""
+    if not _controller(session) or _CHECKOUT_STATE not in session.config.stash:
+        return
+    found = changes(session.config.stash[_CHECKOUT_STATE], folder_state(REPO_ROOT))
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line("")
+        reporter.write_sep("!", "tests changed the checkout's runs or reports", red=True)
+        for line in found[:20]:
+            reporter.write_line(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)
