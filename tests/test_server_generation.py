@@ -34,7 +34,18 @@ ADAPTER_NAME = "tiny-lora"
 def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's tiny model and tokenizer saved as a model directory (what a server loads)."""
     root = tmp_path_factory.mktemp("base")
-    cfg = validate(compose(["profile=demo", f"cache_dir={root}/cache"]))
+    # Pretraining the shared base (when this test is the first to need it) logs a run: into
+    # this fixture's own store, never the checkout's.
+    cfg = validate(
+        compose(
+            [
+                "profile=demo",
+                f"cache_dir={root}/cache",
+                f"tracking.tracking_uri=sqlite:///{root}/mlflow.db",
+                f"tracking.artifact_location={root}/artifacts",
+            ]
+        )
+    )
     model_cfg = resolved_model(cfg)  # the pretrained tiny base
     tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
     model = build_model(model_cfg, tokenizer, seed=0)

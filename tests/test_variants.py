@@ -52,6 +52,24 @@ def test_each_variant_has_a_name_of_its_own(overrides, name: str, label: str) ->
     assert cfg.run_name not in paper_values()  # only the paper's presets carry its rows' names
 
 
+@pytest.mark.parametrize(
+    ("preset", "family"),
+    [
+        ("lora", contract.METHOD_LORA),
+        ("lora_incremental", contract.METHOD_LORA),
+        ("dora", contract.METHOD_LORA),
+        ("rslora", contract.METHOD_LORA),
+        ("pissa", contract.METHOD_LORA),
+        ("loraplus", contract.METHOD_LORA),
+        ("qlora", contract.METHOD_LORA),
+        ("ft", contract.METHOD_FT),
+        ("ft_incremental", contract.METHOD_FT),
+    ],
+)
+def test_each_method_preset_belongs_to_its_family(preset: str, family: str) -> None:
+    assert method_for(validate(compose([f"method={preset}"])).method).family == family
+
+
 def test_the_papers_preset_still_carries_the_papers_name() -> None:
     assert validate(compose(["method=lora"])).run_name in paper_values()
 
@@ -201,7 +219,7 @@ def test_dry_run_of_a_new_preset_prints_the_counts_offline(tmp_path: Path) -> No
     assert counts["total_params"] == expected_base(arch) + counts["additional_params"]
 
 
-def test_pissa_dry_run_runs_no_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pissa_dry_run_runs_no_svd(monkeypatch: pytest.MonkeyPatch, demo_config) -> None:
     import peft.tuners.lora.layer as lora_layer
 
     def no_svd(*args, **kwargs):
@@ -212,7 +230,7 @@ def test_pissa_dry_run_runs_no_svd(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = validate(compose(["method=pissa", "method.lora.init=pissa"]))
     assert dry_run(cfg).additional == 17_891_328
     # The same method on real weights does decompose them (so the patch above would catch it).
-    tiny = validate(compose(["profile=demo", "method=pissa", "method.lora.init=pissa"]))
+    tiny = demo_config("method=pissa", "method.lora.init=pissa")  # its outputs in tmp_path
     with pytest.raises(AssertionError, match="an SVD ran"):
         method_for(tiny.method).wrap(build_model(resolved_model(tiny), None))
 
