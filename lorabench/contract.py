@@ -166,6 +166,13 @@ TAG_BASE_WEIGHTS_DIGEST = "base_weights_digest"
 """Chained runs: the base run's `weights_digest` this run trained on (part of its identity, so
 a base retrained in place invalidates the runs trained on it)."""
 TAG_METHOD = "method"
+"""The run's method family (`lorabench.methods.Method.family`): `METHOD_LORA` or `METHOD_FT`."""
+METHOD_LORA = "lora"
+"""LoRA and every variant of it (DoRA, rsLoRA, PiSSA, LoRA+, QLoRA); also the method label of
+the paper's LoRA preset (`method=lora`) in run names, the one the analysis compares with FT
+(there a run's method is its name's label, so `lora-r64` or `dora` is another method)."""
+METHOD_FT = "ft"
+"""Full fine-tuning; also the method label of the paper's FT preset (`method=ft`)."""
 TAG_RUN_KIND = "run_kind"
 """What a run that is no training grid point holds: `RUN_KIND_PRETRAINING` or `RUN_KIND_BASE`."""
 RUN_KIND_PRETRAINING = "pretraining"

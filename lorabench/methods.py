@@ -43,6 +43,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from lorabench.config.schema import LoraConfig, MethodConfig, QuantizationConfig
+from lorabench.contract import METHOD_FT, METHOD_LORA
 from lorabench.errors import ConfigError
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -90,7 +91,10 @@ recomputes it once more in the backward pass."""
 class Method(ABC):
     """What a tuning method decides."""
 
-    name: str
+    family: str
+    """`contract.METHOD_FT`, or `contract.METHOD_LORA` for LoRA and every variant of it (the
+    method presets `dora`, `qlora`, ...): what runs are tagged with, and whose planning
+    assumptions a variant without its own takes."""
     saved_dir: str
     """The output directory's sub-directory holding the result."""
     logs_result_artifact: bool
@@ -175,7 +179,7 @@ class Method(ABC):
 class FullFineTuning(Method):
     """Every parameter trained; the result is a complete model."""
 
-    name = "ft"
+    family = METHOD_FT
     saved_dir = "model"
     logs_result_artifact = False  # gigabytes: the model_path tag points at it instead
     flops_per_token_per_param = 6
@@ -199,7 +203,7 @@ class LoRA(Method):
     """Low-rank adapters through peft on a frozen base (optionally 4-bit: QLoRA), with peft's
     variants; the result is an adapter directory that loads on the original base."""
 
-    name = "lora"
+    family = METHOD_LORA
     saved_dir = "adapter"
     logs_result_artifact = True
     # The frozen base needs no weight gradients: forward (2) + activation gradients (2).

@@ -102,8 +102,9 @@ def test_tracking_uri_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> 
         (["hardware.gpu=v100"], "hardware.gpu='v100': unknown GPU type; known: a100-40gb"),
         (["hardware=cpu", "hardware.gpu=a100-40gb"], "hardware.gpu"),
         (["gpus.a100-40gb.memory_gib=0"], "gpus.a100-40gb.memory_gib"),
-        (["sweep.mfu.ft.bf16=1.5"], "sweep.mfu.ft.bf16"),
-        (["sweep.grouped_nonpad_share=0"], "sweep.grouped_nonpad_share"),
+        (["plan.mfu.ft.bf16=1.5"], "plan.mfu.ft.bf16=1.5"),
+        (["plan.grouped_nonpad_share=0"], "plan.grouped_nonpad_share=0"),
+        (["plan.fragmentation=-0.1"], "plan.fragmentation=-0.1"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:

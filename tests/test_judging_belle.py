@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -426,7 +427,7 @@ def test_belle_offline_without_a_cached_copy_says_how_to_point_at_one(
 
 def test_a_prompt_path_that_is_not_a_file_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"judge\.prompts=.*nope\.json.*/path/to/eval_prompt"):
-        build_judge(_judge_cfg(None, prompts=tmp_path / "nope.json"), tmp_path)
+        validate(compose([f"judge.prompts={tmp_path / 'nope.json'}"]))
 
 
 def test_project_prompts_keep_their_own_layout(tmp_path: Path) -> None:
@@ -444,15 +445,20 @@ def test_the_reference_judge_is_built_offline(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("override", "key"),
+    ("override", "named"),
     [
-        ("judge.temperature=-0.1", "judge.temperature"),
-        ("judge.max_tokens=0", "judge.max_tokens"),
-        ("judge.belle_translation=today", "judge.belle_translation"),
+        ("judge.temperature=-0.1", "judge.temperature=-0.1"),
+        ("judge.max_tokens=0", "judge.max_tokens=0"),
+        ("judge.belle_translation=today", "judge.belle_translation='today'"),
+        ("judge.concurrency=0", "judge.concurrency=0"),
+        ("judge.max_retries=-1", "judge.max_retries=-1"),
+        ("judge.timeout=0", "judge.timeout=0"),
+        ("judge.model=''", "judge.model=''"),
+        ("judge.prompts=''", "judge.prompts=''"),
     ],
 )
-def test_bad_judge_settings_name_the_key(override: str, key: str) -> None:
-    with pytest.raises(ConfigError, match=key):
+def test_bad_judge_settings_name_the_key_and_value(override: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
         validate(compose([override]))
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from lorabench.config import compose, validate
+from lorabench.contract import METHOD_FT
 from lorabench.data import configured_nonpad_share, demo_size, prepare_train_data
+from lorabench.methods import method_for
 from lorabench.modeling import build_tokenizer
 from lorabench.planning import (
     GIB,
@@ -203,7 +205,7 @@ def test_a_model_whose_architecture_cannot_be_read_offline_is_a_plan_error() -> 
 def test_tokens_are_measured_once_the_data_is_prepared(demo_config) -> None:
     cfg = demo_config("data=0.6m", "data.batching=packed")
     assumed = count_tokens(cfg)
-    assert assumed.source == "sweep.mean_tokens_per_sample"
+    assert assumed.source == "plan.mean_tokens_per_sample"
     assert (assumed.samples, assumed.nonpad_share) == (demo_size(cfg.data), 1.0)
 
     prepared = prepare_train_data(
@@ -231,6 +233,17 @@ def test_hours_follow_flops_padding_and_the_assumed_mfu() -> None:
     assert h100.hours_per_epoch == pytest.approx(time.hours_per_epoch * 312 / 989)
 
 
+def test_a_variant_takes_its_familys_mfu_unless_it_has_its_own() -> None:
+    dora = validate(compose(["method=dora"]))
+    gpu, precision = dora.gpus["a100-40gb"], dora.precision
+    assert estimate_time(dora, 1, gpu).mfu == dora.plan.mfu["lora"][precision]
+    own = validate(compose(["method=dora", f"+plan.mfu.dora={{{precision}:0.2}}"]))
+    assert estimate_time(own, 1, gpu).mfu == 0.2
+    none = validate(compose(["method=dora", "~plan.mfu.lora"]))
+    with pytest.raises(PlanError, match="plan.mfu has no entry for method dora .*family lora"):
+        estimate_time(none, 1, gpu)
+
+
 @pytest.mark.slow
 def test_hours_per_epoch_against_table_4() -> None:
     """Table 4's FT hours are those of padding every sample to 1,024 tokens (BELLE's scripts);
@@ -240,7 +253,7 @@ def test_hours_per_epoch_against_table_4() -> None:
     ratios = {}
     for row in rows:
         cfg = validate(compose(list(row)))
-        batching = "padded" if cfg.method.lora is None else "grouped"
+        batching = "padded" if method_for(cfg.method).family == METHOD_FT else "grouped"
         cfg = validate(compose([*row, f"data.batching={batching}"]))
         time = estimate_time(cfg, profile_model(cfg).counts.total, cfg.gpus["a100-40gb"])
         name = validate(compose(list(row))).run_name

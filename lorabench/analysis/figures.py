@@ -31,10 +31,11 @@ from lorabench.analysis.runs import (
     sort_runs,
 )
 from lorabench.analysis.tables import format_count, format_hours
+from lorabench.contract import METHOD_FT, METHOD_LORA
 from lorabench.evaluation.eval_set import CATEGORIES
 
-METHOD_COLORS = {"lora": "#1f77b4", "ft": "#d62728"}
-METHOD_LABELS = {"lora": "LoRA", "ft": "FT"}
+METHOD_COLORS = {METHOD_LORA: "#1f77b4", METHOD_FT: "#d62728"}
+METHOD_LABELS = {METHOD_LORA: "LoRA", METHOD_FT: "FT"}
 OTHER_COLOR = "#7f7f7f"
 SCORE_LABEL = "Average score (macro over 9 categories)"
 COST_LABELS = {"hours_per_epoch": "Training time per epoch", "gpu_hours": "GPU time (GPUs × hours)"}

@@ -53,6 +53,7 @@ from lorabench.analysis.paired import Difference, compare, difference
 from lorabench.analysis.replicates import Group, replicate_groups, replicate_name
 from lorabench.analysis.runs import BASE_METHOD, Section, sections
 from lorabench.config.schema import StatsConfig
+from lorabench.contract import METHOD_FT, METHOD_LORA
 
 AGREES = "agrees"
 DISAGREES = "disagrees"
@@ -196,8 +197,8 @@ def ft_above_lora(units: Sequence[Row]) -> Claim:
     """Conclusion 1, per base model and data size."""
     comparisons = [
         Comparison(f"{f['data']}", f, l_)
-        for f in _single_stage(units, "ft")
-        for l_ in _single_stage(units, "lora")
+        for f in _single_stage(units, METHOD_FT)
+        for l_ in _single_stage(units, METHOD_LORA)
         if (f["base_model"], f["data"]) == (l_["base_model"], l_["data"])
     ]
     return Claim(
@@ -219,7 +220,7 @@ def _largest_above_smallest(group: Sequence[Row], by: str, prefix: str, named: s
 def more_data_helps(units: Sequence[Row]) -> Claim:
     """Conclusion 2: per base model and method, the largest data size against the smallest."""
     comparisons = []
-    for method in ("lora", "ft"):
+    for method in (METHOD_LORA, METHOD_FT):
         sized = [u for u in _single_stage(units, method) if _known(u["num_samples"])]
         for model, group in _grouped(sized, "base_model").items():
             if len({u["num_samples"] for u in group}) >= 2:
@@ -234,7 +235,7 @@ def more_data_helps(units: Sequence[Row]) -> Claim:
 
 def larger_base_helps_lora(units: Sequence[Row]) -> Claim:
     """Conclusion 3: per data size, LoRA on the largest base against LoRA on the smallest."""
-    sized = [u for u in _single_stage(units, "lora") if _known(u["base_params"])]
+    sized = [u for u in _single_stage(units, METHOD_LORA) if _known(u["base_params"])]
     comparisons = [
         _largest_above_smallest(group, "base_params", str(data), "base_model")
         for data, group in _grouped(sized, "data").items()
@@ -255,7 +256,7 @@ def lora_close_to_incremental_ft(units: Sequence[Row], margin: float) -> Claim:
         Comparison(f"math and code (`{MATH}`) on `{l_['base_run']}`", l_, f, MATH, margin)
         for l_ in chained
         for f in chained
-        if (l_["method"], f["method"]) == ("lora", "ft")
+        if (l_["method"], f["method"]) == (METHOD_LORA, METHOD_FT)
         and (l_["base_run"], l_["data"]) == (f["base_run"], f["data"])
     ]
     return Claim(

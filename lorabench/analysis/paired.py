@@ -34,10 +34,12 @@ from lorabench.analysis.bootstrap import (
 from lorabench.analysis.items import Mismatch, score_matrices, scored_by_all
 from lorabench.analysis.replicates import Group
 from lorabench.config.schema import StatsConfig
+from lorabench.contract import METHOD_FT, METHOD_LORA
 from lorabench.evaluation.eval_set import CATEGORIES
 
-LORA, FT = "lora", "ft"
-"""The method labels the paper compares (variants such as `lora-r64` are other methods)."""
+COMPARED_METHODS = (METHOD_LORA, METHOD_FT)
+"""The method labels the paper compares, LoRA's first (variants such as `lora-r64` are other
+methods)."""
 
 LORA_VS_FT = "LoRA vs FT"
 """The comparison kind of single-stage LoRA and FT on one base model and data size."""
@@ -207,7 +209,11 @@ def paper_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]:
     for a in single:
         for b in single:
             same_data = (a.data, a.judge, a.eval_set) == (b.data, b.judge, b.eval_set)
-            if same_data and a.base_model == b.base_model and (a.method, b.method) == (LORA, FT):
+            if (
+                same_data
+                and a.base_model == b.base_model
+                and (a.method, b.method) == COMPARED_METHODS
+            ):
                 pairs.append((LORA_VS_FT, a, b))
             if (
                 same_data
@@ -230,7 +236,7 @@ def incremental_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]
         (INCREMENTAL_LORA_VS_FT, a, b)
         for a in chained
         for b in chained
-        if (a.method, b.method) == (LORA, FT)
+        if (a.method, b.method) == COMPARED_METHODS
         and (a.base_run, a.data, a.judge, a.eval_set) == (b.base_run, b.data, b.judge, b.eval_set)
     ]
 

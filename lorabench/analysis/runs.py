@@ -123,7 +123,7 @@ NOT_EVALUATED = "not evaluated"
 
 BASE_METHOD = "base"
 """The `method` of a base row: the untuned base model itself (tag `run_kind=base`)."""
-METHOD_ORDER = {BASE_METHOD: 0, "lora": 1, "ft": 2}
+METHOD_ORDER = {BASE_METHOD: 0, contract.METHOD_LORA: 1, contract.METHOD_FT: 2}
 """Within a base model's runs: its base row first, then LoRA, then FT (then any other)."""
 
 _SCALE = re.compile(r"(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)

@@ -42,10 +42,10 @@ from lorabench.analysis.bootstrap import (
     replicate_draws,
 )
 from lorabench.analysis.items import Mismatch, score_matrices
-from lorabench.analysis.paired import FT, LORA
 from lorabench.analysis.replicates import Group
 from lorabench.analysis.tables import format_count
 from lorabench.config.schema import StatsConfig
+from lorabench.contract import METHOD_FT, METHOD_LORA
 
 PARAMETERS = 2
 """Intercept and slope of the log-linear curve."""
@@ -168,8 +168,8 @@ def crossovers(curves: Sequence[Curve], points: dict, level: float) -> pd.DataFr
     set reaches it (CROSSOVER_COLUMNS); `points` by (base model, method, judge, eval set)."""
     rows = []
     for curve in curves:
-        if curve.method == LORA:
-            ft = points.get((curve.base_model, FT, curve.judge, curve.eval_set), [])
+        if curve.method == METHOD_LORA:
+            ft = points.get((curve.base_model, METHOD_FT, curve.judge, curve.eval_set), [])
             rows += [_crossover(curve, *point, level) for point in ft]
     return pd.DataFrame(rows, columns=CROSSOVER_COLUMNS)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from lorabench.contract import METHOD_FT, METHOD_LORA
 from lorabench.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -27,6 +28,8 @@ BATCHING_MODES = ("padded", "grouped", "packed")
 JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
 BELLE_TRANSLATIONS = ("paper", "current")
+JUDGE_PROMPT_SETS = ("belle", "project")
+"""`judge.prompts` values that name prompts rather than a file."""
 EVAL_BACKENDS = ("hf", "server", "vllm")
 """`hf`: transformers' generate in this process; `server`: a running OpenAI-compatible server;
 `vllm`: `vllm serve` started for the run (see `lorabench.evaluation.serving`)."""
@@ -422,7 +425,7 @@ class SweepConfig:
     plan: bool = False
     """Run nothing; print each grid point (train.py: its one run) with what would happen to it,
     its memory per GPU against the GPU's, its hours, and the setting that would make a point
-    that does not fit fit (`lorabench.planning`)."""
+    that does not fit fit (`lorabench.planning`, with the assumptions of the `plan` section)."""
     evaluate: bool = True
     """Evaluate each grid point after training."""
     rows: list[list[str]] = field(default_factory=list)
@@ -433,35 +436,43 @@ class SweepConfig:
     model_map: dict[str, str] = field(default_factory=dict)
     """Model options that rows' `model=` overrides stand for under this profile (the demo maps
     llama-7b / llama-13b to its tiny models)."""
-    mean_tokens_per_sample: int = 300
-    """Plan: tokens per sample while the training set is not prepared (once it is, its measured
-    lengths are used); BELLE's instructions plus answers average a few hundred tokens."""
-    grouped_nonpad_share: float = 0.9
-    """Plan: share of the positions that hold real tokens under `data.batching=grouped` while
-    the training set is not prepared (once it is, the share is measured from its lengths).
-    `padded` needs no such estimate (mean length / max length), nor `packed` (no padding)."""
-    mfu: dict[str, dict[str, float]] = field(
-        default_factory=lambda: {
-            "ft": {"bf16": 0.4, "fp16": 0.4, "fp32": 0.4},
-            # LoRA's FLOPs count only the frozen base's matmuls; its adapters (rank-r matmuls,
-            # dropout, casts) run far below peak and the backward skips the weight-gradient
-            # GEMMs, so a step reaches a smaller share of peak.
-            "lora": {"bf16": 0.35, "fp16": 0.35, "fp32": 0.35},
-        }
-    )
-    """Plan: assumed model FLOPs utilisation by method name (or, for a variant without an
-    entry of its own, its family: `ft` or `lora`) and precision: the share of the
-    GPU's peak FLOP/s (`gpus.<type>.peak_tflops`) the FLOPs a step executes run at (activation
-    checkpointing's recomputed forward counted as executed)."""
-    memory_overhead_gib: float = 1.0
-    """Plan: memory per GPU outside the tensors it estimates: CUDA context, cuBLAS workspaces,
-    NCCL and DeepSpeed's communication buckets."""
-    fragmentation: float = 0.1
-    """Plan: share added to the estimated tensors for memory the caching allocator holds but
-    cannot reuse (batches of varying length fragment it)."""
     pick_learning_rate: bool = False
     """After the rows: per method (and model, data), the learning rate of the lowest `dev/loss`
     (the rows need `data.dev_fraction` > 0), printed and logged to the sweep's parent run."""
+
+
+@dataclass
+class PlanConfig:
+    """What a plan (`sweep.plan=true`, `lorabench.planning`) assumes where it measures nothing:
+    the lengths of a training set not prepared yet, the share of peak FLOP/s a step reaches, and
+    the memory outside the tensors it estimates."""
+
+    mean_tokens_per_sample: int = 300
+    """Tokens per sample while the training set is not prepared (once it is, its measured
+    lengths are used); BELLE's instructions plus answers average a few hundred tokens."""
+    grouped_nonpad_share: float = 0.9
+    """Share of the positions that hold real tokens under `data.batching=grouped` while the
+    training set is not prepared (once it is, the share is measured from its lengths). `padded`
+    needs no such estimate (mean length / max length), nor `packed` (no padding)."""
+    mfu: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            METHOD_FT: {"bf16": 0.4, "fp16": 0.4, "fp32": 0.4},
+            # LoRA's FLOPs count only the frozen base's matmuls; its adapters (rank-r matmuls,
+            # dropout, casts) run far below peak and the backward skips the weight-gradient
+            # GEMMs, so a step reaches a smaller share of peak.
+            METHOD_LORA: {"bf16": 0.35, "fp16": 0.35, "fp32": 0.35},
+        }
+    )
+    """Assumed model FLOPs utilisation by method name (or, for a variant without an entry of its
+    own, its family: `ft` or `lora`) and precision: the share of the GPU's peak FLOP/s
+    (`gpus.<type>.peak_tflops`) the FLOPs a step executes run at (activation checkpointing's
+    recomputed forward counted as executed)."""
+    memory_overhead_gib: float = 1.0
+    """Memory per GPU outside the tensors it estimates: CUDA context, cuBLAS workspaces, NCCL
+    and DeepSpeed's communication buckets."""
+    fragmentation: float = 0.1
+    """Share added to the estimated tensors for memory the caching allocator holds but cannot
+    reuse (batches of varying length fragment it)."""
 
 
 @dataclass
@@ -498,6 +509,7 @@ class Config:
     eval: EvalConfig = MISSING
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     gpus: dict[str, GpuConfig] = field(default_factory=dict)
     """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""
@@ -531,7 +543,7 @@ class Config:
         _check_eval(self.eval)
         _check_judge(self.judge)
         check_stats(self.stats)
-        _check_sweep(self.sweep)
+        _check_plan(self.plan)
         self.gradient_accumulation_steps()  # divisibility check
         if (
             self.training.save_steps is None
@@ -790,19 +802,33 @@ def _check_eval(e: EvalConfig) -> None:
 
 
 def _check_judge(j: JudgeConfig) -> None:
+    # The judges (`lorabench.judging`) take these values as checked here.
     _one_of("judge.name", j.name, JUDGES)
     if j.name == "reference":
         _one_of("judge.model", j.model, REFERENCE_METRICS)
+    else:
+        if not j.model:
+            _fail("judge.model", j.model, "must name a model as the judge's server knows it")
+        _check_judge_prompts(j.prompts)
     _positive("judge.concurrency", j.concurrency)
     _non_negative("judge.max_retries", j.max_retries)
     _positive("judge.timeout", j.timeout)
     _non_negative("judge.temperature", j.temperature)
     if j.max_tokens is not None and j.max_tokens < 1:
         _fail("judge.max_tokens", j.max_tokens, "must be >= 1 or null")
-    if not j.prompts:
-        _fail("judge.prompts", j.prompts, "must be belle, project or a path to a prompt file")
     _one_of("judge.belle_translation", j.belle_translation, BELLE_TRANSLATIONS)
     _positive("judge.repeats", j.repeats)
+
+
+def _check_judge_prompts(prompts: str) -> None:
+    # Only the LLM judge reads prompts, so only its config must name usable ones.
+    if prompts not in JUDGE_PROMPT_SETS and not Path(prompts).expanduser().is_file():
+        _fail(
+            "judge.prompts",
+            prompts,
+            "not project, belle or an existing file; give the path of a local copy of BELLE's "
+            "file (judge.prompts=/path/to/eval_prompt.json)",
+        )
 
 
 def check_stats(s: StatsConfig) -> None:
@@ -818,14 +844,14 @@ def check_stats(s: StatsConfig) -> None:
             _fail("stats.pairs", pair, "each pair must read `run A vs run B`")
 
 
-def _check_sweep(s: SweepConfig) -> None:
-    _positive("sweep.mean_tokens_per_sample", s.mean_tokens_per_sample)
-    if not 0 < s.grouped_nonpad_share <= 1:
-        _fail("sweep.grouped_nonpad_share", s.grouped_nonpad_share, "must be in (0, 1]")
-    for method, shares in s.mfu.items():
+def _check_plan(p: PlanConfig) -> None:
+    _positive("plan.mean_tokens_per_sample", p.mean_tokens_per_sample)
+    if not 0 < p.grouped_nonpad_share <= 1:
+        _fail("plan.grouped_nonpad_share", p.grouped_nonpad_share, "must be in (0, 1]")
+    for method, shares in p.mfu.items():
         for precision, share in shares.items():
-            _one_of(f"sweep.mfu.{method} key", precision, PRECISIONS)
+            _one_of(f"plan.mfu.{method} key", precision, PRECISIONS)
             if not 0 < share <= 1:
-                _fail(f"sweep.mfu.{method}.{precision}", share, "must be in (0, 1]")
-    _non_negative("sweep.memory_overhead_gib", s.memory_overhead_gib)
-    _non_negative("sweep.fragmentation", s.fragmentation)
+                _fail(f"plan.mfu.{method}.{precision}", share, "must be in (0, 1]")
+    _non_negative("plan.memory_overhead_gib", p.memory_overhead_gib)
+    _non_negative("plan.fragmentation", p.fragmentation)

@@ -4,11 +4,13 @@
 
     judge = build_judge(cfg.judge, cfg.cache_dir)   # before generating anything
 
-Everything a judge needs is resolved here, so that bad input stops an evaluation before any
-answer is generated: `judge.prompts=belle` downloads BELLE's `eval_prompt.json` into
+The section's values were checked when the config was validated (`JudgeConfig`, in
+`lorabench.config.schema`: the settings' ranges, and that `judge.prompts` is `belle`, `project`
+or a file). What only the run can tell is resolved here, so that it too stops an evaluation
+before any answer is generated: `judge.prompts=belle` downloads BELLE's `eval_prompt.json` into
 `<cache_dir>/eval/` (checksum-checked, kept for later runs), and an unreachable download with no
 cached copy is a `DataError` that says how to point at a local copy
-(`judge.prompts=/path/to/eval_prompt.json`); a path that is not a file is a `ConfigError`.
+(`judge.prompts=/path/to/eval_prompt.json`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from lorabench.errors import ConfigError, DataError
+from lorabench.errors import DataError
 from lorabench.judging import prompts as _prompts
 from lorabench.judging.base import Judge
 from lorabench.judging.openai_judge import OpenAIJudge
@@ -38,11 +40,10 @@ BELLE_PROMPTS_CACHE = Path("eval") / "eval_prompt.json"
 
 
 def build_judge(judge_cfg: JudgeConfig, cache_dir: str | Path) -> Judge:
-    """The configured judge: an OpenAI-compatible LLM (`openai`) or the offline `reference`."""
+    """The configured judge (a validated section): an OpenAI-compatible LLM (`openai`) or the
+    offline `reference`."""
     if judge_cfg.name == "reference":
         return ReferenceJudge(text_metric=judge_cfg.model)
-    if judge_cfg.name != "openai":
-        raise ConfigError(f"judge.name={judge_cfg.name!r}: must be one of openai, reference")
     prompts = resolve_prompts(judge_cfg, cache_dir)
     cache_path = Path(cache_dir) / judge_cfg.cache_path
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,10 +69,7 @@ def resolve_prompts(judge_cfg: JudgeConfig, cache_dir: str | Path) -> JudgePromp
     """
     if judge_cfg.prompts == "project":
         return PROJECT_PROMPTS
-    try:
-        layout = BelleLayout(cast(BelleTranslation, judge_cfg.belle_translation))
-    except ValueError as err:
-        raise ConfigError(f"judge.belle_translation: {err}") from None
+    layout = BelleLayout(cast(BelleTranslation, judge_cfg.belle_translation))
     if judge_cfg.prompts == "belle":
         dest = Path(cache_dir) / BELLE_PROMPTS_CACHE
         try:
@@ -84,11 +82,5 @@ def resolve_prompts(judge_cfg: JudgeConfig, cache_dir: str | Path) -> JudgePromp
                 f"{dest}, or use judge.prompts=project."
             ) from err
         return load_belle_prompts(path, layout=layout)  # download() checked the checksum
-    path = Path(judge_cfg.prompts).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"judge.prompts={judge_cfg.prompts!r}: not project, belle or an existing file; "
-            "give the path of a local copy of BELLE's file "
-            "(judge.prompts=/path/to/eval_prompt.json)"
-        )
-    return load_belle_prompts(path, layout=layout)
+    # Not project or belle: a file, as the schema checked.
+    return load_belle_prompts(Path(judge_cfg.prompts).expanduser(), layout=layout)

@@ -39,7 +39,6 @@ from typing import Any, TypeVar
 import openai
 from tqdm.auto import tqdm
 
-from lorabench.errors import ConfigError
 from lorabench.judging.base import CostEstimate, Judge, JudgeError, Judgement, JudgeRequest
 from lorabench.judging.cache import CachedReply, JudgeCache, cache_key
 from lorabench.judging.parsing import parse_score_detail
@@ -86,7 +85,33 @@ class _Retry:
 
 
 class OpenAIJudge(Judge):
-    """Scores answers with a chat model over the OpenAI API (see the module docstring)."""
+    """Scores answers with a chat model over the OpenAI API (see the module docstring).
+
+    The settings are taken as given: the `judge` config section that `build_judge` makes a
+    judge from has been checked by the schema (`lorabench.config.schema.JudgeConfig`), and one
+    built by hand takes its values in the same ranges. What only the run can tell (the key in
+    the environment, the server's answers) is checked when judging, or by `preflight`.
+
+    Args:
+        model: the judge model's name as the server knows it (the paper: gpt-3.5-turbo).
+        base_url: an OpenAI-compatible server, e.g. `http://localhost:8000/v1` (vLLM); None for
+            the client's default (OpenAI, or `OPENAI_BASE_URL`).
+        api_key_env: the environment variable holding the API key; None for a local server
+            that needs none (a placeholder key is sent).
+        concurrency: requests in flight at once.
+        max_retries: retries per item after the first attempt, on retryable failures.
+        timeout: seconds per request before it counts as timed out (and is retried).
+        temperature: sampling temperature (0, as in BELLE's judge).
+        max_tokens: cap on reply tokens; None leaves it to the server.
+        cache_path: sqlite file of replies; None keeps the cache in memory only.
+        prompts: per-class instructions and layout (`PROJECT_PROMPTS` or
+            `load_belle_prompts(path)`).
+        backoff_base: first retry's wait in seconds (doubles per retry).
+        backoff_max: cap on a single backoff wait.
+        max_retry_after: a `Retry-After` longer than this ends the item's retries.
+        recheck_parse_failures: ask again for cached replies that held no valid score (useful
+            with temperature > 0; by default a paid reply is reused as it is).
+    """
 
     def __init__(
         self,
@@ -106,45 +131,8 @@ class OpenAIJudge(Judge):
         max_retry_after: float = 120.0,
         recheck_parse_failures: bool = False,
     ) -> None:
-        """Check the settings (a ConfigError names the `judge.` key at fault) and keep them; long
-        only because each argument is documented here.
-
-        Args:
-            model: the judge model's name as the server knows it (the paper: gpt-3.5-turbo).
-            base_url: an OpenAI-compatible server, e.g. `http://localhost:8000/v1` (vLLM);
-                None for the client's default (OpenAI, or `OPENAI_BASE_URL`).
-            api_key_env: the environment variable holding the API key; None for a local
-                server that needs none (a placeholder key is sent).
-            concurrency: requests in flight at once.
-            max_retries: retries per item after the first attempt, on retryable failures.
-            timeout: seconds per request before it counts as timed out (and is retried).
-            temperature: sampling temperature (0, as in BELLE's judge).
-            max_tokens: cap on reply tokens; None leaves it to the server.
-            cache_path: sqlite file of replies; None keeps the cache in memory only.
-            prompts: per-class instructions and layout (`PROJECT_PROMPTS` or
-                `load_belle_prompts(path)`).
-            backoff_base: first retry's wait in seconds (doubles per retry).
-            backoff_max: cap on a single backoff wait.
-            max_retry_after: a `Retry-After` longer than this ends the item's retries.
-            recheck_parse_failures: ask again for cached replies that held no valid score
-                (useful with temperature > 0; by default a paid reply is reused as it is).
-        """
+        """Keep the settings (the class docstring describes them) and open the reply cache."""
         super().__init__()
-        checks = {
-            "concurrency": (concurrency, concurrency >= 1, "at least 1"),
-            "max_retries": (max_retries, max_retries >= 0, "0 or more"),
-            "timeout": (timeout, timeout > 0, "positive"),
-            "temperature": (temperature, temperature >= 0, "0 or more"),
-            "max_tokens": (max_tokens, max_tokens is None or max_tokens >= 1, "null or >= 1"),
-            "backoff_base": (backoff_base, backoff_base >= 0, "0 or more"),
-            "backoff_max": (backoff_max, backoff_max >= backoff_base, ">= backoff_base"),
-            "max_retry_after": (max_retry_after, max_retry_after >= 0, "0 or more"),
-        }
-        for key, (value, ok, rule) in checks.items():
-            if not ok:
-                raise ConfigError(f"judge.{key}: must be {rule}, got {value!r}")
-        if not model:
-            raise ConfigError("judge.model: must name a model")
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env

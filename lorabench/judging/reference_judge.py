@@ -36,7 +36,6 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from lorabench.errors import ConfigError
 from lorabench.judging.base import Judge, Judgement, JudgeRequest
 
 TextMetric = Literal["f1", "rouge_l"]
@@ -116,11 +115,10 @@ class ReferenceJudge(Judge):
         """
         Args:
             text_metric: the overlap score for free-text answers: token F1 (`f1`) or
-                ROUGE-L over the same tokens (`rouge_l`).
+                ROUGE-L over the same tokens (`rouge_l`); `judge.model` of the `reference`
+                judge, which the config schema checks.
         """
         super().__init__()
-        if text_metric not in ("f1", "rouge_l"):
-            raise ConfigError(f"judge.text_metric: must be f1 or rouge_l, got {text_metric!r}")
         self.text_metric = text_metric
 
     @property

@@ -1,5 +1,6 @@
 """Planning a grid point before it runs: memory per GPU against the GPU's (and the setting that
-would make it fit), and hours, each with what it assumes (`sweep.plan=true`).
+would make it fit), and hours, each with what it assumes (`sweep.plan=true`): what a plan cannot
+measure it takes from the `plan` config section.
 
     estimate = estimate_point(cfg)      # nothing is downloaded, prepared or trained
     estimate.memory.fits, estimate.fix, estimate.time.hours_per_epoch

@@ -450,9 +450,9 @@ def estimate_memory(
     )
     activations = profile.activations.peak(setting.micro_batch, setting.checkpointing)
     tensors = states.total + activations
-    overhead = tensors * cfg.sweep.fragmentation
+    overhead = tensors * cfg.plan.fragmentation
     if cfg.hardware.device == "cuda":
-        overhead += cfg.sweep.memory_overhead_gib * GIB  # the CUDA context and its libraries
+        overhead += cfg.plan.memory_overhead_gib * GIB  # the CUDA context and its libraries
     return MemoryEstimate(states, activations, overhead, available)
 
 

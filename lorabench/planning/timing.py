@@ -2,8 +2,8 @@
 adds) × the FLOPs a position costs, at an assumed share of the GPUs' peak.
 
 Tokens per sample come from the prepared training set's measured lengths when the cache holds
-it (and with them the padding of `data.batching`), else from `sweep.mean_tokens_per_sample` and,
-for grouped batching, `sweep.grouped_nonpad_share`; a plan never downloads or prepares data.
+it (and with them the padding of `data.batching`), else from `plan.mean_tokens_per_sample` and,
+for grouped batching, `plan.grouped_nonpad_share`; a plan never downloads or prepares data.
 FLOPs count the dense matmuls (the method's FLOPs per token and parameter × parameters, plus a
 recomputed forward under activation checkpointing); attention's quadratic term, about 4% of
 LLaMA-7B's at 1,024 tokens, is left out.
@@ -62,13 +62,13 @@ def count_tokens(cfg: Config) -> TokenCount:
             f"data={data.name} takes every valid row (data.num_samples=null) and is not prepared "
             "yet: prepare it (python -m lorabench.data prepare ...) or set data.nominal_samples"
         )
-    mean = min(cfg.sweep.mean_tokens_per_sample, max_length)
-    assumed = "sweep.mean_tokens_per_sample"
+    mean = min(cfg.plan.mean_tokens_per_sample, max_length)
+    assumed = "plan.mean_tokens_per_sample"
     if data.batching == "padded":
         share = mean / max_length
     elif data.batching == "grouped":
-        share = cfg.sweep.grouped_nonpad_share
-        assumed += ", sweep.grouped_nonpad_share"
+        share = cfg.plan.grouped_nonpad_share
+        assumed += ", plan.grouped_nonpad_share"
     else:
         share = 1.0  # packed: no padding at all
     return TokenCount(samples, mean, share, assumed)
@@ -113,22 +113,14 @@ class TimeEstimate:
 def estimate_time(cfg: Config, total_params: int, gpu: GpuConfig) -> TimeEstimate:
     """Hours per epoch and of the run on `gpu`s (raises PlanError when an assumption is
     missing from the config)."""
-    precision, method = cfg.precision, cfg.method.name
+    precision, method = cfg.precision, method_for(cfg.method)
     if precision not in gpu.peak_tflops:
         raise PlanError(
             f"gpus.{cfg.hardware.gpu}.peak_tflops has no {precision} entry; add it (conf/gpus.yaml)"
         )
-    # A variant without an entry of its own (dora, qlora, ...) takes its family's.
-    family = "ft" if cfg.method.lora is None else "lora"
-    mfu = cfg.sweep.mfu.get(method, cfg.sweep.mfu.get(family, {})).get(precision)
-    if mfu is None:
-        raise PlanError(
-            f"sweep.mfu has no entry for method {method} (nor its family {family}) at {precision}"
-        )
+    mfu = _assumed_mfu(cfg, method.family)
     tokens = count_tokens(cfg)
-    flops = method_for(cfg.method).step_flops_per_token_per_param(
-        cfg.hardware.activation_checkpointing
-    )
+    flops = method.step_flops_per_token_per_param(cfg.hardware.activation_checkpointing)
     epochs = cfg.method.epochs
     if cfg.training.max_steps > 0:
         steps_per_epoch = math.ceil(tokens.samples / cfg.method.global_batch_size)
@@ -141,3 +133,15 @@ def estimate_time(cfg: Config, total_params: int, gpu: GpuConfig) -> TimeEstimat
         world_size=cfg.hardware.world_size,
         epochs=epochs,
     )
+
+
+def _assumed_mfu(cfg: Config, family: str) -> float:
+    """`plan.mfu` of the run's method at its precision; a variant without an entry of its own
+    (dora, qlora, ...) takes its `family`'s."""
+    name, precision, shares = cfg.method.name, cfg.precision, cfg.plan.mfu
+    mfu = shares.get(name, shares.get(family, {})).get(precision)
+    if mfu is None:
+        raise PlanError(
+            f"plan.mfu has no entry for method {name} (nor its family {family}) at {precision}"
+        )
+    return mfu

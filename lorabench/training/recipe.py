@@ -308,7 +308,7 @@ class TrainingRecipe:
             contract.TAG_CONFIG_HASH: self.hash,
             contract.TAG_GIT_COMMIT: git_commit(),
             contract.TAG_PROFILE: cfg.profile,
-            contract.TAG_METHOD: self.method.name,
+            contract.TAG_METHOD: self.method.family,
         }
         if cfg.tracking.parent_run_id is not None:
             tags[contract.TAG_PARENT_RUN_ID] = cfg.tracking.parent_run_id
