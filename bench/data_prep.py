@@ -1,6 +1,6 @@
 """Data preparation at BELLE's scale: a synthetic BELLE-shaped corpus through the real pipeline.
 
-    .venv/bin/python bench/data_prep.py [--samples 2000000] [--num-proc 2]
+    .venv/bin/python bench/data_prep.py [--samples 2000000] [--num-proc 2] [--smoke]
 
 Writes N instruction rows (default 2,000,000, the size of train_2M_CN) as JSON Lines into a
 temporary directory: Chinese text drawn from the characters of the project's demo corpus with
@@ -30,7 +30,7 @@ accumulation: the least grouping the Trainer does), `nonpad_share_packed=`, and
 `nonpad_share_default=` (the mode `data.batching` defaults to). Targets on a 2-core machine:
 peak RSS <= 4 GB, preparation <= 10 min, cached <= 10 s, default share >= 0.95,
 ratio_to_tokenizer >= 0.8 (measured side by side in one run: other load on the machine slows
-both).
+both). `--smoke` runs it in seconds on 2,000 rows (the same lines).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import datasets
 import numpy as np
 import psutil
 import transformers
+from benchutil import parse_with_smoke
 
 from lorabench.config import compose, validate
 from lorabench.data import nonpad_share, prepare_train_data, sample_lengths
@@ -66,6 +67,8 @@ PUNCTUATION = "，，，。。、；：？！"
 BAD_ROW_EVERY = 1000
 MAP_BATCH = 1000
 """`datasets.map`'s default batch size, which preparation's tokenisation uses."""
+SMOKE = {"samples": 2 * BAD_ROW_EVERY}
+"""Enough rows for skipped ones (and their lines) too."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     if args.samples < 1 or args.num_proc < 1:
         parser.error("--samples and --num-proc must be >= 1")
     return args

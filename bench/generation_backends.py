@@ -2,10 +2,13 @@
 the same tiny model and the same items, in one run.
 
     .venv/bin/python bench/generation_backends.py [--items 40] [--new-tokens 32] [--concurrency 8]
+        [--smoke]
 
-The demo's tiny model (random weights, seed 0, the project tokenizer) is saved as a model
-directory. The HF backend (`eval.backend=hf`) generates `--items` demo eval questions in this
-process, batched (`--batch-size`, left padding); the server backend (`eval.backend=server`)
+The demo's tiny base, with the pretrained weights training starts from
+(`lorabench.pretrain.resolved_model`: pretrained into the temporary directory first, about 1.5 min
+and untimed, unless LORABENCH_PRETRAINED_DIR holds it), is saved as a model directory with the
+project tokenizer. The HF backend (`eval.backend=hf`) generates `--items` demo eval questions in
+this process, batched (`--batch-size`, left padding); the server backend (`eval.backend=server`)
 sends the same questions as token-id prompts through the openai client, `--concurrency` in
 flight, to the test suite's completions server (`tests/completions_server.py`, real HTTP on
 127.0.0.1, in its own process) serving that directory. Both use the paper's decoding with
@@ -19,7 +22,8 @@ the cost of the HTTP round trips and the client relative to generation itself.
 Prints `name=value` lines: the settings, `hf_seconds=`, `hf_answers_per_second=`,
 `server_seconds=`, `server_answers_per_second=`, `server_to_hf=` (the ratio of the rates), and
 `identical_answers=` (how many answers the two backends agree on; nearly greedy decoding, so
-most, but batched and single-sequence arithmetic may part at a near tie).
+most, but batched and single-sequence arithmetic may part at a near tie). `--smoke` runs it
+in seconds on tiny sizes (the same lines).
 """
 
 from __future__ import annotations
@@ -37,15 +41,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from lorabench.config import compose, validate  # noqa: E402
+from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
+
 from lorabench.config.schema import DecodingConfig, ServerConfig  # noqa: E402
 from lorabench.demo_corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.generation import generate_answers  # noqa: E402
 from lorabench.evaluation.server_generation import ServerGenerator  # noqa: E402
-from lorabench.modeling import build_model, build_tokenizer  # noqa: E402
 
 SERVER_START_TIMEOUT = 300
 """Seconds for the server process to load torch and the model on a busy machine."""
+SMOKE = {"items": 4, "new_tokens": 4, "batch_size": 2, "concurrency": 2}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     if min(args.items, args.new_tokens, args.batch_size, args.concurrency) < 1:
         parser.error("every count must be >= 1")
     return args
@@ -83,9 +88,7 @@ def completions_server(model_dir: Path) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lorabench-gen-bench-") as folder:
-        cfg = validate(compose(["profile=demo", f"cache_dir={folder}/cache"]))
-        tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-        model = build_model(cfg.model, tokenizer, seed=0)
+        tokenizer, model = demo_base(demo_config(Path(folder) / "cache"))
         model_dir = Path(folder) / "model"
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)

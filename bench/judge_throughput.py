@@ -1,6 +1,7 @@
 """Judge throughput: the OpenAI judge against a local OpenAI-compatible server.
 
     .venv/bin/python bench/judge_throughput.py [--items 1000] [--latency 0.2] [--concurrency 16]
+        [--smoke]
 
 Judge part: `OpenAIJudge` judges `--items` distinct answers (demo eval questions, 10 classes)
 against the test suite's fake OpenAI server (`tests/fake_openai_server.py`, real HTTP on
@@ -12,15 +13,15 @@ compete with the judge for this process's interpreter lock.
 The floor is items × latency / concurrency (12.5 s for 1,000 × 0.2 s / 16); the target is
 <= 15 s. The cached re-run must make 0 calls (target <= 2 s).
 
-Generation part: the tiny demo model (random weights, the project tokenizer) answers the demo
-eval questions with the paper's decoding, batched (`--batch-size`, left padding) and one by one,
-alternating, up to `--new-tokens` each (random weights rarely emit EOS, so nearly all answers
-run to the limit on both sides).
-`generation_speedup=` is one-by-one seconds over batched seconds.
+Generation part: the demo's tiny base, with the pretrained weights training starts from
+(`lorabench.pretrain.resolved_model`: pretrained into the temporary directory first, about 1.5 min
+and untimed, unless LORABENCH_PRETRAINED_DIR holds it), answers the demo eval questions with the
+paper's decoding, batched (`--batch-size`, left padding) and one by one, alternating, up to
+`--new-tokens` each. `generation_speedup=` is one-by-one seconds over batched seconds.
 
 Prints `name=value` lines: the settings, `judge_seconds=`, `judge_calls=`, `judge_floor_seconds=`,
 `cached_seconds=`, `cached_calls=`, `generation_batched_seconds=`, `generation_single_seconds=`,
-`generation_speedup=`.
+`generation_speedup=`. `--smoke` runs it all in seconds on tiny sizes (the same lines).
 """
 
 from __future__ import annotations
@@ -38,11 +39,21 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
+
 from lorabench.demo_corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.eval_set import EvalItem, category_of  # noqa: E402
 from lorabench.judging import JudgeRequest, OpenAIJudge  # noqa: E402
 
 KEY_ENV = "LORABENCH_BENCH_JUDGE_KEY"
+SMOKE = {
+    "items": 40,
+    "latency": 0.01,
+    "concurrency": 4,
+    "questions": 4,
+    "batch_size": 2,
+    "new_tokens": 4,
+}
 
 
 @contextmanager
@@ -124,14 +135,11 @@ def generation_benchmark(questions: int, batch_size: int, new_tokens: int) -> di
     """Seconds to answer `questions` demo questions batched and one by one (median of 3 each)."""
     import statistics
 
-    from lorabench.config import compose, validate
     from lorabench.evaluation.generation import generate_answers
-    from lorabench.modeling import build_model, build_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = validate(compose(["profile=demo", f"cache_dir={tmp}"]))
-        tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-        model = build_model(cfg.model, tokenizer, seed=0)
+        cfg = demo_config(Path(tmp))
+        tokenizer, model = demo_base(cfg)
     decoding = cfg.eval.decoding
     decoding.max_new_tokens = new_tokens
     texts = [row["question"] for row in generate_eval_set(5)][:questions]
@@ -159,7 +167,7 @@ def generation_benchmark(questions: int, batch_size: int, new_tokens: int) -> di
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2)
@@ -174,7 +182,11 @@ def main() -> None:
         help="torch threads for generation (0: torch's default); one thread keeps the figures "
         "stable when other work shares this 2-core machine",
     )
-    args = parser.parse_args()
+    return parse_with_smoke(parser, argv, SMOKE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         import torch
 

@@ -1,6 +1,7 @@
 """What sweep.py costs per grid point, and how long the whole demo sweep takes.
 
     .venv/bin/python bench/sweep_overhead.py [--repeats 3] [--steps 6] [--no-demo] [--keep DIR]
+        [--smoke]
     .venv/bin/python bench/sweep_overhead.py --repeats 0          # the demo sweep alone
 
 overhead: the same grid points (method=lora,ft × data=0.6m,math_0.25m on the demo profile,
@@ -24,10 +25,15 @@ profile=demo`, cold (a new store, an empty cache), with every output in the temp
 directory. `demo_sweep_seconds` is its wall time (target <= 360 s on a 2-core CPU); the run
 lines split each point into training (from its run's start to its summary metrics, data
 preparation and the model build included) and evaluation (generation and judging, until the run
-closes), read back from MLflow.
+closes), read back from MLflow. Cold includes the demo's tiny base: the sweep pretrains it
+first (about 1.5 min, within `demo_other_seconds`; `demo_pretraining_seconds` is its run's time),
+unless LORABENCH_PRETRAINED_DIR holds it (then `demo_pretraining_seconds=0.0`). Without that
+variable the overhead part's untimed warm-up pretrains one of its own as well.
 
 Prints `name=value` lines. Everything is written to a temporary directory, removed at the end
-unless `--keep` names one. About 8-10 minutes with the defaults on a 2-core CPU.
+unless `--keep` names one. About 8-10 minutes with the defaults on a 2-core CPU. `--smoke` checks
+that it all runs, in a few minutes: one repetition of one-step points, and the demo sweep's
+points cut to one step and one eval item per class (the same lines).
 """
 
 from __future__ import annotations
@@ -42,9 +48,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import parse_with_smoke
+
+from lorabench import contract
+
 REPO = Path(__file__).resolve().parents[1]
 GRID = {"method": ["lora", "ft"], "data": ["0.6m", "math_0.25m"]}
 DEMO_GRID = ["method=lora,ft", "data=0.6m,2m,4m", "profile=demo"]
+SMOKE = {"repeats": 1, "steps": 1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,20 +67,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-demo", action="store_true", help="skip the full demo sweep")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     parser.add_argument("--direct", nargs="+", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parse_with_smoke(parser, argv, SMOKE)
 
 
 def point_overrides(method: str, data: str) -> list[str]:
     return [f"method={method}", f"data={data}"]
 
 
+def tiny_points(steps: int) -> list[str]:
+    """Points of `steps` optimiser steps, evaluated on one item per class, 4 new tokens."""
+    return [
+        f"training.max_steps={steps}",
+        "eval.demo_per_class=1",
+        "eval.decoding.max_new_tokens=4",
+    ]
+
+
 def common_overrides(root: Path, store: Path, cache: Path, steps: int) -> list[str]:
     """Tiny points, every output under `root`, the MLflow store `store`."""
     return [
         "profile=demo",
-        f"training.max_steps={steps}",
-        "eval.demo_per_class=1",
-        "eval.decoding.max_new_tokens=4",
+        *tiny_points(steps),
         "training.progress_bar=false",
         f"training.output_dir={root}/out/${{run_name}}",
         f"tracking.tracking_uri=sqlite:///{store}",
@@ -148,16 +166,19 @@ def overhead(work: Path, repeats: int, steps: int) -> None:
     print(f"overhead_seconds_per_point={(sweep - direct) / points:.2f}")
 
 
-def demo(work: Path) -> None:
+def demo(work: Path, overrides: list[str]) -> None:
+    """Run the README's demo sweep cold, with `overrides`; print its time and each point's."""
     root = work / "demo"
     root.mkdir()
+    store = f"sqlite:///{root}/mlflow.db"
     command = [
         sys.executable,
         str(REPO / "sweep.py"),
         "-m",
         *DEMO_GRID,
+        *overrides,
         f"training.output_dir={root}/out/${{run_name}}",
-        f"tracking.tracking_uri=sqlite:///{root}/mlflow.db",
+        f"tracking.tracking_uri={store}",
         f"tracking.artifact_location={root}/artifacts",
         f"cache_dir={root}/cache",
         f"eval.output_dir={root}/eval",
@@ -165,28 +186,45 @@ def demo(work: Path) -> None:
     ]
     seconds = timed(command, root / "log.txt")
     print(f"demo_sweep_seconds={seconds:.1f}", flush=True)
+    report_demo(store, seconds)
 
+
+def is_point(run) -> bool:
+    """A grid point's run: not the sweep's parent run, nor a base's (tag `run_kind`: its
+    pretraining, e.g. `tiny (pretraining)`, or its evaluation)."""
+    tags = run.data.tags
+    return contract.TAG_SWEEP not in tags and contract.TAG_RUN_KIND not in tags
+
+
+def report_demo(store: str, seconds: float) -> None:
+    """Each demo point's steps, training and evaluation seconds, read back from MLflow; the
+    totals, and the base's pretraining if the sweep made it."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    client = MlflowClient(store)
     experiment = client.get_experiment_by_name("lorabench-demo")
-    runs = [r for r in client.search_runs([experiment.experiment_id]) if "sweep" not in r.data.tags]
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    kind = contract.TAG_RUN_KIND
+    pretraining = [r for r in runs if r.data.tags.get(kind) == contract.RUN_KIND_PRETRAINING]
     totals = {"train": 0.0, "eval": 0.0}
-    for run in sorted(runs, key=lambda r: r.info.start_time):
+    for run in filter(is_point, runs):
         trained = client.get_metric_history(run.info.run_id, "model/total_params")[-1].timestamp
         split = {
             "train": (trained - run.info.start_time) / 1000,
             "eval": (run.info.end_time - trained) / 1000,
         }
         steps = max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-        key = run.info.run_name.split("+", 1)[1].replace("(", "_").rstrip(")")
+        parts = contract.parse_run_name(run.info.run_name)
+        key = f"{parts['method']}_{parts['data']}"
         print(f"demo_{key}_steps={steps}")
         print(f"demo_{key}_train_seconds={split['train']:.1f}")
         print(f"demo_{key}_eval_seconds={split['eval']:.1f}")
         for part in totals:
             totals[part] += split[part]
+    pretrained = sum((r.info.end_time - r.info.start_time) / 1000 for r in pretraining)
     print(f"demo_train_seconds={totals['train']:.1f}")
     print(f"demo_eval_seconds={totals['eval']:.1f}")
+    print(f"demo_pretraining_seconds={pretrained:.1f}")
     print(f"demo_other_seconds={seconds - totals['train'] - totals['eval']:.1f}")
 
 
@@ -206,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.repeats > 0:
             overhead(work, args.repeats, args.steps)
         if not args.no_demo:
-            demo(work)
+            demo(work, tiny_points(args.steps) if args.smoke else [])
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,10 +1,11 @@
 """Training throughput: train.py's path against a bare HF Trainer + PEFT loop.
 
     .venv/bin/python bench/train_throughput.py [--method lora|ft] [--steps 80] [--repeats 7]
-        [--threads 1] [--untracked]
+        [--threads 1] [--untracked] [--smoke]
 
-Both sides train the tiny demo model (`profile=demo`) on the same tokenised demo data with the
-same hyper-parameters, one process on the CPU:
+Both sides train the demo's tiny base (`profile=demo`; the same pretrained weights, made in the
+temporary directory first, about 1.5 min and untimed, unless LORABENCH_PRETRAINED_DIR holds
+them) on the same tokenised demo data with the same hyper-parameters, one process on the CPU:
 
 * project: `lorabench.training.train(cfg)`, i.e. everything train.py does after composing the
   config (MLflow run and per-step metric logging, checkpoints, the adapter / model save).
@@ -27,7 +28,8 @@ Prints `name=value` lines: the settings (`model=`, `method=`, `data=`, `steps=`,
 `baseline_tokens_per_second=` and `ratio=` (project / baseline medians; the target is >= 0.95),
 plus `best_ratio=` (fastest run of each side). `--untracked` adds a third side, train.py's path
 with `tracking.enabled=false`, and its `untracked_ratio=`: what MLflow costs. The training runs'
-own output goes to stderr. About 2-4 minutes with the defaults on a 2-core CPU.
+own output goes to stderr. About 2-4 minutes with the defaults on a 2-core CPU; `--smoke` runs
+it in seconds on tiny sizes (the same lines).
 """
 
 from __future__ import annotations
@@ -48,18 +50,15 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
+from benchutil import parse_with_smoke
 from peft import LoraConfig, get_peft_model
-from transformers import (
-    AutoModelForCausalLM,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lorabench.config import Config, compose, validate
 from lorabench.data import build_train_dataset, make_collator, trainer_arguments
 from lorabench.methods import method_for
-from lorabench.modeling import DTYPES, build_tokenizer, model_config
+from lorabench.modeling import DTYPES, build_model, build_tokenizer
+from lorabench.pretrain import resolved_model
 from lorabench.training import train, training_arguments
 
 NO_PERIODIC_SAVE = 1_000_000
@@ -71,6 +70,8 @@ WARMUP_STEPS = 3
 
 SAVING_ARGUMENTS = ("output_dir", "logging_dir", "save_strategy", "save_steps", "save_total_limit")
 """The only TrainingArguments the baseline may set otherwise than the project: it saves nothing."""
+
+SMOKE = {"steps": 2, "repeats": 1}
 
 Side = Callable[[int, str], float]
 """One contender: (optimiser steps, run name) → tokens per second."""
@@ -94,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also run train.py's path with tracking.enabled=false (isolates MLflow's cost)",
     )
-    args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     if args.steps < 1 or args.repeats < 1 or args.threads < 0:
         parser.error("--steps and --repeats must be >= 1, --threads >= 0")
     return args
@@ -216,14 +217,15 @@ def check_same_arguments(cfg: Config) -> None:
 
 
 def baseline_model(cfg: Config, tokenizer) -> torch.nn.Module:
-    """The same seeded tiny model, wrapped in the same LoRA adapters (or fully trainable)."""
-    torch.manual_seed(cfg.training.seed)
+    """The same pretrained tiny base, wrapped in the same seeded LoRA adapters (or fully
+    trainable)."""
     method = method_for(cfg.method)
     dtype = method.load_dtype(DTYPES[cfg.precision], cfg.hardware.deepspeed is not None)
-    model = AutoModelForCausalLM.from_config(model_config(cfg.model, tokenizer), dtype=dtype)
+    model = build_model(resolved_model(cfg), tokenizer, dtype=dtype, seed=cfg.training.seed)
     lora = cfg.method.lora
     if lora is None:
         return model
+    torch.manual_seed(cfg.training.seed)
     return get_peft_model(
         model,
         LoraConfig(
