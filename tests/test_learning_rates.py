@@ -165,7 +165,9 @@ def child_runs(client, parent: str, rows: list[dict], artifacts: Path) -> None:
 
 
 def test_sweep_logs_its_picks_and_warnings_to_the_parent(store, store_file, tmp_path, capsys):
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{store_file}")
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{store_file}", artifact_location=str(tmp_path / "artifacts")
+    )
     parent = open_parent(tracking, ["experiment=lr_search_demo"])
     rows = search_rows()
     rows.append({**rows[3], "run_name": "tiny+ft(0.6m)[dev=0.05,lr=0.01]", "learning_rate": 1e-2,
@@ -191,7 +193,9 @@ def test_sweep_logs_its_picks_and_warnings_to_the_parent(store, store_file, tmp_
 
 
 def test_a_sweep_without_dev_losses_says_so_and_still_closes(store, store_file, tmp_path):
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{store_file}")
+    tracking = TrackingConfig(
+        tracking_uri=f"sqlite:///{store_file}", artifact_location=str(tmp_path / "artifacts")
+    )
     parent = open_parent(tracking, [])
     child_runs(store, parent, [{**search_rows()[0], "dev_loss": None}], tmp_path / "artifacts")
     close_parent(store, parent, pick_learning_rate=True)

@@ -245,18 +245,20 @@ def test_a_variant_takes_its_familys_mfu_unless_it_has_its_own() -> None:
 
 
 @pytest.mark.slow
-def test_hours_per_epoch_against_table_4() -> None:
+def test_hours_per_epoch_against_table_4(isolated: list[str]) -> None:
     """Table 4's FT hours are those of padding every sample to 1,024 tokens (BELLE's scripts);
     its LoRA hours are those of unpadded batches (padded, they would need an MFU above 0.8)."""
     rows = compose(["experiment=paper_table4"]).sweep.rows
     paper = {r["run"]: float(r["train_hours_per_epoch"]) for r in table4()}
     ratios = {}
     for row in rows:
-        cfg = validate(compose(list(row)))
+        # A chained row looks its base run up: in the test's own store.
+        row = [*row, *isolated]
+        cfg = validate(compose(row))
         batching = "padded" if method_for(cfg.method).family == METHOD_FT else "grouped"
         cfg = validate(compose([*row, f"data.batching={batching}"]))
         time = estimate_time(cfg, profile_model(cfg).counts.total, cfg.gpus["a100-40gb"])
-        name = validate(compose(list(row))).run_name
+        name = validate(compose(row)).run_name
         ratios[name] = time.hours_per_epoch / paper[name]
     assert sorted(ratios) == sorted(paper)
     assert all(0.5 < r < 2 for r in ratios.values()), ratios
