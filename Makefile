@@ -43,10 +43,10 @@ lock:  ## refresh requirements.lock from pyproject.toml (then commit it)
 # The two bases pretrain side by side, one core each (a line each when they start and end).
 PARALLEL_PRETRAINING := hydra/launcher=local_parallel hydra.launcher.n_jobs=2 training.progress_bar=false
 demo: $(STAMP)  ## pretrained tiny bases, LoRA × FT × data grid, Table 4 rows, base rows, report (CPU, offline)
-	$(PY) -m lorabench.pretrain -m profile=demo model=tiny,tiny-13b $(PARALLEL_PRETRAINING)
+	$(PY) -m lorabench.demo.pretraining -m profile=demo model=tiny,tiny-13b $(PARALLEL_PRETRAINING)
 	$(PY) sweep.py -m profile=demo method=lora,ft data=0.6m,2m,4m
 	$(PY) sweep.py experiment=paper_table4 profile=demo
-	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
+	$(PY) -m lorabench.analysis experiment=lorabench-demo out=reports/demo
 	@echo
 	@echo "Runs: MLflow store mlruns/mlflow.db, experiment lorabench-demo."
 	@echo "Tables, findings and figures: reports/demo/report.md"
@@ -54,7 +54,7 @@ demo: $(STAMP)  ## pretrained tiny bases, LoRA × FT × data grid, Table 4 rows,
 	@echo "Or the analysis notebook:  make notebook"
 
 report: $(STAMP)  ## tables, findings and figures of the demo experiment from MLflow
-	$(PY) -m lorabench.report experiment=lorabench-demo out=reports/demo
+	$(PY) -m lorabench.analysis experiment=lorabench-demo out=reports/demo
 
 notebook: $(NOTEBOOK_STAMP)  ## JupyterLab on analysis/scaling_trends.ipynb (the demo's runs)
 	$(VENV)/bin/jupyter lab analysis/scaling_trends.ipynb

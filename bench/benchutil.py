@@ -12,9 +12,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lorabench.config import Config, compose, validate
-from lorabench.launching import set_cpu_threads
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.demo.pretraining import resolved_model
+from lorabench.launching.topology import set_cpu_threads
+from lorabench.modeling.base import build_model, build_tokenizer
 
 
 def parse_with_smoke(

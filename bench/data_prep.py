@@ -56,10 +56,10 @@ from benchutil import parse_with_smoke
 
 from lorabench.config import compose, validate
 from lorabench.data import nonpad_share, prepare_train_data, sample_lengths
+from lorabench.data.prompts import batch_ids, format_prompt
 from lorabench.data.report import DataReport
-from lorabench.demo_corpus import generate_train_samples
-from lorabench.modeling import build_tokenizer
-from lorabench.prompts import batch_ids, format_prompt
+from lorabench.demo.corpus import generate_train_samples
+from lorabench.modeling.base import build_tokenizer
 
 MICRO_BATCH = 4
 """The gpu8 preset's micro batch."""

@@ -5,7 +5,8 @@ the same tiny model and the same items, in one run.
         [--smoke]
 
 The demo's tiny base, with the pretrained weights training starts from
-(`lorabench.pretrain.resolved_model`: pretrained into the temporary directory first, about 1.5 min
+(`lorabench.demo.pretraining.resolved_model`: pretrained into the temporary directory first,
+about 1.5 min
 and untimed, unless LORABENCH_PRETRAINED_DIR holds it), is saved as a model directory with the
 project tokenizer. The HF backend (`eval.backend=hf`) generates `--items` demo eval questions in
 this process, batched (`--batch-size`, left padding); the server backend (`eval.backend=server`)
@@ -44,7 +45,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
 
 from lorabench.config.schema import DecodingConfig, ServerConfig  # noqa: E402
-from lorabench.demo_corpus import generate_eval_set  # noqa: E402
+from lorabench.demo.corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.generation import generate_answers  # noqa: E402
 from lorabench.evaluation.server_generation import ServerGenerator  # noqa: E402
 

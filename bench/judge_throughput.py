@@ -14,7 +14,8 @@ The floor is items × latency / concurrency (12.5 s for 1,000 × 0.2 s / 16); th
 <= 15 s. The cached re-run must make 0 calls (target <= 2 s).
 
 Generation part: the demo's tiny base, with the pretrained weights training starts from
-(`lorabench.pretrain.resolved_model`: pretrained into the temporary directory first, about 1.5 min
+(`lorabench.demo.pretraining.resolved_model`: pretrained into the temporary directory first,
+about 1.5 min
 and untimed, unless LORABENCH_PRETRAINED_DIR holds it), answers the demo eval questions with the
 paper's decoding, batched (`--batch-size`, left padding) and one by one, alternating, up to
 `--new-tokens` each. `generation_speedup=` is one-by-one seconds over batched seconds.
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
 
-from lorabench.demo_corpus import generate_eval_set  # noqa: E402
+from lorabench.demo.corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.eval_set import EvalItem, category_of  # noqa: E402
 from lorabench.judging import JudgeRequest, OpenAIJudge  # noqa: E402
 

@@ -56,9 +56,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lorabench.config import Config, compose, validate
 from lorabench.data import build_train_dataset, make_collator, trainer_arguments
+from lorabench.demo.pretraining import resolved_model
 from lorabench.methods import method_for
-from lorabench.modeling import DTYPES, build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import DTYPES, build_model, build_tokenizer
 from lorabench.training import train, training_arguments
 
 NO_PERIODIC_SAVE = 1_000_000

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from lorabench.config import validate
 from lorabench.console import quiet_libraries
 from lorabench.errors import ConfigError, LorabenchError
-from lorabench.launching import (
+from lorabench.launching.topology import (
     DistEnv,
     check_world_size,
     needs_launcher,
@@ -56,7 +56,7 @@ def evaluate_main(cfg: DictConfig) -> None:
 
 
 def pretrain_main(cfg: DictConfig) -> None:
-    """`python -m lorabench.pretrain`: the model's pretrained base, made now if it is missing."""
+    """`python -m lorabench.demo.pretraining`: the model's pretrained base, made if missing."""
     try:
         _pretrain_main(cfg)
     except LorabenchError as err:
@@ -75,7 +75,7 @@ def _pretrain_main(cfg: DictConfig) -> None:
             "and tiny-13b"
         )
     from lorabench import contract
-    from lorabench.pretrain import cached_base, ensure_pretrained
+    from lorabench.demo.pretraining import cached_base, ensure_pretrained
     from lorabench.sweeping import format_seconds
 
     start = time.perf_counter()
@@ -144,12 +144,12 @@ def _train_main(cfg: DictConfig) -> None:
         return
     env = DistEnv.from_environ()
     if not env.launched:
-        from lorabench.preflight import preflight
+        from lorabench.launching.preflight import preflight
 
         # Here, not in every rank: a run that cannot start fails once, before torchrun.
         preflight(config)
     if needs_launcher(config, env):
-        from lorabench.pretrain import resolved_model
+        from lorabench.demo.pretraining import resolved_model
 
         resolved_model(config)  # the ranks load the pretrained base; it is made here, once
         # This job's own overrides, not sys.argv: under `-m` argv holds the whole sweep, and

@@ -55,7 +55,7 @@ MODEL_TRAINABLE_PARAMS = "model/trainable_params"
 MODEL_TOTAL_PARAMS = "model/total_params"
 SYSTEM_PEAK_MEMORY_GB = "system/peak_memory_gb"
 
-# Pretraining of a demo base (`lorabench.pretrain`), logged in its own run.
+# Pretraining of a demo base (`lorabench.demo.pretraining`), logged in its own run.
 PRETRAIN_HELDOUT_LOSS = "pretrain/heldout_loss"
 """Mean next-token cross-entropy on the held-out world documents, after pretraining (nats)."""
 PRETRAIN_HELDOUT_PERPLEXITY = "pretrain/heldout_perplexity"
@@ -149,7 +149,7 @@ def judge_metric(judge: str, metric: str) -> str:
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
 """Hash of the run's identity (`lorabench.identity`; a chained run's with its base run's weights
-digest, `lorabench.trained.training_identity`): equal hashes train the same model."""
+digest, `lorabench.modeling.trained.training_identity`): equal hashes train the same model."""
 TAG_GIT_COMMIT = "git_commit"
 TAG_PROFILE = "profile"
 TAG_BASE_RUN_ID = "base_run_id"
@@ -160,8 +160,8 @@ TAG_MODEL_PATH = "model_path"
 """The saved adapter or model directory (absolute)."""
 TAG_WEIGHTS_DIGEST = "weights_digest"
 """The digest of the run's trained model: its saved weight files and, for a chained run, its
-base run's digest (`lorabench.trained`). Computed once when training finishes (a run trained
-before it was recorded: on first use); also in its output directory's completion record."""
+base run's digest (`lorabench.modeling.trained`). Computed once when training finishes (a run
+trained before it was recorded: on first use); also in its output directory's completion record."""
 TAG_BASE_WEIGHTS_DIGEST = "base_weights_digest"
 """Chained runs: the base run's `weights_digest` this run trained on (part of its identity, so
 a base retrained in place invalidates the runs trained on it)."""

@@ -74,8 +74,8 @@ RANK_KEY = "method.lora.r"
 MAX_AXES_LENGTH = 120
 """Longer `[...]` suffixes are replaced by `[config=<hash>]` (file systems limit name length)."""
 BASE_WEIGHTS_KEY = "base_run.weights_digest"
-"""In a chained run's identity (`lorabench.trained.training_identity`): its base run's weights
-digest, since a base retrained in place keeps its name and directory."""
+"""In a chained run's identity (`lorabench.modeling.trained.training_identity`): its base run's
+weights digest, since a base retrained in place keeps its name and directory."""
 INCREMENTAL_SUFFIX = "_incremental"
 """A method preset `<name>_incremental` is the named preset of a chained run of that method."""
 

@@ -3,8 +3,8 @@
 A grid point whose configuration already has a FINISHED, evaluated run is skipped; a failed or
 killed one is recorded as such (the run ends FAILED or KILLED with its error) and the sweep goes
 on; re-running a sweep resumes unfinished points from their checkpoints. A point that cannot
-start here (no GPUs, a model that does not load: `lorabench.preflight`) fails once, before any
-rank starts. A sweep with failed points finishes the others, lists the failures and exits
+start here (no GPUs, a model that does not load: `lorabench.launching.preflight`) fails once,
+before any rank starts. A sweep with failed points finishes the others, lists the failures and exits
 non-zero. An experiment config can list explicit rows (`sweep.rows`, e.g.
 `experiment=paper_table4`); they run in dependency order, a chained row after the row that
 trains its base run, after the untuned base models it names (`sweep.base_models`), each
@@ -46,7 +46,8 @@ from lorabench import contract
 from lorabench.config import validate
 from lorabench.config.schema import Config, StatsConfig, TrackingConfig
 from lorabench.errors import ConfigError, LorabenchError
-from lorabench.launching import (
+from lorabench.launching.preflight import preflight
+from lorabench.launching.topology import (
     DistEnv,
     launch_command,
     needs_launcher,
@@ -54,10 +55,9 @@ from lorabench.launching import (
     training_process,
 )
 from lorabench.locking import DirectoryBusy, directory_lock, owner_alive
+from lorabench.modeling.trained import training_hash
 from lorabench.planning import PointEstimate, estimate_point
-from lorabench.preflight import preflight
-from lorabench.tracking import client_for, experiment_id
-from lorabench.trained import training_hash
+from lorabench.tracking.runs import client_for, experiment_id
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +513,7 @@ def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str
     output_dir = Path(cfg.training.output_dir)
     with contextlib.ExitStack() as held:
         if needs_launcher(cfg, DistEnv.from_environ()):
-            from lorabench.pretrain import resolved_model
+            from lorabench.demo.pretraining import resolved_model
 
             resolved_model(cfg)  # the ranks load the pretrained base; it is made here, once
             # Every rank gets the same overrides (parent run, output directory); rank 0 opens

@@ -11,7 +11,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from lorabench.config.schema import DataConfig, DataSourceConfig
-from lorabench.tiny_tokenizer import build_tiny_tokenizer
+from lorabench.demo.tokenizer import build_tiny_tokenizer
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""`python -m lorabench.report`: every table and figure of an experiment, or the paper's alone."""
+"""`python -m lorabench.analysis`: every table and figure of an experiment, or the paper's alone."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from analysis_helpers import assert_real_image, demo_run, demo_sweep, eval_count
 
 from lorabench import contract
 from lorabench.analysis.figures import FIGURES
+from lorabench.analysis.report import main, parse_args
 from lorabench.errors import ConfigError
-from lorabench.report import main, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run(
-        [sys.executable, "-m", "lorabench.report", *args],
+        [sys.executable, "-m", "lorabench.analysis.report", *args],
         cwd=cwd,
         env={**env, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,

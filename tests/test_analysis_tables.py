@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from analysis_helpers import demo_run, experiment
 
-from lorabench import reference
+from lorabench.analysis import reference
 from lorabench.analysis.paper_runs import paper_frame
 from lorabench.analysis.runs import (
     PARSE_FAILURES,

@@ -24,8 +24,8 @@ from lorabench.config import Config, ConfigError, compose, validate
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.targets import resolve_target
 from lorabench.identity import BASE_WEIGHTS_KEY, config_hash
+from lorabench.modeling.trained import MERGED_DIR, RECORD_WEIGHTS
 from lorabench.sweeping import finished_run
-from lorabench.trained import MERGED_DIR, RECORD_WEIGHTS
 from lorabench.training import TrainResult, train
 
 STEPS = "training.max_steps=2"

@@ -14,11 +14,11 @@ from transformers import AutoModelForCausalLM
 
 from lorabench import contract
 from lorabench.config import Config, ConfigError, compose, validate
+from lorabench.data.prompts import encode_prompt
+from lorabench.demo.pretraining import resolved_model
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.targets import resolve_target
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
-from lorabench.prompts import encode_prompt
+from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import TrainResult, train
 
 SHORT = ("training.max_steps=6", "training.save_steps=100", "training.progress_bar=false")

@@ -14,8 +14,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from lorabench.config import compose, validate
 from lorabench.data import make_collator, nonpad_share, sample_lengths, trainer_arguments
-from lorabench.modeling import build_model
-from lorabench.prompts import IGNORE_INDEX, tokenize_conversation
+from lorabench.data.prompts import IGNORE_INDEX, tokenize_conversation
+from lorabench.modeling.base import build_model
 from lorabench.training.trainer import LengthListTrainer
 from tests.data_helpers import tiny_tokenizer
 

@@ -9,7 +9,7 @@ import pytest
 
 from lorabench.config import ConfigError, compose, validate
 from lorabench.data import DataError, demo_size, prepare_train_data
-from lorabench.prompts import IGNORE_INDEX
+from lorabench.data.prompts import IGNORE_INDEX
 from tests.data_helpers import data_config, good_row, tiny_tokenizer, write_lines
 
 

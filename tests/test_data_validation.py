@@ -12,8 +12,8 @@ import pytest
 import lorabench.data.readers as readers
 from lorabench.config.schema import DataSourceConfig
 from lorabench.data import DataError, prepare_train_data
+from lorabench.data.prompts import IGNORE_INDEX
 from lorabench.data.validation import REASONS, check_conversation, check_instruction
-from lorabench.prompts import IGNORE_INDEX
 from tests.data_helpers import data_config, good_row, tiny_tokenizer, write_lines
 
 # Each defect once, as the raw JSON Lines line that carries it.

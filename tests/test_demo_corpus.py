@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 
-from lorabench.demo_corpus import (
+from lorabench.demo.corpus import (
     DOMAINS,
     RAW_CLASSES,
     generate_eval_set,
     generate_train_samples,
     write_jsonl,
 )
-from lorabench.demo_world import CAPITALS, PRETRAIN_ONLY_EVERY, TAUGHT
+from lorabench.demo.world import CAPITALS, PRETRAIN_ONLY_EVERY, TAUGHT
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # "a op b = c" steps in the worked answers of the math word problems.

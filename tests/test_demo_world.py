@@ -1,10 +1,10 @@
-"""The demo world's plain text (lorabench.demo_world): what the tiny bases are pretrained on."""
+"""The demo world's plain text (lorabench.demo.world): what the tiny bases are pretrained on."""
 
 from __future__ import annotations
 
 import pytest
 
-from lorabench.demo_world import (
+from lorabench.demo.world import (
     ALL,
     CAPITALS,
     DICTIONARY,

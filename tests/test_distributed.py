@@ -19,9 +19,9 @@ import torch
 from peft import PeftModel
 
 from lorabench.config import compose, validate
+from lorabench.demo.pretraining import resolved_model
 from lorabench.methods import method_for
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
 # Demo global batch 16 = micro batch 2 × 2 processes × gradient accumulation 4.
@@ -59,7 +59,7 @@ def test_torchrun_zero2_lora_logs_one_run_and_a_loadable_adapter(
     overrides = [*ZERO2_LORA, *isolated]
     cfg = validate(compose(overrides))
     # Ranks started by torchrun itself load the pretrained base and never make it: make it
-    # first, as `python -m lorabench.pretrain` does for a user (the session shares it).
+    # first, as `python -m lorabench.demo.pretraining` does for a user (the session shares it).
     model_cfg = resolved_model(cfg)
     # 30 s warm; up to ~100 s when DeepSpeed's comm op is compiled first.
     proc = _torchrun(2, overrides, cwd=tmp_path, timeout=600)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lorabench.demo_corpus import generate_eval_set, write_jsonl
+from lorabench.demo.corpus import generate_eval_set, write_jsonl
 from lorabench.errors import DataError
 from lorabench.evaluation.eval_set import (
     CATEGORIES,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lorabench.config.schema import DecodingConfig
+from lorabench.demo.pretraining import resolved_model
 from lorabench.evaluation.generation import generate_answers
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 
 
 def forced(demo_config, token_id: int):

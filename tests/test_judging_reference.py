@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lorabench.demo_corpus import generate_eval_set
+from lorabench.demo.corpus import generate_eval_set
 from lorabench.evaluation.eval_set import EvalItem, category_of
 from lorabench.judging import Judgement, JudgeRequest, ReferenceJudge
 from lorabench.judging.reference_judge import f1, final_number, lcs_length, rouge_l, tokens

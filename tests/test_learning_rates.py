@@ -21,12 +21,12 @@ from lorabench.analysis.learning_rates import (
     shared_learning_rate_warnings,
 )
 from lorabench.analysis.paper_runs import paper_values
+from lorabench.analysis.report import write_report
 from lorabench.analysis.runs import AnalysisError, frame_from_records
 from lorabench.config import compose, validate
 from lorabench.config.schema import TrackingConfig
 from lorabench.data import DataError, build_train_dataset, make_collator, split_dev
-from lorabench.modeling import build_tokenizer
-from lorabench.report import write_report
+from lorabench.modeling.base import build_tokenizer
 from lorabench.sweeping import close_parent, open_parent
 from lorabench.training import train
 from tests.test_training import base_model

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lorabench.analysis.reference import appendix_scores, table4
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.evaluation.scoring import aggregate, aggregate_metrics, macro_average
-from lorabench.reference import appendix_scores, table4
 
 
 @pytest.mark.parametrize("row", table4(), ids=lambda r: r["run"])

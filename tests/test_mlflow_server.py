@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from lorabench import contract
 from lorabench.config.schema import TrackingConfig
 from lorabench.errors import ConfigError
-from lorabench.tracking import client_for
+from lorabench.tracking.runs import client_for
 from lorabench.training import train
 from tests.conftest import REPO_ROOT, runs_of
 

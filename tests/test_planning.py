@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from lorabench.analysis.reference import table4
 from lorabench.config import compose, validate
 from lorabench.contract import METHOD_FT
 from lorabench.data import configured_nonpad_share, demo_size, prepare_train_data
 from lorabench.methods import method_for
-from lorabench.modeling import build_tokenizer
+from lorabench.modeling.base import build_tokenizer
 from lorabench.planning import (
     GIB,
     PlanError,
@@ -22,7 +23,6 @@ from lorabench.planning import (
     profile_model,
 )
 from lorabench.planning.memory import QuantisedBase, ZeroSettings, largest_layer_params
-from lorabench.reference import table4
 from lorabench.training import dry_run, meta_model
 
 A100_40GB = 39.4 * GIB

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from lorabench.config import compose, validate
+from lorabench.demo.pretraining import resolved_model
 from lorabench.errors import ConfigError, GenerationError
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.backends import served_name
 from lorabench.evaluation.targets import generation_key, resolve_target
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
 from tests.completions_server import CompletionsServer
 from tests.conftest import REPO_ROOT

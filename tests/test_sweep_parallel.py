@@ -21,9 +21,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from lorabench import tracking
 from lorabench.config import register_configs
 from lorabench.config.schema import TrackingConfig
+from lorabench.tracking import runs as tracking
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")

@@ -17,8 +17,8 @@ import pytest
 
 from lorabench.config.schema import ModelConfig, TokenizerConfig
 from lorabench.data import make_collator
-from lorabench.modeling import build_tokenizer
-from lorabench.prompts import IGNORE_INDEX, encode_prompt, tokenize_conversation
+from lorabench.data.prompts import IGNORE_INDEX, encode_prompt, tokenize_conversation
+from lorabench.modeling.base import build_tokenizer
 from tests.tokenizer_helpers import assert_exact_mask, write_byte_level_family
 
 FAMILY_EOS = [

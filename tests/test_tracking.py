@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lorabench.contract import RUN_ID_FILE
-from lorabench.tracking import tracked_run
+from lorabench.tracking.runs import tracked_run
 
 
 def test_finished_run_keeps_params_metrics_and_artifacts(tracking, store, tmp_path) -> None:

@@ -21,8 +21,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Trainer
 from lorabench import contract
 from lorabench.config import Config
 from lorabench.data import build_train_dataset, make_collator
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.demo.pretraining import resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
 from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
 from tests.data_helpers import tiny_tokenizer
@@ -228,7 +228,7 @@ def test_saves_scale_with_the_run_when_save_steps_is_null(demo_config) -> None:
 def test_process_wide_state_is_restored_for_the_next_point(demo_config, monkeypatch) -> None:
     """An in-process sweep trains point after point: each gets the training's SIGTERM handler
     and DeepSpeed accelerator, and leaves the process as it found it."""
-    from lorabench.launching import training_process
+    from lorabench.launching.topology import training_process
 
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
     before = signal.getsignal(signal.SIGTERM)

@@ -14,12 +14,12 @@ from peft import PeftModel
 
 from lorabench.config import Config
 from lorabench.data import build_train_dataset, make_collator
+from lorabench.demo.pretraining import resolved_model
 from lorabench.errors import ConfigError
 from lorabench.evaluation.backends import check_backend
 from lorabench.evaluation.targets import resolve_target
 from lorabench.methods import method_for
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
 from tests.test_training import base_model, fixed_batch_loss
 

@@ -15,9 +15,9 @@ from lorabench import contract
 from lorabench.analysis.paper_runs import paper_values
 from lorabench.config import ConfigError, compose, validate
 from lorabench.config.schema import LoraConfig
+from lorabench.demo.pretraining import resolved_model
 from lorabench.methods import LoRA, method_for
-from lorabench.modeling import build_model, count_parameters
-from lorabench.pretrain import resolved_model
+from lorabench.modeling.base import build_model, count_parameters
 from lorabench.training import dry_run, train, training_arguments
 from tests.conftest import run_cli, runs_of
 from tests.test_dry_run import parse_counts

@@ -36,9 +36,9 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from lorabench.demo_corpus import DOMAINS, generate_train_samples
-from lorabench.prompts import IGNORE_INDEX, TokenizedExample, Turn, format_prompt
-from lorabench.tiny_tokenizer import build_tiny_tokenizer
+from lorabench.data.prompts import IGNORE_INDEX, TokenizedExample, Turn, format_prompt
+from lorabench.demo.corpus import DOMAINS, generate_train_samples
+from lorabench.demo.tokenizer import build_tiny_tokenizer
 
 VOCAB_SIZE = 1500
 

@@ -5,7 +5,7 @@
     write_figures(runs, "reports/demo/figures")                   # PNG and SVG
     import_paper_runs("sqlite:///mlruns/mlflow.db", "lorabench")  # the paper's rows in MLflow
 
-`python -m lorabench.report` does all of it from the command line.
+`python -m lorabench.analysis` does all of it from the command line.
 """
 
 from lorabench.analysis.figures import (

@@ -15,12 +15,13 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from lorabench import contract, reference
+from lorabench import contract
+from lorabench.analysis import reference
 from lorabench.analysis.runs import PAPER_RUN_PREFIX, data_scale, frame_from_records, model_size
 from lorabench.config.schema import TrackingConfig
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.evaluation.scoring import macro_average
-from lorabench.tracking import client_for, experiment_id
+from lorabench.tracking.runs import client_for, experiment_id
 
 PAPER_JUDGE = "openai:gpt-3.5-turbo"
 """The paper's judge: gpt-3.5-turbo, queried in April 2023 (section 4.2)."""
@@ -165,7 +166,7 @@ def _log_paper_run(client: MlflowClient, exp_id: str, row: PaperRow) -> str:
         contract.TAG_NOTE: (
             f"Reference run: {row.run_name} as reported by the BELLE paper (Table 4 and the "
             "appendix), judged by gpt-3.5-turbo in April 2023. Imported by "
-            "`python -m lorabench.report import_paper=true`; nothing was trained here."
+            "`python -m lorabench.analysis import_paper=true`; nothing was trained here."
         ),
     }
     params = {

@@ -63,10 +63,10 @@ class TokenizerConfig:
 @dataclass
 class PretrainConfig:
     """Pretraining a base built from its architecture (the demo's tiny models) as a causal LM on
-    the generated world's plain text (`lorabench.demo_world`), before any instruction tuning.
+    the generated world's plain text (`lorabench.demo.world`), before any instruction tuning.
 
     The result is cached under `pretrained_dir`, keyed by this config, the architecture, the
-    tokenizer and the code that makes it (`python -m lorabench.pretrain` makes it ahead)."""
+    tokenizer and the code that makes it (`python -m lorabench.demo.pretraining` makes it ahead)."""
 
     documents: int = 20000
     """World documents (train split) in the pretraining corpus."""

@@ -31,7 +31,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare(overrides: list[str]) -> list[str]:
     """Prepare the set the overrides describe; its summary lines."""
-    from lorabench.modeling import build_tokenizer
+    from lorabench.modeling.base import build_tokenizer
 
     cfg = validate(compose(overrides))
     tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)

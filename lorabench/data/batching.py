@@ -30,8 +30,8 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from lorabench.config.schema import BATCHING_MODES, Config
 from lorabench.data.encoding import LENGTH_COLUMN
+from lorabench.data.prompts import IGNORE_INDEX
 from lorabench.errors import ConfigError
-from lorabench.prompts import IGNORE_INDEX
 
 MODEL_COLUMNS = ("input_ids", "labels")
 """Dataset columns the model takes; others (`length`) are for the sampler only."""

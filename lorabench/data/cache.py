@@ -18,9 +18,11 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from lorabench import demo_corpus, demo_world, prompts
 from lorabench.config.schema import DataConfig, DataSourceConfig
+from lorabench.data import prompts
 from lorabench.data.report import DataReport
+from lorabench.demo import corpus as demo_corpus
+from lorabench.demo import world as demo_world
 
 MANIFEST = "manifest.json"
 DATA_DIR = "data"

@@ -1,4 +1,4 @@
-"""Tokenising checked rows through the prompt template (`lorabench.prompts`)."""
+"""Tokenising checked rows through the prompt template (`lorabench.data.prompts`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
+from lorabench.data.prompts import tokenize_flat
 from lorabench.data.readers import worker_count
-from lorabench.prompts import tokenize_flat
 
 LENGTH_COLUMN = "length"
 """Tokens per sample; the Trainer's length-grouped sampler reads it instead of the ids."""

@@ -33,7 +33,7 @@ from lorabench.data.validation import (
     check_batch,
     skipped,
 )
-from lorabench.demo_corpus import generate_train_samples
+from lorabench.demo.corpus import generate_train_samples
 from lorabench.errors import DataError
 
 WRITE_BATCH_ROWS = 10_000

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lorabench.config.schema import EvalConfig
-from lorabench.demo_corpus import generate_eval_set, write_jsonl
+from lorabench.demo.corpus import generate_eval_set, write_jsonl
 from lorabench.errors import DataError
 
 CATEGORIES: tuple[str, ...] = (

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from lorabench.config.schema import DecodingConfig
-from lorabench.prompts import encode_prompt
+from lorabench.data.prompts import encode_prompt
 
 
 class Answer(NamedTuple):

@@ -1,8 +1,8 @@
 """Evaluating a model: generate answers on the eval set, judge them, aggregate, log to MLflow.
 
 Data flow: target (`targets`: a training run, a model / adapter directory, or the base model) →
-model + tokenizer (`lorabench.trained`) → generations (kept on disk, resumable, reused by later
-judges, keyed by the weights they came from) → judgements → per-category scores and the macro
+model + tokenizer (`lorabench.modeling.trained`) → generations (kept on disk, resumable, reused by
+later judges, keyed by the weights they came from) → judgements → per-category scores and the macro
 average (`scoring`) → metrics and artifacts of the target's run.
 """
 
@@ -30,8 +30,8 @@ from lorabench.evaluation.targets import (
 from lorabench.identity import flatten
 from lorabench.judging import Judge, Judgement, JudgeRequest, build_judge
 from lorabench.locking import EVALUATION_REMEDY, directory_lock
-from lorabench.modeling import build_model
-from lorabench.tracking import Run, client_for, reopened_run, tracked_run
+from lorabench.modeling.base import build_model
+from lorabench.tracking.runs import Run, client_for, reopened_run, tracked_run
 
 log = logging.getLogger(__name__)
 

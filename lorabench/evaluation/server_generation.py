@@ -1,6 +1,6 @@
 """Answer generation through an OpenAI-compatible completions server (vLLM, SGLang, TGI).
 
-- Prompts are sent as token ids (`lorabench.prompts.encode_prompt`, BOS included), so the
+- Prompts are sent as token ids (`lorabench.data.prompts.encode_prompt`, BOS included), so the
   server's own tokenisation of the template cannot differ from training's.
 - The paper's decoding: `temperature` and `top_p` as the API defines them, `top_k` and
   `repetition_penalty` as the servers' extra sampling parameters (`extra_body`); greedy
@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from lorabench.config.schema import DecodingConfig, ServerConfig
+from lorabench.data.prompts import encode_prompt
 from lorabench.errors import ConfigError, GenerationError
 from lorabench.evaluation.generation import Answer
-from lorabench.prompts import encode_prompt
 
 FINISH_REASONS = {"stop": False, "length": True}
 """The finish reasons of a complete answer, and whether each means `max_tokens` cut it."""

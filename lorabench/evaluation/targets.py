@@ -12,7 +12,7 @@ from lorabench.config.schema import Config
 from lorabench.errors import ConfigError
 from lorabench.identity import model_run_name, section_hash
 from lorabench.methods import method_of_dir
-from lorabench.trained import ModelSpec, spec_of_run
+from lorabench.modeling.trained import ModelSpec, spec_of_run
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Target:
 
     name: str
     spec: ModelSpec
-    """Exactly what is loaded (`lorabench.trained`): base weights, adapter or model, seed."""
+    """What is loaded (`lorabench.modeling.trained`): base weights, adapter or model, seed."""
     run_id: str | None
     """The training run to log into; None: the evaluation opens a run of its own."""
     eval_dir: Path
@@ -39,7 +39,7 @@ def _base(cfg: Config, needed: bool = True):
     """The configured base as it loads: a demo base points at its pretrained weights."""
     if not needed:
         return cfg.model
-    from lorabench.pretrain import resolved_model  # it trains: import it only when needed
+    from lorabench.demo.pretraining import resolved_model  # it trains: import it only when needed
 
     return resolved_model(cfg)
 
@@ -64,7 +64,7 @@ def resolve_target(cfg: Config) -> Target:
         base = _base(cfg, needed=method_of_dir(path).needs_base)
         tags = {}
     else:
-        from lorabench.pretrain import pretrain_tags
+        from lorabench.demo.pretraining import pretrain_tags
 
         path, base = None, _base(cfg)
         name = model_run_name(cfg.run_name, cfg.model.name, contract.RUN_KIND_BASE)

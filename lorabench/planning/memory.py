@@ -35,7 +35,7 @@ from lorabench.config.schema import CONF_DIR, Config
 from lorabench.errors import LorabenchError, ModelLoadError
 from lorabench.identity import digest
 from lorabench.methods import method_for
-from lorabench.modeling import DTYPES, ParameterCounts, count_parameters
+from lorabench.modeling.base import DTYPES, ParameterCounts, count_parameters
 
 GIB = 2**30
 FP32_BYTES = 4

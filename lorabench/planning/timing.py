@@ -19,7 +19,7 @@ from lorabench.data import configured_nonpad_share, demo_size
 from lorabench.data.cache import cached_set
 from lorabench.errors import ModelLoadError
 from lorabench.methods import method_for
-from lorabench.modeling import build_tokenizer
+from lorabench.modeling.base import build_tokenizer
 from lorabench.planning.memory import PlanError
 
 SECONDS_PER_HOUR = 3600

@@ -18,7 +18,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 
 from lorabench import contract
 from lorabench.errors import LorabenchError
-from lorabench.tracking import Run
+from lorabench.tracking.runs import Run
 
 log = logging.getLogger(__name__)
 

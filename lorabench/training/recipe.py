@@ -8,7 +8,7 @@ follow: open the run, build, fit, finish.
         result = recipe.finish(run)  # saved model, summary metrics, completion record
 
 Only rank 0 talks to MLflow. Process-wide state (signal handlers, environment variables) is the
-entry point's (`lorabench.launching.training_process`).
+entry point's (`lorabench.launching.topology.training_process`).
 """
 
 from __future__ import annotations
@@ -36,18 +36,17 @@ from lorabench.identity import (
     record_identity,
     recorded_identity,
 )
-from lorabench.launching import DistEnv
+from lorabench.launching.topology import DistEnv
 from lorabench.locking import directory_lock
 from lorabench.methods import method_for
-from lorabench.modeling import (
+from lorabench.modeling.base import (
     DTYPES,
     ParameterCounts,
     build_model,
     build_tokenizer,
     count_parameters,
 )
-from lorabench.tracking import Run, client_for, git_commit, tracked_run, training_params
-from lorabench.trained import (
+from lorabench.modeling.trained import (
     RECORD_WEIGHTS,
     base_retrained,
     base_run_of,
@@ -55,6 +54,7 @@ from lorabench.trained import (
     training_identity,
     weights_digest,
 )
+from lorabench.tracking.runs import Run, client_for, git_commit, tracked_run, training_params
 from lorabench.training.arguments import peak_memory_gb, training_arguments
 from lorabench.training.callbacks import (
     ContractMetricsCallback,
@@ -326,7 +326,7 @@ class TrainingRecipe:
             tags[contract.TAG_BASE_RUN_ID] = self.base.run_id
             tags[contract.TAG_BASE_WEIGHTS_DIGEST] = self.base.weights
         else:
-            from lorabench.pretrain import pretrain_tags
+            from lorabench.demo.pretraining import pretrain_tags
 
             tags.update(pretrain_tags(model_cfg))
         if self.env.is_main:
@@ -461,7 +461,7 @@ class TrainingRecipe:
         )
         if not self.env.is_main:
             return result
-        # Once, here: a chained run on this one keys on it (`lorabench.trained`).
+        # Once, here: a chained run on this one keys on it (`lorabench.modeling.trained`).
         weights = weights_digest(model_path, None if self.base is None else self.base.weights)
         if run is not None:
             self.tokenizer.save_pretrained(str(model_path))

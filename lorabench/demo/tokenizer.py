@@ -17,8 +17,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from lorabench import demo_world
-from lorabench.demo_world import tokenizer_training_texts
+from lorabench.demo import world as demo_world
+from lorabench.demo.world import tokenizer_training_texts
 
 SPECIAL_TOKENS: dict[str, str] = {
     "unk_token": "<unk>",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorabench.prompts import (
+from lorabench.data.prompts import (
     IGNORE_INDEX,
     encode_prompt,
     format_prompt,

@@ -15,7 +15,7 @@ from transformers import AutoConfig
 
 from lorabench.config.schema import Config
 from lorabench.errors import LorabenchError, ModelLoadError
-from lorabench.modeling import build_tokenizer
+from lorabench.modeling.base import build_tokenizer
 
 DEMO_HINT = "Or try everything offline on the CPU first: profile=demo (the tiny model)."
 
@@ -47,7 +47,7 @@ def _gpu_problems(cfg: Config) -> list[str]:
 
 def _model_problems(cfg: Config) -> list[str]:
     if cfg.base_run is not None:
-        from lorabench.trained import spec_of_run
+        from lorabench.modeling.trained import spec_of_run
 
         try:
             spec_of_run(cfg.tracking, cfg.base_run, key="base_run")

@@ -20,12 +20,12 @@ from transformers import (
 
 from lorabench import contract
 from lorabench.config.schema import Config
-from lorabench.demo_world import world_documents
+from lorabench.demo.pretraining.cache import Record, files_of
+from lorabench.demo.pretraining.corpus import token_blocks
+from lorabench.demo.world import world_documents
 from lorabench.identity import flatten, model_run_name
-from lorabench.modeling import build_model
-from lorabench.pretrain.cache import Record, files_of
-from lorabench.pretrain.corpus import token_blocks
-from lorabench.tracking import Run, git_commit, tracked_run
+from lorabench.modeling.base import build_model
+from lorabench.tracking.runs import Run, git_commit, tracked_run
 from lorabench.training.callbacks import ContractMetricsCallback, use_stage_progress
 
 TRAINER_DIR = "trainer"

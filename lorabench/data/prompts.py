@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from lorabench.segments import (
+from lorabench.data.segments import (
     FIRST_PROMPT,
     LATER_PROMPT,
     RESPONSE,
@@ -37,7 +37,7 @@ from lorabench.segments import (
     Wrapping,
     assemble,
 )
-from lorabench.segments import IGNORE_INDEX as IGNORE_INDEX  # where its users import it from
+from lorabench.data.segments import IGNORE_INDEX as IGNORE_INDEX  # where its users import it from
 
 Turn = tuple[str, str]
 """One exchange of a conversation: ``(human_text, assistant_text)``."""
@@ -126,7 +126,7 @@ def tokenize_flat(
     Every segment of every conversation goes into a single batched call (a fast tokenizer
     encodes a batch in one pass of its Rust code, without Python's per-call overhead); the ids
     are then assembled exactly as one conversation at a time would be, in numpy
-    (`lorabench.segments`): preparing 2M rows spends its time in the tokenizer, not in Python.
+    (`lorabench.data.segments`): preparing 2M rows spends its time in the tokenizer, not in Python.
     """
     if max_length < 1:
         raise ValueError(f"max_length must be positive, got {max_length}")
@@ -215,7 +215,7 @@ def _anchor_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     own trailing "▁" (the space of "Assistant: ") that would train a spurious second space, and
     stripping it afterwards is not possible in general because the prefix is merged into the
     first piece. Instead each later text is encoded right after the EOS token's string and the
-    EOS ids are dropped (`lorabench.segments`). Special tokens are split off the raw text before
+    EOS ids are dropped (`segments`). Special tokens are split off the raw text before
     normalisation and the model, so nothing merges across them, and text after a special token
     is the continuation of a text (transformers' non-legacy LLaMA tokenizer adds no prefix
     there; byte-level BPEs never do). This asks the tokenizer itself rather than assuming its

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lorabench.config import compose, validate
-from lorabench.preflight import PreflightError, preflight
+from lorabench.launching.preflight import PreflightError, preflight
 from tests.conftest import run_cli, runs_of
 
 RANK_TRACES = ("Traceback", "torch.distributed", "ChildFailedError", "torchrun")

@@ -5,7 +5,7 @@ A base model such as LLaMA knows a language and the world before any instruction
 instruction data then teaches the format and the tasks. The demo keeps that separation: this
 module's tables are the world (capitals, facts, a dictionary, categories, small programs,
 people, places, sentiment words, ...), :func:`world_documents` states them in plain Chinese and
-English text (no instruction format, no questions), and `lorabench.demo_corpus` asks about them
+English text (no instruction format, no questions), and `lorabench.demo.corpus` asks about them
 in BELLE's instruction format.
 
 Part of the world is known from pretraining alone: every third entry of the knowledge tables

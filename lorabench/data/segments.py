@@ -1,9 +1,9 @@
 """Assembling tokenised segments into training samples as flat arrays (numpy, no per-token
-Python): the array side of `lorabench.prompts.tokenize_conversations`.
+Python): the array side of `lorabench.data.prompts.tokenize_conversations`.
 
 A batch of conversations arrives as the tokenizer returned it: one id list per segment, in
 order (each conversation's first prompt, then its later segments, which start with the EOS
-anchor `lorabench.prompts` encodes them after). Each segment becomes ``prefix + ids[drop:] +
+anchor `lorabench.data.prompts` encodes them after). Each segment becomes ``prefix + ids[drop:] +
 suffix`` (a first prompt: the special tokens' wrapping; a continuation: the anchor dropped, a
 response closed by EOS); a response's positions are trained, a prompt's masked. Each sample is
 then cut at ``max_length`` and its masked tail after the last trained position dropped.

@@ -1,9 +1,9 @@
 """Every table and figure of the study from MLflow, beside the paper's numbers.
 
-    python -m lorabench.report experiment=lorabench-demo out=reports/demo
-    python -m lorabench.report parent_run=<sweep run id> experiment=lorabench out=reports/sweep
-    python -m lorabench.report paper=true out=reports/paper       # the paper's rows alone
-    python -m lorabench.report import_paper=true experiment=lorabench   # reference runs in MLflow
+    python -m lorabench.analysis experiment=lorabench-demo out=reports/demo
+    python -m lorabench.analysis parent_run=<sweep run id> experiment=lorabench out=reports/sweep
+    python -m lorabench.analysis paper=true out=reports/paper       # the paper's rows alone
+    python -m lorabench.analysis import_paper=true experiment=lorabench   # reference runs in MLflow
 
 Arguments are key=value (like the project's Hydra overrides); `--help` lists them. The store is
 `tracking_uri=...`, else MLFLOW_TRACKING_URI, else `sqlite:///mlruns/mlflow.db`. The output
@@ -231,7 +231,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(parse_args(argv))
     except LorabenchError as err:
         sys.exit(f"error: {err}")
-
-
-if __name__ == "__main__":
-    main()

@@ -60,7 +60,7 @@ def build_tokenizer(
     """
     tok_cfg = model_cfg.tokenizer
     if tok_cfg.kind == "tiny":
-        from lorabench.tiny_tokenizer import load_or_build_tiny_tokenizer, tiny_tokenizer_dir
+        from lorabench.demo.tokenizer import load_or_build_tiny_tokenizer, tiny_tokenizer_dir
 
         directory = Path(cache_dir) / TOKENIZERS_DIR
         if offline and not tiny_tokenizer_dir(directory, tok_cfg.vocab_size).is_dir():
@@ -120,7 +120,7 @@ def build_model(
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
     A config with `pretrain` and no `pretrained` is refused: its weights are a pretraining's
-    (`lorabench.pretrain.resolved_model` points `pretrained` at them).
+    (`lorabench.demo.pretraining.resolved_model` points `pretrained` at them).
 
     With `meta=True` no weights are allocated or downloaded: the model lives on the meta device,
     which is enough to count parameters (of the unquantised weights; `offline`: nor is its
@@ -136,7 +136,7 @@ def build_model(
             # Never random weights in place of a pretrained base: resolve it first.
             raise ValueError(
                 f"model {model_cfg.name} is pretrained (model.pretrain): load it through "
-                "lorabench.pretrain.resolved_model, which points model.pretrained at it"
+                "lorabench.demo.pretraining.resolved_model, which points model.pretrained at it"
             )
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)

@@ -1,5 +1,5 @@
-"""Pretraining the demo bases (lorabench.pretrain): it lowers held-out perplexity, it is cached
-by its config and reused, a corrupt or foreign cache entry is rebuilt, never loaded, and a
+"""Pretraining the demo bases (lorabench.demo.pretraining): it lowers held-out perplexity, it is
+cached by its config and reused, a corrupt or foreign cache entry is rebuilt, never loaded, and a
 missing base is made on demand or named with the command that makes it."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 
 from lorabench import contract
 from lorabench.analysis.runs import load_runs
+from lorabench.demo.pretraining import base as pretrain_base
+from lorabench.demo.pretraining import cache, ensure_pretrained, resolved_model
 from lorabench.errors import ConfigError
 from lorabench.identity import model_run_name
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.pretrain import base as pretrain_base
-from lorabench.pretrain import cache, ensure_pretrained, resolved_model
+from lorabench.modeling.base import build_model, build_tokenizer
 from tests.conftest import REPO_ROOT, runs_of
 
 # A recipe small enough for a test: a few hundred documents, a dozen optimiser steps.
@@ -126,7 +126,7 @@ def test_where_no_pretraining_may_run_the_error_names_the_command(small) -> None
         ensure_pretrained(small(), build=False)
     message = str(err.value)
     assert "model tiny" in message and "is not in" in message
-    assert "python -m lorabench.pretrain profile=demo model=tiny" in message
+    assert "python -m lorabench.demo.pretraining profile=demo model=tiny" in message
 
 
 def test_training_and_evaluation_load_the_pretrained_weights(small) -> None:
@@ -140,10 +140,10 @@ def test_training_and_evaluation_load_the_pretrained_weights(small) -> None:
 
 
 def pretrain_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m lorabench.pretrain ...` as a user runs it (this checkout's package)."""
+    """`python -m lorabench.demo.pretraining ...` as a user runs it (this checkout's package)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "lorabench.pretrain", *args],
+        [sys.executable, "-m", "lorabench.demo.pretraining", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorabench.prompts import IGNORE_INDEX, tokenize_conversation, tokenize_example
+from lorabench.data.prompts import IGNORE_INDEX, tokenize_conversation, tokenize_example
 from tests.tokenizer_helpers import (
     assert_exact_mask,
     cached_tiny_tokenizer,

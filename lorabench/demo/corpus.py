@@ -2,7 +2,7 @@
 
 The tiny CPU model needs training data shaped like BELLE's (``instruction``/``input``/``output``)
 and an eval set shaped like BELLE's eval set (``question``/``std_answer``/``class``), without
-downloads. Every item asks about the demo world (`lorabench.demo_world`: its entities, and the
+downloads. Every item asks about the demo world (`lorabench.demo.world`: its entities, and the
 plain text the tiny bases are pretrained on) through small templates written here, so the
 answers are simple enough for a tiny model to learn and for an offline judge to check.
 
@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from lorabench import demo_world as world
-from lorabench.demo_world import ALL, TAUGHT, Entities
+from lorabench.demo import world
+from lorabench.demo.world import ALL, TAUGHT, Entities
 
 RAW_CLASSES: tuple[str, ...] = (
     "math",
@@ -61,7 +61,7 @@ class _Item(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# Instruction-side wording (the world's entities are in lorabench.demo_world)
+# Instruction-side wording (the world's entities are in lorabench.demo.world)
 # --------------------------------------------------------------------------------------------
 
 _COUNT_ZH = {2: "两", 3: "三", 4: "四", 5: "五"}

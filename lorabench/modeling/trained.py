@@ -39,8 +39,8 @@ from lorabench.config.schema import Config, ModelConfig, TrackingConfig
 from lorabench.errors import ConfigError
 from lorabench.identity import BASE_WEIGHTS_KEY, digest, identity
 from lorabench.methods import Method, method_of_dir
-from lorabench.modeling import build_model, build_tokenizer
-from lorabench.tracking import client_for, find_run
+from lorabench.modeling.base import build_model, build_tokenizer
+from lorabench.tracking.runs import client_for, find_run
 
 log = logging.getLogger(__name__)
 
@@ -320,9 +320,11 @@ def training_hash(cfg: Config) -> str:
 
 def effective_base(cfg: Config, base: TrainedRun | None) -> ModelConfig:
     """The model config training starts from: a demo base's pretrained weights
-    (`lorabench.pretrain`), or the base run's model (`base`, from `base_run_of`)."""
+    (`lorabench.demo.pretraining`), or the base run's model (`base`, from `base_run_of`)."""
     if base is None:
-        from lorabench.pretrain import resolved_model  # it trains: import it only when needed
+        from lorabench.demo.pretraining import (
+            resolved_model,  # it trains: import it only when needed
+        )
 
         return resolved_model(cfg)
     return replace(cfg.model, pretrained=str(base_model_dir(base, cfg.cache_dir)))

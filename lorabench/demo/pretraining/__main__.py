@@ -1,8 +1,8 @@
 """Pretrain a demo base model (once: a valid cached base of the same config is kept):
 
-    python -m lorabench.pretrain profile=demo model=tiny
-    python -m lorabench.pretrain -m profile=demo model=tiny,tiny-13b      # both, one process
-    python -m lorabench.pretrain profile=demo model=tiny model.pretrain.epochs=2
+    python -m lorabench.demo.pretraining profile=demo model=tiny
+    python -m lorabench.demo.pretraining -m profile=demo model=tiny,tiny-13b  # both, one process
+    python -m lorabench.demo.pretraining profile=demo model=tiny model.pretrain.epochs=2
 
 Takes train.py's Hydra overrides; prints the base's directory, its held-out perplexity before
 and after, and the MLflow run that pretrained it.

@@ -13,11 +13,11 @@ from transformers import PreTrainedTokenizerBase
 
 from lorabench import contract
 from lorabench.config.schema import Config, ModelConfig
+from lorabench.demo.pretraining import cache
+from lorabench.demo.pretraining.recipe import pretrain_into
 from lorabench.errors import ConfigError
-from lorabench.launching import DistEnv
-from lorabench.modeling import build_tokenizer
-from lorabench.pretrain import cache
-from lorabench.pretrain.recipe import pretrain_into
+from lorabench.launching.topology import DistEnv
+from lorabench.modeling.base import build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class PretrainedBase:
 
 def make_command(cfg: Config) -> str:
     """The command that pretrains this config's base ahead of time."""
-    return f"python -m lorabench.pretrain profile={cfg.profile} model={cfg.model.name}"
+    return f"python -m lorabench.demo.pretraining profile={cfg.profile} model={cfg.model.name}"
 
 
 def _lookup(cfg: Config) -> tuple[PreTrainedTokenizerBase, dict, str, Path]:
@@ -58,8 +58,8 @@ def cached_base(cfg: Config) -> PretrainedBase | None:
 
 def ensure_pretrained(cfg: Config, *, build: bool = True, on_demand: bool = True) -> PretrainedBase:
     """The pretrained base of `cfg.model` (which has `pretrain` set): the cached entry of its
-    key, or, when there is none or it cannot be trusted (see `lorabench.pretrain.cache`), one
-    pretrained now. With `build=False` a missing base is an error naming the command that makes
+    key, or, when there is none or it cannot be trusted (`lorabench.demo.pretraining.cache`),
+    one pretrained now. With `build=False` a missing base is an error naming the command that makes
     it. `on_demand` (another stage needs the base) says on the console that it is made now;
     the pretraining command itself passes False."""
     model_cfg = cfg.model

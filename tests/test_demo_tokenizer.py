@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lorabench import demo_world, tiny_tokenizer
-from lorabench.tiny_tokenizer import (
+from lorabench.demo import tokenizer as tiny_tokenizer
+from lorabench.demo import world as demo_world
+from lorabench.demo.tokenizer import (
     SPECIAL_TOKENS,
     build_tiny_tokenizer,
     load_or_build_tiny_tokenizer,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorabench.segments import (
+from lorabench.data.segments import (
     FIRST_PROMPT,
     IGNORE_INDEX,
     LATER_PROMPT,

@@ -23,9 +23,9 @@ from typing import Any
 from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
-from lorabench import demo_world
 from lorabench.config.schema import ModelConfig
 from lorabench.data.cache import tokenizer_fingerprint
+from lorabench.demo import world as demo_world
 from lorabench.identity import digest
 
 RECORD_FILE = "pretrain.json"

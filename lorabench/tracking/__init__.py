@@ -1,0 +1,2 @@
+"""MLflow: the store, one run per grid point and its closing (`runs`); the names are
+`lorabench.contract`'s."""
