@@ -1,11 +1,10 @@
-"""The study's tables and figures from MLflow, beside the paper's numbers.
+"""The study's tables, figures, findings and statistics from MLflow, beside the paper's reported
+numbers (`reference/`); `python -m lorabench.analysis` writes the report (`report`).
 
     runs = load_runs("sqlite:///mlruns/mlflow.db", "lorabench-demo")  # tidy table, 1 row a run
     write_tables(runs, "reports/demo")      # Table 4 and the appendix table, Markdown and CSV
     write_figures(runs, "reports/demo/figures")                   # PNG and SVG
     import_paper_runs("sqlite:///mlruns/mlflow.db", "lorabench")  # the paper's rows in MLflow
-
-`python -m lorabench.analysis` does all of it from the command line.
 """
 
 from lorabench.analysis.figures import (

@@ -1,3 +1,2 @@
-"""The demo's own world, for machines without the LLaMA weights or BELLE's data: the generated
-world and its text, the instruction corpus about it, the tiny tokenizer and the tiny bases'
-pretraining."""
+"""The demo's world, for machines without LLaMA or BELLE's data: the generated world and its text,
+its instruction corpus and eval set, the tiny tokenizer and the tiny bases' pretraining."""

@@ -1,6 +1,5 @@
 """Evaluation: the eval set (`eval_set`), what is evaluated (`targets`), answer generation
-(`generation`), aggregation of judge scores (`scoring`), and the stage that ties them together
-and logs to MLflow (`pipeline`: `evaluate`, `estimate`).
+(`generation`), judge scores aggregated (`scoring`), the stage logged to MLflow (`pipeline`).
 
 The judges themselves live in `lorabench.judging`, which reads this package's eval set; the
 pipeline is imported lazily so that importing `lorabench.evaluation.eval_set` stays light and

@@ -1,6 +1,7 @@
-"""Planning a grid point before it runs: memory per GPU against the GPU's (and the setting that
-would make it fit), and hours, each with what it assumes (`sweep.plan=true`): what a plan cannot
-measure it takes from the `plan` config section.
+"""Planning a grid point before it runs (`sweep.plan=true`): memory per GPU against the GPU's
+(and the setting that would make it fit), and hours, each with what it assumes.
+
+What a plan cannot measure it takes from the `plan` config section.
 
     estimate = estimate_point(cfg)      # nothing is downloaded, prepared or trained
     estimate.memory.fits, estimate.fix, estimate.time.hours_per_epoch

@@ -1,7 +1,9 @@
-"""Pretraining the demo's tiny bases, before any instruction tuning: a causal LM trained with the
-HF Trainer on the demo world's plain text (`lorabench.demo.world`), cached by its config
-(`model.pretrain`) under `pretrained_dir`, and tracked as an MLflow run of its own (tag
-`run_kind=pretraining`, left out of the study's tables).
+"""Pretraining the demo's tiny bases before any instruction tuning: a causal LM on the demo
+world's plain text, cached by its config and tracked as an MLflow run of its own.
+
+The HF Trainer pretrains it on `lorabench.demo.world`'s text; the base is cached by
+`model.pretrain` under `pretrained_dir`; its run is tagged `run_kind=pretraining` and left out of
+the study's tables.
 
     base = ensure_pretrained(cfg)       # the cached base of cfg.model, pretrained now if missing
     model_cfg = resolved_model(cfg)     # cfg.model pointing at it (model.pretrained)

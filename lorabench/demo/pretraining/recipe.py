@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from transformers import (
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
@@ -90,13 +91,9 @@ def pretrain_into(
     will be published (tagged as the run's model path)."""
     model_cfg = cfg.model
     p = model_cfg.pretrain
-    train = token_blocks(
-        world_documents(p.documents, split="train", seed=p.corpus_seed), tokenizer, p.block_size
-    )
-    heldout = token_blocks(
-        world_documents(p.heldout_documents, split="heldout", seed=p.corpus_seed),
-        tokenizer,
-        p.block_size,
+    train, heldout = (
+        token_blocks(world_documents(n, split=split, seed=p.corpus_seed), tokenizer, p.block_size)
+        for n, split in ((p.documents, "train"), (p.heldout_documents, "heldout"))
     )
     # The architecture's random initialisation, seeded: the starting point of the pretraining.
     model = build_model(replace(model_cfg, pretrain=None), tokenizer, seed=p.seed)
@@ -122,16 +119,7 @@ def pretrain_into(
         final = trainer.evaluate()["eval_loss"]
         trainer.save_model(str(staging))
         _remove_trainer_files(staging)
-        tokens = len(train) * p.block_size
-        metrics = {
-            contract.PRETRAIN_HELDOUT_LOSS: final,
-            contract.PRETRAIN_HELDOUT_PERPLEXITY: math.exp(final),
-            contract.PRETRAIN_INITIAL_HELDOUT_PERPLEXITY: math.exp(initial),
-            contract.PRETRAIN_TRAIN_TOKENS: tokens,
-            contract.PRETRAIN_SECONDS: seconds,
-            contract.TRAIN_TOKENS_PER_SECOND: tokens * p.epochs / seconds,
-            contract.MODEL_TOTAL_PARAMS: sum(t.numel() for t in model.parameters()),
-        }
+        metrics = _metrics(initial, final, len(train) * p.block_size, p.epochs, seconds, model)
         record = Record(
             key=key,
             material=values,
@@ -144,6 +132,22 @@ def pretrain_into(
             run.log_metrics(metrics, step=trainer.state.global_step)
             run.set_tags({contract.TAG_MODEL_PATH: str(entry.resolve())})
     return record
+
+
+def _metrics(
+    initial: float, final: float, tokens: int, epochs: float, seconds: float, model: PreTrainedModel
+) -> dict[str, float]:
+    """The pretraining run's metrics: held-out loss and perplexity before and after, its
+    tokens, time and throughput, and the model's size."""
+    return {
+        contract.PRETRAIN_HELDOUT_LOSS: final,
+        contract.PRETRAIN_HELDOUT_PERPLEXITY: math.exp(final),
+        contract.PRETRAIN_INITIAL_HELDOUT_PERPLEXITY: math.exp(initial),
+        contract.PRETRAIN_TRAIN_TOKENS: tokens,
+        contract.PRETRAIN_SECONDS: seconds,
+        contract.TRAIN_TOKENS_PER_SECOND: tokens * epochs / seconds,
+        contract.MODEL_TOTAL_PARAMS: sum(t.numel() for t in model.parameters()),
+    }
 
 
 def _remove_trainer_files(staging: Path) -> None:
