@@ -13,37 +13,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, LlamaConfig, Trainer
 
 from lorabench import contract
-from lorabench.config import Config
-from lorabench.data import build_train_dataset, make_collator
-from lorabench.demo.pretraining import resolved_model
-from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
-from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
-from tests.data_helpers import tiny_tokenizer
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.local_tokenizers import tiny_tokenizer
+from tests.helpers.models import base_model, fixed_batch_loss
+from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 SHORT_RUN = ("data=math_0.25m", "training.max_steps=12", "training.save_steps=6")
-
-
-def fixed_batch_loss(model: torch.nn.Module, cfg: Config) -> float:
-    """Mean loss on the first 8 training samples, the same batch before and after training."""
-    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-    rows = build_train_dataset(cfg.data, tokenizer, cfg.method.max_length).select(range(8))
-    batch = make_collator("padded", tokenizer, cfg.method.max_length)(list(rows))
-    model.eval()
-    with torch.no_grad():
-        return model(**batch).loss.item()
-
-
-def base_model(cfg: Config) -> torch.nn.Module:
-    model_cfg = resolved_model(cfg)  # the pretrained tiny base training starts from
-    tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
-    return build_model(model_cfg, tokenizer, seed=cfg.training.seed)
 
 
 @pytest.mark.parametrize("method", ["lora", "ft"])
@@ -240,3 +222,15 @@ def test_process_wide_state_is_restored_for_the_next_point(demo_config, monkeypa
         assert os.environ["DS_ACCELERATOR"] == "cpu"
     assert signal.getsignal(signal.SIGTERM) is before
     assert "DS_ACCELERATOR" not in os.environ
+
+
+def test_a_run_without_tracking_opens_no_store(demo_config, tmp_path) -> None:
+    unused = tmp_path / "never" / "mlflow.db"
+    cfg = demo_config(
+        "data=math_0.25m",
+        "training.max_steps=1",
+        "tracking.enabled=false",
+        f"tracking.tracking_uri=sqlite:///{unused}",
+    )
+    assert train(cfg).run_id is None
+    assert not unused.parent.exists()  # not even an empty store: it is the user's to make

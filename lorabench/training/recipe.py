@@ -312,7 +312,7 @@ class TrainingRecipe:
         }
         if cfg.tracking.parent_run_id is not None:
             tags[contract.TAG_PARENT_RUN_ID] = cfg.tracking.parent_run_id
-        if self.env.is_main:
+        if self.env.is_main and cfg.tracking.enabled:
             client_for(cfg.tracking)  # an unreachable store stops here, before a base pretrains
         # Before a demo base is pretrained or a base run merged (minutes), and before the
         # tokenizer or the data: a method that does not apply (target modules the architecture
