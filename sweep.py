@@ -22,8 +22,9 @@ register_configs()
 
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    sweep_entry(cfg, str(Path(__file__).resolve().with_name("train.py")))
+def main(cfg: DictConfig) -> float | None:
+    # The point's objective, for an optimising sweeper (-m hydra/sweeper=optuna).
+    return sweep_entry(cfg, str(Path(__file__).resolve().with_name("train.py")))
 
 
 if __name__ == "__main__":

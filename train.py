@@ -22,8 +22,9 @@ register_configs()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    train_main(cfg)
+def main(cfg: DictConfig) -> float | None:
+    # The run's objective, for an optimising sweeper (-m hydra/sweeper=optuna).
+    return train_main(cfg)
 
 
 if __name__ == "__main__":

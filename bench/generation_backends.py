@@ -11,7 +11,7 @@ and untimed, unless LORABENCH_PRETRAINED_DIR holds it), is saved as a model dire
 project tokenizer. The HF backend (`eval.backend=hf`) generates `--items` demo eval questions in
 this process, batched (`--batch-size`, left padding); the server backend (`eval.backend=server`)
 sends the same questions as token-id prompts through the openai client, `--concurrency` in
-flight, to the test suite's completions server (`tests/completions_server.py`, real HTTP on
+flight, to the test suite's completions server (`tests/helpers/completions_server.py`, real HTTP on
 127.0.0.1, in its own process) serving that directory. Both use the paper's decoding with
 `--new-tokens` new tokens at most.
 
@@ -70,7 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def completions_server(model_dir: Path) -> Iterator[str]:
     """The test completions server in a child process; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "completions_server.py"), str(model_dir)],
+        [
+            sys.executable,
+            str(REPO_ROOT / "tests" / "helpers" / "completions_server.py"),
+            str(model_dir),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

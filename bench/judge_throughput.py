@@ -4,7 +4,7 @@
         [--smoke]
 
 Judge part: `OpenAIJudge` judges `--items` distinct answers (demo eval questions, 10 classes)
-against the test suite's fake OpenAI server (`tests/fake_openai_server.py`, real HTTP on
+against the test suite's fake OpenAI server (`tests/helpers/fake_openai_server.py`, real HTTP on
 127.0.0.1) answering every chat request after `--latency` seconds, at `--concurrency` requests
 in flight, with a fresh sqlite cache. Then a second judge on the same cache judges the same
 requests again. The server runs in its own process, as a real one would, so its threads do not
@@ -63,7 +63,7 @@ def fake_server(latency: float) -> Iterator[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(REPO_ROOT / "tests" / "fake_openai_server.py"),
+            str(REPO_ROOT / "tests" / "helpers" / "fake_openai_server.py"),
             f"--latency={latency}",
         ],
         stdout=subprocess.PIPE,

@@ -13,7 +13,8 @@ fresh Python process, so that both pay one interpreter start-up and the imports:
   composed per job, the per-job log files;
 * direct: `python bench/sweep_overhead.py --direct ...`, a loop that composes each point's
   config and calls `lorabench.training.train` then `lorabench.evaluation.evaluate` on it, as a
-  hand-written script would.
+  hand-written script would, with the process settings the CLI gives every point (its
+  `hardware.cpu_threads`, the console's quiet libraries): both sides compute alike.
 
 Both start from a copy of one empty MLflow store (schema creation stays out of both) and share a
 data / tokenizer cache warmed by one untimed direct run first; every run trains into fresh
@@ -102,12 +103,18 @@ def run_direct(common: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from lorabench.config import compose, validate
+    from lorabench.console import quiet_libraries
     from lorabench.evaluation import evaluate
+    from lorabench.launching.topology import set_cpu_threads
     from lorabench.training import train
 
+    # As the sweep's jobs: without them this side would train with PyTorch's default threads
+    # (the demo asks for one), which on a busy CPU is several times slower, not overhead.
+    quiet_libraries()
     for method in GRID["method"]:
         for data in GRID["data"]:
             cfg = validate(compose([*common, *point_overrides(method, data)]))
+            set_cpu_threads(cfg.hardware)
             run_id = train(cfg).run_id
             evaluate(validate(OmegaConf.merge(OmegaConf.structured(cfg), {"run": run_id})))
 

@@ -1,45 +1,29 @@
-"""Shared fixtures: every test writes under its own tmp_path (outputs, MLflow store, caches)."""
+"""Shared fixtures: every test writes under its own tmp_path (outputs, MLflow store, caches).
+
+Plain helpers (running the entry points, reading runs, the fake servers, tokenizers, synthetic
+runs) are modules of tests/helpers/, imported as `tests.helpers.<module>`; no test imports from
+another test file or from this one."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lorabench import contract
 from lorabench.config import Config, compose, validate
 from lorabench.config.schema import TrackingConfig
-from tests.helpers.checkout import changes, folder_state
+from tests.helpers.checkout import REPO_ROOT, changes, folder_state
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR_ENV = "LORABENCH_PRETRAINED_DIR"
-JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
-"""The environment variable tests hand the fake judge server's key in."""
 
 BELLE_DIR_ENV = "LORABENCH_BELLE_DIR"
 """Where BELLE's eval files are (third-party data: never in the repository)."""
 BELLE_FILES = ("eval_set.json", "eval_prompt.json")
-
-# The training metrics every run must hold (lorabench.contract's training metrics).
-CONTRACT_METRICS = {
-    "train/loss",
-    "train/learning_rate",
-    "train/grad_norm",
-    "train/tokens_per_second",
-    "train/hours_per_epoch",
-    "train/gpu_hours",
-    "model/additional_params",
-    "model/trainable_params",
-    "model/total_params",
-    "system/peak_memory_gb",
-}
-
 
 _CHECKOUT_STATE = pytest.StashKey[dict[str, str]]()
 
@@ -168,32 +152,23 @@ def store(store_file: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{store_file}")
 
 
-def runs_of(
-    client: MlflowClient, experiment: str = "lorabench-demo", pretraining: bool = False
-) -> list:
-    """The runs of an experiment, oldest first; a demo base's pretraining run only with
-    `pretraining` (whichever test first needs the session's shared base makes it, into its own
-    store)."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-    if pretraining:
-        return runs
-    kind = contract.TAG_RUN_KIND
-    return [r for r in runs if r.data.tags.get(kind) != contract.RUN_KIND_PRETRAINING]
+@pytest.fixture(scope="session")
+def sp_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LLaMA-style SentencePiece tokenizer's folder (`tokenizer.model`, a LLaMA checkpoint's
+    `tokenizer_config.json`), trained once per session on the demo corpus (well under a second)."""
+    # Imported here: transformers and tokenizers take seconds, which a test run that does not
+    # need this fixture should not pay.
+    from tests.helpers.local_tokenizers import write_llama_style_model
+
+    folder = tmp_path_factory.mktemp("llama-style-sp")
+    write_llama_style_model(folder)
+    return folder
 
 
-def run_cli(
-    script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run one of the repository's entry points as a user would."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / script), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def sp_tokenizer(sp_folder: Path):
+    """The LLaMA-style SentencePiece tokenizer, loaded as transformers loads a LLaMA checkpoint's
+    (shared by the session's tests: read it, never change it)."""
+    from tests.helpers.local_tokenizers import load_llama_style_tokenizer
+
+    return load_llama_style_tokenizer(sp_folder)

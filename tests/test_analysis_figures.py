@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from analysis_helpers import assert_real_image, demo_run, demo_sweep, experiment
 
 from lorabench.analysis.figures import (
     FIGURES,
@@ -16,6 +15,7 @@ from lorabench.analysis.figures import (
 )
 from lorabench.analysis.paper_runs import paper_frame
 from lorabench.analysis.runs import AnalysisError, frame_from_records, load_runs
+from tests.helpers.analysis import assert_real_image, demo_run, demo_sweep, experiment
 
 
 def test_demo_figures_with_the_paper_overlaid(store, store_file, tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pandas as pd
-from analysis_helpers import assert_real_image, demo_sweep
 
 from lorabench.analysis.figures import FIGURES
+from tests.helpers.analysis import assert_real_image, demo_sweep
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "scaling_trends.ipynb"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from analysis_helpers import demo_sweep
 
 from lorabench.analysis.paper_runs import (
     PAPER_RUN_PREFIX,
@@ -13,6 +12,7 @@ from lorabench.analysis.paper_runs import (
 )
 from lorabench.analysis.runs import load_runs
 from lorabench.evaluation.eval_set import CATEGORIES
+from tests.helpers.analysis import demo_sweep
 
 
 def test_parse_count():

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from analysis_helpers import assert_real_image, demo_run, demo_sweep, eval_counts, experiment
+from hydra.errors import ConfigCompositionException
 
 from lorabench import contract
 from lorabench.analysis.figures import FIGURES
-from lorabench.analysis.report import main, parse_args
-from lorabench.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "lorabench.analysis.report", *args],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from lorabench.analysis.report import default_tracking_uri, run
+from lorabench.config import report_options
+from lorabench.errors import ConfigError, LorabenchError
+from tests.helpers.analysis import assert_real_image, demo_run, demo_sweep, eval_counts, experiment
+from tests.helpers.cli import report_cli
 
 
 def test_report_of_a_sweep_logged_to_its_parent(store, store_file, tmp_path):
@@ -74,7 +58,7 @@ def test_report_shows_the_served_judge_and_what_could_not_be_scored(
     )
     demo_run(store, exp, "ft", "2m", **judge)  # evaluated before either was recorded
     uri = f"tracking_uri=sqlite:///{store_file}"
-    main(["experiment=lorabench-demo", uri, "out=rep", "overlay=false"])
+    run(report_options(["experiment=lorabench-demo", uri, "out=rep", "overlay=false"]))
     page = (tmp_path / "rep" / "report.md").read_text()
     heading = (
         "### Judge `openai:gpt-3.5-turbo` (served by `gpt-3.5-turbo-0125`; prompts "
@@ -103,8 +87,8 @@ def test_paper_alone_needs_no_mlflow(tmp_path):
 def test_import_paper_twice(store_file, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["import_paper=true", "experiment=lorabench", f"tracking_uri=sqlite:///{store_file}"]
-    main(args)
-    main(args)
+    run(report_options(args))
+    run(report_options(args))
     out = capsys.readouterr().out
     assert "8 imported, 0 already there" in out and "0 imported, 8 already there" in out
     assert not (tmp_path / "reports").exists()  # an import alone writes no report
@@ -113,30 +97,47 @@ def test_import_paper_twice(store_file, tmp_path, capsys, monkeypatch):
 def test_clear_errors(store, store_file, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"tracking_uri=sqlite:///{store_file}"
-    with pytest.raises(SystemExit, match="error: no experiment 'lorabench-demo'"):
-        main(["experiment=lorabench-demo", uri])
+    options = report_options(["experiment=lorabench-demo", uri])
+    with pytest.raises(LorabenchError, match="no experiment 'lorabench-demo'"):
+        run(options)
     exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
-    with pytest.raises(SystemExit, match="has no finished run"):
-        main(["experiment=lorabench-demo", uri])
-    with pytest.raises(SystemExit, match="'colour=red': expected key=value with key one of"):
-        main(["colour=red"])
+    with pytest.raises(LorabenchError, match="has no finished run"):
+        run(options)
+    with pytest.raises(ConfigCompositionException, match="Could not override 'colour'"):
+        report_options(["colour=red"])
+    with pytest.raises(ConfigError, match="pairs='A with B': each pair must read `run A vs run B`"):
+        report_options(["pairs=[A with B]"])
     # Runs without eval metrics: tables that say so, figures skipped with the reason.
     demo_run(store, exp, "lora", "2m", judge=None)
-    main(["experiment=lorabench-demo", uri, "out=rep"])
+    run(report_options(["experiment=lorabench-demo", uri, "out=rep"]))
     assert "data_scaling not drawn: no run has evaluation metrics" in capsys.readouterr().out
     assert "No run has evaluation metrics" in (tmp_path / "rep" / "table4.md").read_text()
 
 
-def test_parse_args():
-    options = parse_args(["paper=TRUE", "overlay=no", "paper_model=llama-7b", "log_to=none"])
+def test_options_are_hydra_overrides():
+    options = report_options(
+        ["paper=TRUE", "overlay=no", "paper_model=llama-7b", "log_to=none", "pairs=['a vs b']"]
+    )
     assert options.paper and not options.overlay and options.paper_model == "llama-7b"
-    assert options.log_to is None and options.experiment == "lorabench"
-    with pytest.raises(ConfigError, match="paper: expected true or false"):
-        parse_args(["paper=maybe"])
+    assert options.log_to == "none" and options.experiment == "lorabench"
+    assert options.pairs == ["a vs b"] and options.tracking_uri is None
+    per_model = report_options(["paper_model='tiny:llama-7b,tiny-13b:llama-13b'"])
+    assert per_model.paper_model == "tiny:llama-7b,tiny-13b:llama-13b"
+    with pytest.raises(ConfigCompositionException, match="paper=maybe"):
+        report_options(["paper=maybe"])
 
 
 def test_tracking_uri_from_the_environment(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow-server:5000")
-    assert parse_args([]).tracking_uri == "http://mlflow-server:5000"
+    assert default_tracking_uri() == "http://mlflow-server:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert parse_args([]).tracking_uri == "sqlite:///mlruns/mlflow.db"
+    assert default_tracking_uri() == "sqlite:///mlruns/mlflow.db"
+
+
+def test_log_to_none_logs_a_sweeps_report_to_no_run(store, store_file, tmp_path):
+    parent, _ = demo_sweep(store, tmp_path / "artifacts")
+    uri = f"tracking_uri=sqlite:///{store_file}"
+    args = ["experiment=lorabench-demo", uri, f"parent_run={parent}", f"out={tmp_path}/rep"]
+    run(report_options([*args, "statistics=false", "log_to=none"]))
+    assert (tmp_path / "rep" / "report.md").is_file()
+    assert store.list_artifacts(parent, "analysis") == []

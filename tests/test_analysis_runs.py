@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from analysis_helpers import demo_run, demo_sweep, eval_counts, experiment, log_run
 
 from lorabench import contract
 from lorabench.analysis.runs import (
@@ -21,6 +20,7 @@ from lorabench.analysis.runs import (
     sections,
 )
 from lorabench.evaluation.eval_set import CATEGORIES
+from tests.helpers.analysis import demo_run, demo_sweep, eval_counts, experiment, log_run
 
 
 def uri(store_file: Path) -> str:

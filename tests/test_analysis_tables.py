@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from analysis_helpers import demo_run, experiment
 
 from lorabench.analysis import reference
 from lorabench.analysis.paper_runs import paper_frame
@@ -27,6 +26,7 @@ from lorabench.analysis.tables import (
 )
 from lorabench.errors import ConfigError
 from lorabench.evaluation.eval_set import CATEGORIES
+from tests.helpers.analysis import demo_run, experiment
 
 
 def test_appendix_rows_reproduce_table4_averages():

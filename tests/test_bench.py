@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
-from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
 
 BENCH = REPO_ROOT / "bench"
 WATCHED = ("mlruns", "outputs", "multirun", "reports", ".cache", "bench")

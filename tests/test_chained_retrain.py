@@ -25,7 +25,7 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.targets import resolve_target
 from lorabench.identity import BASE_WEIGHTS_KEY, config_hash
 from lorabench.modeling.trained import MERGED_DIR, RECORD_WEIGHTS
-from lorabench.sweeping import finished_run
+from lorabench.sweeping.points import finished_run
 from lorabench.training import TrainResult, train
 
 STEPS = "training.max_steps=2"

@@ -9,7 +9,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from lorabench.config import CONF_DIR, ConfigError, compose, validate
-from tests.conftest import run_cli, runs_of
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import runs_of
 
 GROUPS = ("model", "data", "method", "hardware", "tracking", "eval", "judge", "profile")
 # Options that need a value the user must supply.

@@ -17,7 +17,7 @@ from lorabench.data import make_collator, nonpad_share, sample_lengths, trainer_
 from lorabench.data.prompts import IGNORE_INDEX, tokenize_conversation
 from lorabench.modeling.base import build_model
 from lorabench.training.trainer import LengthListTrainer
-from tests.data_helpers import tiny_tokenizer
+from tests.helpers.local_tokenizers import tiny_tokenizer
 
 MAX_LENGTH = 64
 

@@ -12,7 +12,8 @@ import lorabench.data.preparation as preparation
 from lorabench.data import DataError, prepare_train_data
 from lorabench.data.cache import MANIFEST, cache_key, publish, tokenizer_fingerprint
 from lorabench.demo.tokenizer import build_tiny_tokenizer
-from tests.data_helpers import data_config, good_row, tiny_tokenizer, write_lines
+from tests.helpers.data import data_config, good_row, write_lines
+from tests.helpers.local_tokenizers import tiny_tokenizer
 
 
 @pytest.fixture

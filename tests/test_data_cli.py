@@ -1,5 +1,5 @@
-"""`python -m lorabench.data prepare …` as a user runs it: a summary, then a cache hit; bad data
-ends with the error alone."""
+"""`python -m lorabench.data …` as a user runs it: a summary, then a cache hit; bad data ends
+with the error alone."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from lorabench.data.__main__ import main
-from tests.conftest import REPO_ROOT
+from lorabench.cli import prepare_main, prepared_summary
+from lorabench.config import compose, validate
+from tests.helpers.checkout import REPO_ROOT
 
 
 def summary(stdout: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
 
 
-def test_prepare_prints_a_summary_then_hits_the_cache(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = ["prepare", "profile=demo", "data=0.6m", f"cache_dir={tmp_path}/cache"]
+def test_prepare_prints_a_summary_then_hits_the_cache(tmp_path: Path) -> None:
+    args = ["profile=demo", "data=0.6m", f"cache_dir={tmp_path}/cache"]
 
     first = subprocess.run(
         [sys.executable, "-m", "lorabench.data", *args],
@@ -44,26 +43,24 @@ def test_prepare_prints_a_summary_then_hits_the_cache(
     assert lines["cache_hit"] == "false"
     assert "tokenising" in first.stderr  # the progress bar
 
-    assert main(args) == 0  # the same command again, in this process
-    assert summary(capsys.readouterr().out) == {**lines, "cache_hit": "true"}
+    again = prepared_summary(validate(compose(args)))  # the same set again, in this process
+    assert summary("\n".join(again)) == {**lines, "cache_hit": "true"}
+    # Hydra's own files stay under the directory the command ran in, which it did not leave.
+    assert list((tmp_path / "outputs" / "hydra").glob("*/__main__.log"))
 
 
-def test_bad_data_ends_with_the_error_alone(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_data_ends_with_the_error_alone(tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_text('{"instruction": "q", "output": "a"}\nnot json\n')
-    code = main(
-        [
-            "prepare",
-            "model=tiny",
-            "hardware=cpu",
-            f"data.sources=[{{path: '{source}'}}]",
-            "data.num_samples=null",
-            f"cache_dir={tmp_path}/cache",
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 1
-    assert f"error: {source}: 1 of 2 rows fail validation" in err
-    assert "lines 2 (bad_json)" in err and "Traceback" not in err
+    overrides = [
+        "model=tiny",
+        "hardware=cpu",
+        f"data.sources=[{{path: '{source}'}}]",
+        "data.num_samples=null",
+        f"cache_dir={tmp_path}/cache",
+    ]
+    with pytest.raises(SystemExit) as ended:
+        prepare_main(compose(overrides))
+    # sys.exit with a message: Python prints it alone on stderr and exits with code 1.
+    assert ended.value.code.startswith(f"error: {source}: 1 of 2 rows fail validation")
+    assert "lines 2 (bad_json)" in ended.value.code

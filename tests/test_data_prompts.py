@@ -1,9 +1,9 @@
 """The prompt template and the exact loss mask, token by token, with two tokenizers.
 
 ``tokenizer`` is the project's tiny byte-level BPE; ``sp_tokenizer`` is a LLaMA-style
-SentencePiece tokenizer (dummy prefix, byte fallback) trained here and loaded as transformers
-loads a LLaMA checkpoint: the one whose "▁" handling makes the boundary after "Assistant: "
-delicate (BELLE issue #337).
+SentencePiece tokenizer (dummy prefix, byte fallback) trained locally (tests/conftest.py) and
+loaded as transformers loads a LLaMA checkpoint: the one whose "▁" handling makes the boundary
+after "Assistant: " delicate (BELLE issue #337).
 """
 
 from __future__ import annotations
@@ -18,27 +18,16 @@ from lorabench.data.prompts import (
     tokenize_conversations,
     tokenize_example,
 )
-from tests.tokenizer_helpers import (
+from tests.helpers.local_tokenizers import (
     assert_exact_mask,
-    cached_tiny_tokenizer,
-    llama_style_folder,
     load_llama_style_tokenizer,
+    tiny_tokenizer,
 )
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    return cached_tiny_tokenizer()
-
-
-@pytest.fixture(scope="session")
-def sp_folder(tmp_path_factory: pytest.TempPathFactory):
-    return llama_style_folder(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def sp_tokenizer(sp_folder):
-    return load_llama_style_tokenizer(sp_folder)
+    return tiny_tokenizer()
 
 
 @pytest.fixture(params=["tokenizer", "sp_tokenizer"])

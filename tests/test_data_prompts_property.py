@@ -12,12 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lorabench.data.prompts import IGNORE_INDEX, tokenize_conversation, tokenize_example
-from tests.tokenizer_helpers import (
-    assert_exact_mask,
-    cached_tiny_tokenizer,
-    llama_style_folder,
-    load_llama_style_tokenizer,
-)
+from tests.helpers.local_tokenizers import assert_exact_mask, tiny_tokenizer
 
 SPECIAL_TOKEN_TEXTS = ("<s>", "</s>", "<unk>", "<pad>")
 
@@ -48,16 +43,11 @@ RESPONSE = _texts(min_size=1)
 TURNS = st.lists(st.tuples(HUMAN, RESPONSE), min_size=1, max_size=3)
 
 
-@pytest.fixture(scope="session")
-def sp_tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    return load_llama_style_tokenizer(llama_style_folder(tmp_path_factory.getbasetemp()))
-
-
 @pytest.fixture(scope="module", params=["tiny", "sentencepiece"])
 def tokenizer(request: pytest.FixtureRequest):
     if request.param == "tiny":
-        return cached_tiny_tokenizer()
-    return request.getfixturevalue("sp_tokenizer")
+        return tiny_tokenizer()
+    return request.getfixturevalue("sp_tokenizer")  # tests/conftest.py's
 
 
 @settings(max_examples=150, deadline=None)

@@ -10,7 +10,8 @@ import pytest
 from lorabench.config import ConfigError, compose, validate
 from lorabench.data import DataError, demo_size, prepare_train_data
 from lorabench.data.prompts import IGNORE_INDEX
-from tests.data_helpers import data_config, good_row, tiny_tokenizer, write_lines
+from tests.helpers.data import data_config, good_row, write_lines
+from tests.helpers.local_tokenizers import tiny_tokenizer
 
 
 def answers(dataset) -> list[str]:

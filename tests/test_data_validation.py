@@ -14,7 +14,8 @@ from lorabench.config.schema import DataSourceConfig
 from lorabench.data import DataError, prepare_train_data
 from lorabench.data.prompts import IGNORE_INDEX
 from lorabench.data.validation import REASONS, check_conversation, check_instruction
-from tests.data_helpers import data_config, good_row, tiny_tokenizer, write_lines
+from tests.helpers.data import data_config, good_row, write_lines
+from tests.helpers.local_tokenizers import tiny_tokenizer
 
 # Each defect once, as the raw JSON Lines line that carries it.
 DEFECTS: list[tuple[object, str]] = [

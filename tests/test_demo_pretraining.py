@@ -20,7 +20,8 @@ from lorabench.demo.pretraining import cache, ensure_pretrained, resolved_model
 from lorabench.errors import ConfigError
 from lorabench.identity import model_run_name
 from lorabench.modeling.base import build_model, build_tokenizer
-from tests.conftest import REPO_ROOT, runs_of
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.runs import runs_of
 
 # A recipe small enough for a test: a few hundred documents, a dozen optimiser steps.
 SMALL = (

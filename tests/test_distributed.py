@@ -22,7 +22,9 @@ from lorabench.config import compose, validate
 from lorabench.demo.pretraining import resolved_model
 from lorabench.methods import method_for
 from lorabench.modeling.base import build_model, build_tokenizer
-from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 # Demo global batch 16 = micro batch 2 × 2 processes × gradient accumulation 4.
 ZERO2_LORA = [

@@ -8,12 +8,7 @@ import pytest
 
 from lorabench.config import compose, validate
 from lorabench.training import dry_run
-from tests.conftest import run_cli
-
-
-def parse_counts(stdout: str) -> dict[str, int]:
-    pairs = (line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-    return {k: int(v) for k, v in pairs if k.endswith("_params")}
+from tests.helpers.cli import parse_counts, run_cli
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,12 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.methods import ADAPTER_CONFIG_FILE
 from lorabench.training import train
-from tests.conftest import run_cli, runs_of
-from tests.fake_openai_server import FakeOpenAIServer
+from tests.helpers.cli import run_cli
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
+from tests.helpers.fake_openai_server import FakeOpenAIServer
+from tests.helpers.runs import runs_of
 
 SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
-KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
 
 
 @pytest.fixture(scope="module")

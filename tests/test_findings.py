@@ -33,7 +33,7 @@ from lorabench.analysis.items import score_matrices
 from lorabench.analysis.runs import frame_from_records
 from lorabench.config.schema import StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
-from tests.stats_helpers import item_table, scored_items
+from tests.helpers.stats import item_table, scored_items
 
 CLOSE_MARGIN = StatsConfig().close_margin
 SIZES = {"tiny": 920_000, "tiny-13b": 1_580_000}

@@ -20,10 +20,10 @@ import pytest
 
 from lorabench import contract
 from lorabench.training import train
-from tests.conftest import REPO_ROOT, runs_of
-from tests.fake_openai_server import FakeOpenAIServer
-
-KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
+from tests.helpers.fake_openai_server import FakeOpenAIServer
+from tests.helpers.runs import runs_of
 
 
 def _env() -> dict[str, str]:

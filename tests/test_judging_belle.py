@@ -41,8 +41,8 @@ from lorabench.judging import (
     load_belle_prompts,
 )
 from lorabench.judging import prompts as prompts_module
-from tests.conftest import JUDGE_KEY_ENV as KEY_ENV
-from tests.fake_openai_server import FakeOpenAIServer, reply
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
+from tests.helpers.fake_openai_server import FakeOpenAIServer, reply
 
 SERVED = "gpt-3.5-turbo-0125"
 

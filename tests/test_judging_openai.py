@@ -18,8 +18,8 @@ import pytest
 
 from lorabench.evaluation.eval_set import EvalItem, category_of
 from lorabench.judging import JudgeError, JudgeRequest, OpenAIJudge
-from tests.conftest import JUDGE_KEY_ENV as KEY_ENV
-from tests.fake_openai_server import (
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
+from tests.helpers.fake_openai_server import (
     FakeOpenAIServer,
     bad_request,
     rate_limited,

@@ -1,5 +1,5 @@
 """Judge messages: the project's instructions for every class, the layouts (the project's and
-BELLE's), BELLE's file loaded faithfully (read from ../shared when present, never copied here),
+BELLE's), BELLE's file loaded faithfully (from LORABENCH_BELLE_DIR when set, never copied here),
 and its checked download. BELLE's messages byte for byte: tests/test_judging_belle.py."""
 
 from __future__ import annotations

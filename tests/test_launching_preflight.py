@@ -10,7 +10,8 @@ import torch
 
 from lorabench.config import compose, validate
 from lorabench.launching.preflight import PreflightError, preflight
-from tests.conftest import run_cli, runs_of
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import runs_of
 
 RANK_TRACES = ("Traceback", "torch.distributed", "ChildFailedError", "torchrun")
 

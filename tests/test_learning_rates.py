@@ -10,7 +10,6 @@ import datasets
 import pandas as pd
 import pytest
 import torch
-from analysis_helpers import experiment, log_run
 from peft import PeftModel
 from torch.utils.data import DataLoader
 
@@ -27,9 +26,10 @@ from lorabench.config import compose, validate
 from lorabench.config.schema import TrackingConfig
 from lorabench.data import DataError, build_train_dataset, make_collator, split_dev
 from lorabench.modeling.base import build_tokenizer
-from lorabench.sweeping import close_parent, open_parent
+from lorabench.tracking.parents import close_parent, open_parent
 from lorabench.training import train
-from tests.test_training import base_model
+from tests.helpers.analysis import experiment, log_run
+from tests.helpers.models import base_model
 
 # ---- the development split --------------------------------------------------------------------
 
@@ -231,20 +231,19 @@ def test_lr_search_brackets_each_methods_own_learning_rate(experiment_name, prof
 def test_rows_take_the_experiments_sweep_settings(monkeypatch, tmp_path) -> None:
     from hydra import initialize_config_dir
 
-    from lorabench import sweeping
     from lorabench.config import CONF_DIR
+    from lorabench.sweeping import rows
+    from lorabench.sweeping.points import PointOutcome
 
     seen = []
     monkeypatch.setattr(
-        sweeping,
-        "print_plan",
-        lambda cfg: seen.append(cfg) or sweeping.PointOutcome(cfg.run_name, "train"),
+        rows, "print_plan", lambda cfg: seen.append(cfg) or PointOutcome(cfg.run_name, "train")
     )
     overrides = ["experiment=lr_search_demo", "profile=demo", "sweep.plan=true",
                  f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
     cfg = validate(compose(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        sweeping.run_rows(cfg, overrides, "train.py")
+        rows.run_rows(cfg, overrides, "train.py")
     assert len(seen) == len(cfg.sweep.rows)
     assert all(not point.sweep.evaluate and point.sweep.pick_learning_rate for point in seen)
     assert {point.model.name for point in seen} == {"tiny"}

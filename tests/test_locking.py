@@ -13,8 +13,10 @@ import pytest
 from lorabench import contract
 from lorabench.evaluation.targets import resolve_target
 from lorabench.locking import DirectoryBusy, directory_lock
-from lorabench.sweeping import open_parent
-from tests.conftest import REPO_ROOT, run_cli, runs_of
+from lorabench.tracking.parents import open_parent
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import runs_of
 
 HOLDER = """
 import sys, time

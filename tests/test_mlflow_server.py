@@ -9,16 +9,13 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,16 +27,9 @@ from lorabench.config.schema import TrackingConfig
 from lorabench.errors import ConfigError
 from lorabench.tracking.runs import client_for
 from lorabench.training import train
-from tests.conftest import REPO_ROOT, runs_of
-
-SERVER_START_S = 180
-"""A loaded CI machine takes a while to import MLflow's server and start its workers."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.mlflow_server import free_port, running_server
+from tests.helpers.runs import runs_of
 
 
 def readme_server_command() -> list[str]:
@@ -47,34 +37,6 @@ def readme_server_command() -> list[str]:
     text = (REPO_ROOT / "README.md").read_text()
     (line,) = re.findall(r"^mlflow server --backend-store-uri sqlite:.*$", text, re.MULTILINE)
     return shlex.split(line)
-
-
-@contextmanager
-def _running(command: list[str], cwd: Path, uri: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run an MLflow server until the block ends; `uri` and the process once it answers."""
-    log_path = cwd / "server.log"
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its workers are stopped with it
-    )
-    deadline = time.monotonic() + SERVER_START_S
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the MLflow server did not start"
-                time.sleep(0.5)
-        yield uri, proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
 
 
 @pytest.fixture
@@ -88,7 +50,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     command[0] = str(Path(sys.executable).with_name("mlflow"))
     root = tmp_path / "server"
     root.mkdir()
-    with _running(command, root, f"http://127.0.0.1:{port}") as running:
+    with running_server(command, root, f"http://127.0.0.1:{port}") as running:
         yield running
 
 
@@ -278,7 +240,7 @@ def test_a_sweep_against_a_server_on_postgresql(tmp_path: Path, isolated, postgr
     command[command.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
-    with _running(command, tmp_path, f"http://127.0.0.1:{port}") as (uri, _):
+    with running_server(command, tmp_path, f"http://127.0.0.1:{port}") as (uri, _):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri}
         args = _args(tmp_path, isolated, "training.max_steps=2", "eval.demo_per_class=1")
         sweep = [sys.executable, str(REPO_ROOT / "sweep.py"), "-m", "profile=demo"]

@@ -8,9 +8,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import pytest
 from lorabench import contract
 from lorabench.evaluation import evaluate
 from lorabench.training import train
-from tests.test_mlflow_server import SERVER_START_S, free_port
+from tests.helpers.mlflow_server import free_port, running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RENDER_TIMEOUT_MS = 240_000
@@ -55,21 +53,9 @@ def ui(tmp_path: Path, demo_config, store_file: Path) -> Iterator[tuple[str, lis
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", f"sqlite:///{store_file}"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow ui did not start"
-            time.sleep(0.5)
-    yield url, run_ids
-    os.killpg(proc.pid, signal.SIGKILL)  # its workers too
-    proc.wait(timeout=60)
+    with running_server(command, tmp_path, url, log_name="ui.log", stop=signal.SIGKILL):
+        yield url, run_ids
 
 
 def _screenshots(url: str, exp_id: str, run_ids: list[str], out: Path) -> tuple[str, str]:

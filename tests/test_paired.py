@@ -17,7 +17,7 @@ from lorabench.analysis.paired import (
 from lorabench.analysis.replicates import replicate_groups
 from lorabench.config.schema import StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
-from tests.stats_helpers import item_table, runs_table, scored_items
+from tests.helpers.stats import item_table, runs_table, scored_items
 
 FAST = StatsConfig(bootstrap_samples=300)
 ITEMS = item_table(per_category=10)

@@ -15,7 +15,7 @@ from lorabench.analysis.scaling_fit import reach, scaling_fits
 from lorabench.analysis.statistics import statistics_sections
 from lorabench.config.schema import StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
-from tests.stats_helpers import item_table, runs_table, scored_items
+from tests.helpers.stats import item_table, runs_table, scored_items
 
 PER_CATEGORY = 20
 ITEMS = item_table(per_category=PER_CATEGORY)

@@ -1,6 +1,6 @@
 """Generation through an OpenAI-compatible completions server (`eval.backend=server|vllm`), with
-the real openai client over HTTP against `tests/completions_server.py` on 127.0.0.1 serving the
-tiny model and its LoRA adapter by name."""
+the real openai client over HTTP against `tests/helpers/completions_server.py` on 127.0.0.1
+serving the tiny model and its LoRA adapter by name."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from lorabench.evaluation.backends import served_name
 from lorabench.evaluation.targets import generation_key, resolve_target
 from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
-from tests.completions_server import CompletionsServer
-from tests.conftest import REPO_ROOT
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.completions_server import CompletionsServer
 
 ITEMS = ("eval.demo_per_class=1", "eval.decoding.max_new_tokens=8")
 """10 items (one per raw class), short answers."""
@@ -222,7 +222,7 @@ def test_vllm_backend_without_vllm_says_how_to_get_it(demo_config, base_dir) -> 
 def stand_in_vllm(folder: Path) -> Path:
     """An executable named `vllm` whose `serve` starts the test server with vLLM's arguments."""
     script = folder / "vllm"
-    server = REPO_ROOT / "tests" / "completions_server.py"
+    server = REPO_ROOT / "tests" / "helpers" / "completions_server.py"
     script.write_text(
         f'#!/bin/sh\n[ "$1" = serve ] || exit 2\nshift\nexec {sys.executable} {server} "$@"\n'
     )

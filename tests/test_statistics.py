@@ -15,13 +15,13 @@ from scipy.stats import t as t_dist
 from lorabench.analysis.agreement import agreement, judge_pairs
 from lorabench.analysis.items import score_matrices
 from lorabench.analysis.length import length_diagnostics
-from lorabench.analysis.paired import compare_named, comparison_table, paired_test
+from lorabench.analysis.paired import compare_named, comparison_table, holm, paired_test
 from lorabench.analysis.replicates import replicate_groups, replicate_name, replicate_table
 from lorabench.analysis.scaling_fit import scaling_fits
 from lorabench.analysis.statistics import statistics_sections
 from lorabench.config.schema import StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
-from tests.stats_helpers import JUDGE, item_table, runs_table, scored_items
+from tests.helpers.stats import JUDGE, item_table, runs_table, scored_items
 
 FAST = StatsConfig(bootstrap_samples=500)
 PER_CATEGORY = 20
@@ -222,3 +222,14 @@ def test_comparison_table_holds_the_papers_pairs_with_holm() -> None:
         compare_named(runs, items, "nope", "tiny+ft(100000)[steps=6]")
     signs = agreement(items, table, replicate_groups(runs), FAST)
     assert signs.skipped and "two judges" in signs.skipped[0]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 40])
+def test_holm_gives_statsmodels_numbers(size: int) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(size)
+    for p in (rng.random(size), np.round(rng.random(size), 1), rng.random(size) * 0.01):
+        p[0] = np.nan if size > 2 else p[0]  # NaN (a degenerate comparison) sorts last
+        expected = multipletests(p, method="holm")[1]
+        assert np.array_equal(holm(p), expected, equal_nan=True), p

@@ -11,12 +11,12 @@ import pytest
 
 from lorabench.config import compose, validate
 from lorabench.evaluation import evaluate
-from tests.conftest import run_cli, runs_of
-from tests.fake_openai_server import Action, FakeOpenAIServer
-from tests.test_analysis_report import report_cli
+from tests.helpers.cli import report_cli, run_cli
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
+from tests.helpers.fake_openai_server import Action, FakeOpenAIServer
+from tests.helpers.runs import runs_of
 
 FAST = ("training.max_steps=6", "eval.demo_per_class=2", "eval.decoding.max_new_tokens=4")
-KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
 
 
 def _hashed_score(body: dict) -> Action:

@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from lorabench import contract
 from lorabench.errors import ConfigError
 from lorabench.training import train
-from tests.conftest import CONTRACT_METRICS, run_cli, runs_of
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 FAST = ("training.max_steps=2", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
 

@@ -14,9 +14,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from lorabench import contract
-from lorabench.sweeping import PointOutcome, SweepCallback, print_plan, record_outcome
+from lorabench.console import outcome_line
+from lorabench.sweeping.multirun import SweepCallback, record_outcome
+from lorabench.sweeping.points import PointOutcome, print_plan
 from lorabench.training import train
-from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 EVAL_METRICS = {"eval/average_score", "eval/score/others", "eval/judge_calls"}
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
@@ -259,9 +263,9 @@ def test_a_points_summary_line_names_its_loss_score_interval_and_time() -> None:
         contract.EVAL_AVERAGE_SCORE_CI_LOW: 0.301,
         contract.EVAL_AVERAGE_SCORE_CI_HIGH: 0.389,
     }
-    line = PointOutcome("tiny+lora(2m)", "finished", seconds=65.2, metrics=metrics).line()
+    line = outcome_line(PointOutcome("tiny+lora(2m)", "finished", seconds=65.2, metrics=metrics))
     assert line == "tiny+lora(2m): finished  loss 1.235  score 0.345 (95% CI 0.301-0.389)  1m05s"
-    failed = PointOutcome("tiny (base)", "failed", seconds=3.0).line()
+    failed = outcome_line(PointOutcome("tiny (base)", "failed", seconds=3.0))
     assert (
         failed.startswith("tiny (base): failed  (the error is in the log file") and "3s" in failed
     )

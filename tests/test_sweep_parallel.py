@@ -24,7 +24,9 @@ from omegaconf import OmegaConf
 from lorabench.config import register_configs
 from lorabench.config.schema import TrackingConfig
 from lorabench.tracking import runs as tracking
-from tests.conftest import CONTRACT_METRICS, REPO_ROOT, run_cli, runs_of
+from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
 

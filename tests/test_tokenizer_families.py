@@ -1,12 +1,12 @@
 """The exact loss mask with the tokenizers of the newer base-model presets (LLaMA-3.1, Qwen2.5).
 
 Their tokenizers cannot be downloaded here, so each family is rebuilt locally
-(`tokenizer_helpers.write_byte_level_family`): a byte-level BPE trained on the demo corpus with
-the family's pre-tokenisation pattern and special-token conventions, loaded as transformers
-loads the real checkpoint. LLaMA-3 prepends <|begin_of_text|> and has no pad token; Qwen2 adds
-no BOS at all and pads with its EOS. Both are tested with the base model's EOS and with the
-Instruct model's end-of-turn token as EOS. The presets train with the paper's template (no chat
-template), which is what is tested.
+(`tests.helpers.local_tokenizers.write_byte_level_family`): a byte-level BPE trained on the demo
+corpus with the family's pre-tokenisation pattern and special-token conventions, loaded as
+transformers loads the real checkpoint. LLaMA-3 prepends <|begin_of_text|> and has no pad token;
+Qwen2 adds no BOS at all and pads with its EOS. Both are tested with the base model's EOS and
+with the Instruct model's end-of-turn token as EOS. The presets train with the paper's template
+(no chat template), which is what is tested.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lorabench.config.schema import ModelConfig, TokenizerConfig
 from lorabench.data import make_collator
 from lorabench.data.prompts import IGNORE_INDEX, encode_prompt, tokenize_conversation
 from lorabench.modeling.base import build_tokenizer
-from tests.tokenizer_helpers import assert_exact_mask, write_byte_level_family
+from tests.helpers.local_tokenizers import assert_exact_mask, write_byte_level_family
 
 FAMILY_EOS = [
     ("llama3", "<|end_of_text|>"),

@@ -21,7 +21,7 @@ from lorabench.evaluation.targets import resolve_target
 from lorabench.methods import method_for
 from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
-from tests.test_training import base_model, fixed_batch_loss
+from tests.helpers.models import base_model, fixed_batch_loss
 
 NO_BITSANDBYTES = pytest.mark.skipif(
     find_spec("bitsandbytes") is None, reason="QLoRA needs bitsandbytes (pip install .[qlora])"

@@ -19,8 +19,8 @@ from lorabench.demo.pretraining import resolved_model
 from lorabench.methods import LoRA, method_for
 from lorabench.modeling.base import build_model, count_parameters
 from lorabench.training import dry_run, train, training_arguments
-from tests.conftest import run_cli, runs_of
-from tests.test_dry_run import parse_counts
+from tests.helpers.cli import parse_counts, run_cli
+from tests.helpers.runs import runs_of
 
 # ---- names ------------------------------------------------------------------------------------
 

@@ -46,12 +46,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 from lorabench.analysis.items import Mismatch
-from lorabench.analysis.paired import Difference, compare, difference
+from lorabench.analysis.paired import Difference, compare, difference, holm
 from lorabench.analysis.replicates import Group, replicate_groups, replicate_name
-from lorabench.analysis.runs import BASE_METHOD, Section, sections
+from lorabench.analysis.runs import BASE_METHOD, ROW_COLUMNS, Section, sections
 from lorabench.config.schema import StatsConfig
 from lorabench.contract import METHOD_FT, METHOD_LORA
 
@@ -131,12 +130,7 @@ def overall(checks: Sequence[Check]) -> str:
 
 
 _UNIT_COLUMNS = (
-    "run_name",
-    "base_model",
-    "method",
-    "data",
-    "num_samples",
-    "base_run",
+    *ROW_COLUMNS,
     "base_params",
     "judge",
     "eval_set",
@@ -361,9 +355,7 @@ def check_findings(
     asked = claims(runs, paired.stats.close_margin)
     found = [[paired.difference(c) for c in claim.comparisons] for claim in asked]
     p_values = [d.p for row in found for d in row if isinstance(d, Difference)]
-    adjusted = iter(
-        multipletests(p_values, alpha=paired.stats.alpha, method="holm")[1] if p_values else []
-    )
+    adjusted = iter(holm(p_values) if p_values else [])
     findings = []
     for claim, differences in zip(asked, found, strict=True):
         checks = [

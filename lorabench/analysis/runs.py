@@ -53,13 +53,9 @@ COUNT_METRICS: Mapping[str, str] = {
 }
 """Count columns → the metric each is read from; empty (NaN) where a run logged none."""
 
-COLUMNS: tuple[str, ...] = (
-    "run_name",
-    "base_model",
-    "method",
-    "data",
-    "num_samples",
-    "base_run",
+ROW_COLUMNS = ("run_name", "base_model", "method", "data", "num_samples", "base_run")
+"""The columns that say what a row trained: its name, base model, method and data."""
+_MEASURED = (
     *CATEGORIES,
     "average_score",
     "ci_low",
@@ -71,10 +67,13 @@ COLUMNS: tuple[str, ...] = (
     "base_params",
     "hours_per_epoch",
     "gpu_hours",
-    "learning_rate",
-    "usual_lr_low",
-    "usual_lr_high",
-    "dev_loss",
+)
+_LEARNING_RATE = ("learning_rate", "usual_lr_low", "usual_lr_high", "dev_loss")
+
+COLUMNS: tuple[str, ...] = (
+    *ROW_COLUMNS,
+    *_MEASURED,
+    *_LEARNING_RATE,
     "judge",
     "judge_model",
     "judge_prompts",
@@ -95,24 +94,7 @@ the run's method's usual learning rates; `dev_loss` the loss on the held-out dev
 counts (COUNT_METRICS) are empty where a run logged none; `<category>_ci_low` and `_ci_high`
 bound a category's mean (empty for runs evaluated before they were logged)."""
 
-_NUMERIC = (
-    *CATEGORIES,
-    "average_score",
-    "ci_low",
-    "ci_high",
-    *(f"{c}{CATEGORY_CI_LOW}" for c in CATEGORIES),
-    *(f"{c}{CATEGORY_CI_HIGH}" for c in CATEGORIES),
-    *COUNT_METRICS,
-    "additional_params",
-    "base_params",
-    "hours_per_epoch",
-    "gpu_hours",
-    "num_samples",
-    "learning_rate",
-    "usual_lr_low",
-    "usual_lr_high",
-    "dev_loss",
-)
+_NUMERIC = (*_MEASURED, "num_samples", *_LEARNING_RATE)
 """The columns held as floats (NaN where empty)."""
 
 PAPER_RUN_PREFIX = "[paper] "

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from lorabench.contract import METHOD_FT, METHOD_LORA
+from lorabench.contract import DEV_LOSS, EVAL_AVERAGE_SCORE, METHOD_FT, METHOD_LORA
 from lorabench.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -42,6 +42,8 @@ LORA_INITS = ("default", "gaussian", "pissa")
 singular vectors, an exact SVD); `pissa_niter_<N>` (a randomised SVD of N iterations) too."""
 PISSA_NITER = re.compile(r"^pissa_niter_[1-9][0-9]*$")
 QUANT_TYPES = ("nf4", "fp4")
+METRIC_NAME = re.compile(r"^[/\w.\- :]+$")
+"""What MLflow accepts as a metric key (`optimized_metric`)."""
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -497,6 +499,42 @@ class StatsConfig:
 
 
 @dataclass
+class ReportOptions:
+    """`python -m lorabench.analysis`'s options (`conf/report.yaml`, key=value overrides)."""
+
+    experiment: str = "lorabench"
+    """MLflow experiment to read (`lorabench-demo` for the demo profile) or import into."""
+    out: str | None = None
+    """Output directory; default `reports/<experiment>` (`reports/paper` with paper=true)."""
+    tracking_uri: str | None = None
+    """The MLflow store; null: MLFLOW_TRACKING_URI, else the project's local store."""
+    parent_run: str | None = None
+    """Only the runs of this sweep (its parent run's id); the report is logged to that run."""
+    log_to: str | None = None
+    """Run id to log the report's files to as artifacts; null: the parent_run; `none`: no run."""
+    paper: bool = False
+    """Render the paper's own 8 rows alone (no MLflow needed)."""
+    overlay: bool = True
+    """Draw the paper's points on the figures."""
+    paper_model: str | None = None
+    """Compare runs with the paper's rows of this base model (`llama-7b`), or per base model
+    (`'tiny:llama-7b,tiny-13b:llama-13b'`, quoted: the demo's stand-ins); null: identical names
+    only."""
+    include_paper: bool = False
+    """Include the paper's reference runs imported into the experiment as rows."""
+    import_paper: bool = False
+    """Import the paper's 8 rows into the experiment as reference runs (tag source=paper)."""
+    statistics: bool = True
+    """Add the statistics sections (reads every run's judgements from MLflow)."""
+    pairs: list[str] = field(default_factory=list)
+    """Comparisons to add to the paper's: `['run A vs run B','run C vs run D']` (run or group
+    names)."""
+
+    def __post_init__(self) -> None:
+        _check_pairs("pairs", self.pairs)
+
+
+@dataclass
 class Config:
     """The root configuration that `conf/config.yaml` composes."""
 
@@ -531,6 +569,9 @@ class Config:
     """evaluate.py: the MLflow run (id or name) whose model to evaluate and log into."""
     model_path: str | None = None
     """evaluate.py: a model or LoRA adapter directory to evaluate (logged to a run of its own)."""
+    optimized_metric: str | None = EVAL_AVERAGE_SCORE
+    """The finished run's metric train.py and sweep.py return to Hydra, for a sweeper that
+    optimises it (`hydra/sweeper=optuna`); null: none (see conf/config.yaml)."""
 
     def __post_init__(self) -> None:
         _check_model(self.model)
@@ -544,6 +585,7 @@ class Config:
         _check_judge(self.judge)
         check_stats(self.stats)
         _check_plan(self.plan)
+        _check_optimized_metric(self.optimized_metric, self.data)
         self.gradient_accumulation_steps()  # divisibility check
         if (
             self.training.save_steps is None
@@ -839,9 +881,26 @@ def check_stats(s: StatsConfig) -> None:
         _fail("stats.level", s.level, "must be in (0, 1)")
     if not 0 < s.alpha < 1:
         _fail("stats.alpha", s.alpha, "must be in (0, 1)")
-    for pair in s.pairs:
+    _check_pairs("stats.pairs", s.pairs)
+
+
+def _check_pairs(key: str, pairs: list[str]) -> None:
+    for pair in pairs:
         if len(pair.split(" vs ")) != 2:
-            _fail("stats.pairs", pair, "each pair must read `run A vs run B`")
+            _fail(key, pair, "each pair must read `run A vs run B`")
+
+
+def _check_optimized_metric(metric: str | None, data: DataConfig) -> None:
+    if metric is None:
+        return
+    if not METRIC_NAME.match(metric):
+        _fail("optimized_metric", metric, "must be an MLflow metric name, e.g. eval/average_score")
+    if metric == DEV_LOSS and not data.dev_fraction > 0:
+        _fail(
+            "optimized_metric",
+            metric,
+            "is logged only with a development split: set data.dev_fraction (e.g. 0.05)",
+        )
 
 
 def _check_plan(p: PlanConfig) -> None:

@@ -6,7 +6,7 @@ and the batching (collator, sampler) that feeds it to the Trainer.
     prepared.report.metrics()          # data/rows_read, data/skipped_<reason>, ...
     collator = make_collator(cfg.data.batching, tokenizer, cfg.method.max_length)
 
-`python -m lorabench.data prepare data=2m` prepares (and caches) a set from the command line.
+`python -m lorabench.data data=2m` prepares (and caches) a set from the command line.
 """
 
 from lorabench.data.batching import (

@@ -1,60 +1,28 @@
 """Prepare (and cache) a training set from the command line:
 
-    python -m lorabench.data prepare data=2m
-    python -m lorabench.data prepare profile=demo data=4m cache_dir=/scratch/cache
+    python -m lorabench.data data=2m
+    python -m lorabench.data profile=demo data=4m cache_dir=/scratch/cache
+    python -m lorabench.data -m profile=demo data=0.6m,2m,4m      # several sets, one by one
 
-Takes any Hydra overrides of train.py's config, prepares the set exactly as training will (same
-cache key, so a later `train.py` with the same overrides loads it), then prints `name=value`
-lines: rows read, valid, skipped by reason, kept, tokens, mean and 95th-percentile length, the
-non-pad token share of the configured batching, and the cache path.
+A Hydra app on train.py's config: it takes the same overrides, prepares the set exactly as
+training will (same cache key, so a later `train.py` with the same overrides loads it), then
+prints `name=value` lines: rows read, valid, skipped by reason, kept, tokens, mean and
+95th-percentile length, the non-pad token share of the configured batching, and the cache path.
 """
 
-from __future__ import annotations
+import hydra
+from omegaconf import DictConfig
 
-import argparse
-import logging
-import sys
+from lorabench.cli import prepare_main
+from lorabench.config import CONF_DIR, register_configs
 
-from lorabench.config import compose, validate
-from lorabench.data.batching import configured_nonpad_share
-from lorabench.data.preparation import prepare_train_data
-from lorabench.errors import LorabenchError
+register_configs()
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lorabench.data", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    prepare = commands.add_parser("prepare", help="prepare and cache the training set")
-    prepare.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=2m")
-    return parser.parse_args(argv)
-
-
-def prepare(overrides: list[str]) -> list[str]:
-    """Prepare the set the overrides describe; its summary lines."""
-    from lorabench.modeling.base import build_tokenizer
-
-    cfg = validate(compose(overrides))
-    tokenizer = build_tokenizer(cfg.model, cfg.cache_dir)
-    prepared = prepare_train_data(cfg.data, tokenizer, cfg.method.max_length, cfg.cache_dir)
-    share = configured_nonpad_share(cfg, prepared.dataset)
-    return [
-        f"data={cfg.data.name}",
-        *prepared.report.summary(),
-        f"nonpad_share_{cfg.data.batching}={share:.4f}",
-    ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        lines = prepare(args.overrides)
-    except LorabenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    return 0
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    prepare_main(cfg)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -96,8 +96,15 @@ def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
     ]
 
 
-def relaunch(cfg: Config, script: str, overrides: list[str]) -> int:
-    """Run this job again under its launcher; returns the launcher's exit code."""
+def launch_ranks(cfg: Config, script: str, overrides: list[str]) -> int:
+    """Run the training script `script` with these Hydra overrides under the hardware's
+    launcher, one process a rank; returns the launcher's exit code.
+
+    A demo base the ranks load is pretrained here first, once, rather than by every rank.
+    """
+    from lorabench.demo.pretraining import resolved_model  # it trains: only when launching
+
+    resolved_model(cfg)
     return subprocess.call(launch_command(cfg, script, overrides))
 
 

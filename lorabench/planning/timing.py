@@ -60,7 +60,7 @@ def count_tokens(cfg: Config) -> TokenCount:
     if samples is None:
         raise PlanError(
             f"data={data.name} takes every valid row (data.num_samples=null) and is not prepared "
-            "yet: prepare it (python -m lorabench.data prepare ...) or set data.nominal_samples"
+            "yet: prepare it (python -m lorabench.data ...) or set data.nominal_samples"
         )
     mean = min(cfg.plan.mean_tokens_per_sample, max_length)
     assumed = "plan.mean_tokens_per_sample"

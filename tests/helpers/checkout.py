@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout the tests run from (its entry points, README, bench/ and scripts/)."""
+
 USER_FOLDERS = ("mlruns", "outputs", "multirun", "reports")
 """The checkout's folders of runs and reports: `make demo`'s and the user's, never the tests'."""
 

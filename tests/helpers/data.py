@@ -1,23 +1,14 @@
-"""Helpers of the data tests: a tokenizer, configs, and source files with known defects."""
+"""Helpers of the data tests: configs, and source files with known defects (their tokenizer:
+`tests.helpers.local_tokenizers.tiny_tokenizer`)."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedTokenizerBase
-
 from lorabench.config.schema import DataConfig, DataSourceConfig
-from lorabench.demo.tokenizer import build_tiny_tokenizer
-
-
-@functools.cache
-def tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """The project's tiny tokenizer, built once per test process."""
-    return build_tiny_tokenizer()
 
 
 def good_row(i: int) -> dict[str, str]:

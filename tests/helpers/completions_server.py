@@ -13,7 +13,7 @@ answers the server stops listening and drops the requests in flight), `malformed
 with no usable choice). Requests are recorded, and `max_in_flight` is the concurrency seen.
 
 Run as a program it takes `vllm serve`'s arguments (after `serve`), so a stand-in `vllm`
-executable is one line: `exec python tests/completions_server.py "$@"`.
+executable is one line: `exec python tests/helpers/completions_server.py "$@"`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""Tokenizers for the prompt tests, and the exact-mask assertion they share.
+"""Tokenizers built locally for the tests (nothing is downloaded), and the exact-mask assertion
+the prompt tests share.
 
-The LLaMA-style SentencePiece tokenizer and the byte-level BPEs of the LLaMA-3 and Qwen2
-families (`write_byte_level_family`) are trained locally (nothing is downloaded).
+The project's tiny tokenizer (`tiny_tokenizer`, built once per test process); the LLaMA-style
+SentencePiece tokenizer (`write_llama_style_model`, the `sp_tokenizer` fixture of
+tests/conftest.py); and the byte-level BPEs of the LLaMA-3 and Qwen2 families
+(`write_byte_level_family`).
+
+(Not named `tokenizers.py`: run as scripts, the servers beside it have this folder first on
+their module path, where such a file would hide the `tokenizers` library.)
 
 The model is trained with the settings of LLaMA's ``tokenizer.model`` (BPE, byte fallback,
 digits split, unk/bos/eos = 0/1/2, no pad, identity normalisation, a dummy prefix, whitespace
@@ -90,22 +96,15 @@ def write_llama_style_model(folder: Path) -> Path:
     return path
 
 
-@functools.cache
-def llama_style_folder(base: Path) -> Path:
-    """The tokenizer folder under ``base``, trained on first use (well under a second)."""
-    folder = base / "llama-style-sp"
-    write_llama_style_model(folder)
-    return folder
-
-
 def load_llama_style_tokenizer(folder: Path, **kwargs: object) -> PreTrainedTokenizerBase:
     """Load the tokenizer as a LLaMA checkpoint's would be (``legacy=True`` etc. via kwargs)."""
     return AutoTokenizer.from_pretrained(folder, **kwargs)
 
 
 @functools.cache
-def cached_tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """The project's tiny tokenizer, built once per test process (it takes a few seconds)."""
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """The project's tiny tokenizer, built once per test process (it takes a few seconds) and
+    shared by its tests: read it, never change it."""
     return build_tiny_tokenizer()
 
 

@@ -13,8 +13,9 @@ the requested model unless `served_model` is set (e.g. `gpt-3.5-turbo-0125`, the
 snapshot OpenAI's replies carry for the alias `gpt-3.5-turbo`).
 
 It lives under tests/ because it is test infrastructure, not part of the installed package;
-`bench/judge_throughput.py` imports it from the checkout (`tests.fake_openai_server`) or runs it
-as a separate process: `python tests/fake_openai_server.py --latency 0.2` prints `port=N`.
+the tests import it (`tests.helpers.fake_openai_server`) and `bench/judge_throughput.py` runs it
+as a separate process: `python tests/helpers/fake_openai_server.py --latency 0.2` prints
+`port=N`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
+"""The environment variable tests hand this server's API key in (`judge.api_key_env`; the
+`api_key` fixture of tests/conftest.py sets it)."""
 
 DEFAULT_REPLY = "得分：0.8 理由：回答基本正确，但不够完整。"
 

@@ -1,0 +1,75 @@
+"""What a sweep logs to its parent run when it closes (`lorabench.tracking.parents`): the
+learning rates its methods were compared at (and, on request, the pick per method), and the
+statistics of its runs."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from lorabench import contract
+from lorabench.analysis.items import load_item_scores
+from lorabench.analysis.learning_rates import best_learning_rates, shared_learning_rate_warnings
+from lorabench.analysis.runs import AnalysisError, run_frame
+from lorabench.analysis.statistics import write_statistics
+from lorabench.config.schema import StatsConfig
+from lorabench.errors import LorabenchError
+
+log = logging.getLogger(__name__)
+
+
+def record_learning_rates(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], pick: bool
+) -> None:
+    """Warn about (and tag the parent with) methods compared at one unusual learning rate;
+    with `pick`, print and log per method the learning rate of the lowest dev loss."""
+    frame = run_frame(runs)
+    warnings = shared_learning_rate_warnings(frame)
+    for warning in warnings:
+        log.warning(warning)
+    if warnings:
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_WARNINGS, "\n".join(warnings)[:5000])
+    if not pick:
+        return
+    try:
+        picks = best_learning_rates(frame)
+    except AnalysisError as err:  # nothing to pick from: said, and the sweep still closes
+        log.error("sweep.pick_learning_rate: %s", err)
+        client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, str(err)[:5000])
+        return
+    lines = [
+        f"{p.candidates}: learning rate {p.learning_rate:g} (dev loss {p.dev_loss:.4f}, "
+        f"best of {p.tried})"
+        for p in picks.itertuples(index=False)
+    ]
+    print("\n".join(["learning rates picked on the development split:", *lines]))
+    client.set_tag(parent_id, contract.TAG_SWEEP_LR_PICKS, "\n".join(lines)[:5000])
+    client.log_text(parent_id, picks.to_csv(index=False), contract.ARTIFACT_LR_PICKS)
+
+
+def record_statistics(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], stats: StatsConfig
+) -> None:
+    """Log the statistics of the sweep's runs (replicates, comparisons, ...) to its parent as
+    artifacts `statistics/`; a failure to compute them is logged and the sweep still closes."""
+    frame = run_frame(runs)
+    try:
+        items = load_item_scores(client.tracking_uri, list(frame["run_id"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            written = write_statistics(frame, items, tmp, stats)
+            client.log_artifacts(parent_id, str(Path(tmp) / contract.ARTIFACT_STATS_DIR),
+                                 contract.ARTIFACT_STATS_DIR)  # fmt: skip
+            figures = Path(tmp) / "figures"
+            if figures.is_dir():
+                client.log_artifacts(parent_id, str(figures), contract.ARTIFACT_STATS_DIR)
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
+        log.error("sweep statistics: %s", err)
+        return
+    # One line on the console (the demo's console stays quiet); the sections are artifacts.
+    log.debug("sweep statistics:\n%s", written.markdown)
+    print(f"statistics: artifacts {contract.ARTIFACT_STATS_DIR}/ of the sweep's run {parent_id}")
