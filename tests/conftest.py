@@ -38,8 +38,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Report every file a test added, changed or removed in the checkout's runs or reports
-    (`make demo`'s store and the user's own): every test's outputs belong under its tmp_path."""
+    """Fail the session naming every file a test added, changed or removed in the checkout's
+    runs or reports (`make demo`'s store and the user's own): a test's outputs belong under its
+    tmp_path."""
     if not _controller(session) or _CHECKOUT_STATE not in session.config.stash:
         return
     found = changes(session.config.stash[_CHECKOUT_STATE], folder_state(REPO_ROOT))
@@ -49,8 +50,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         reporter.write_sep("!", "tests changed the checkout's runs or reports", red=True)
         for line in found[:20]:
             reporter.write_line(f"  {line}")
-        # A warning for now: one test still opens the default store (an empty mlruns/mlflow.db)
-        # and is not found yet; once it is, this fails the session (`ExitCode.TESTS_FAILED`).
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)
