@@ -58,7 +58,7 @@ def test_seed_sweep_judged_twice_gives_every_statistics_section(
         "experiment=lorabench-demo",
         f"tracking_uri=sqlite:///{tmp_path}/mlflow.db",
         f"out={out}",
-        "pairs=tiny+lora(math_0.25m)[seed=1,steps=6] vs tiny+ft(math_0.25m)[seed=1,steps=6]",
+        "pairs=['tiny+lora(math_0.25m)[seed=1,steps=6] vs tiny+ft(math_0.25m)[seed=1,steps=6]']",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-4000:]
