@@ -44,7 +44,7 @@ def train_main(cfg: DictConfig) -> float | None:
     """
     config = validate(cfg)
     if optimizing_sweep():
-        check_objective(cfg, unevaluated="train.py evaluates nothing")
+        check_objective(config, unevaluated="train.py evaluates nothing")
     _train_main(config)
     if config.sweep.plan or config.dry_run or DistEnv.from_environ().launched:
         return None

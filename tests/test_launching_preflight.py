@@ -11,7 +11,7 @@ import torch
 from lorabench.config import compose, validate
 from lorabench.launching.preflight import PreflightError, preflight
 from tests.helpers.cli import run_cli
-from tests.helpers.runs import runs_of
+from tests.helpers.runs import runs_of, sweep_runs
 
 RANK_TRACES = ("Traceback", "torch.distributed", "ChildFailedError", "torchrun")
 
@@ -93,7 +93,5 @@ def test_a_failed_point_does_not_stop_the_others(
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "2 grid points: 1 failed, 1 trained" in result.stdout
-    runs = runs_of(store)
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, (child,) = sweep_runs(store)
     assert child.info.status == "FINISHED" and parent.info.status == "FAILED"

@@ -26,7 +26,7 @@ from lorabench.config.schema import TrackingConfig
 from lorabench.tracking import runs as tracking
 from tests.helpers.checkout import REPO_ROOT
 from tests.helpers.cli import run_cli
-from tests.helpers.runs import CONTRACT_METRICS, runs_of
+from tests.helpers.runs import CONTRACT_METRICS, sweep_runs
 
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
 
@@ -45,14 +45,6 @@ def _sweep_args(tmp_path: Path, isolated: list[str], *grid: str) -> list[str]:
     ]
 
 
-def _sweep_runs(store: MlflowClient) -> tuple:
-    """The single parent run of the store and its children."""
-    runs = runs_of(store)
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return parent, children
-
-
 def _compose_sweep(*overrides: str):
     register_configs()
     with initialize_config_dir(str(REPO_ROOT / "conf"), version_base="1.3"):
@@ -66,7 +58,7 @@ def test_three_points_run_in_parallel_into_one_store(tmp_path: Path, isolated, s
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Joblib.Parallel(n_jobs=3" in result.stderr + result.stdout
 
-    parent, children = _sweep_runs(store)
+    parent, children = sweep_runs(store)
     assert parent.info.status == "FINISHED" and parent.data.tags["grid_points"] == "3"
     assert sorted(r.info.run_name for r in children) == [
         "tiny+lora(0.6m)[steps=6]",
@@ -201,7 +193,7 @@ def test_slurm_preset_runs_each_point_as_a_job_with_torchrun_inside(
     result = run_cli("sweep.py", *args, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    parent, children = _sweep_runs(store)
+    parent, children = sweep_runs(store)
     assert parent.info.status == "FINISHED"
     assert sorted(r.info.run_name for r in children) == [
         "tiny+ft(math_0.25m)[steps=6]",

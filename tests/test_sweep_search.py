@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from lorabench import contract
 from tests.helpers.cli import run_cli
-from tests.helpers.runs import runs_of
+from tests.helpers.runs import sweep_runs
 
 
 @pytest.mark.slow
@@ -34,10 +34,7 @@ def test_optuna_searches_the_demo_learning_rate_in_one_sweep(
     assert result.returncode == 0, result.stderr[-4000:]
     assert "4 grid points: 4 trained" in result.stdout
 
-    (parent,) = [r for r in runs_of(store) if r.data.tags.get("sweep") == "true"]
-    trials = [
-        r for r in runs_of(store) if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-    ]
+    parent, trials = sweep_runs(store)
     assert parent.info.status == "FINISHED" and len(trials) == 4
     dev_loss = {
         float(r.data.params["method.learning_rate"]): r.data.metrics[contract.DEV_LOSS]

@@ -36,3 +36,11 @@ def runs_of(
         return runs
     kind = contract.TAG_RUN_KIND
     return [r for r in runs if r.data.tags.get(kind) != contract.RUN_KIND_PRETRAINING]
+
+
+def sweep_runs(client: MlflowClient, experiment: str = "lorabench-demo") -> tuple:
+    """The store's single sweep parent run and the runs nested under it."""
+    runs = runs_of(client, experiment)
+    (parent,) = [r for r in runs if r.data.tags.get(contract.TAG_SWEEP) == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, children
