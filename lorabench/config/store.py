@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ def register_configs() -> None:
     store.store(name=REPORT_CONFIG, node=report_config())
 
 
+@functools.cache  # read once a process: register_configs runs before every compose
 def report_config() -> DictConfig:
     """`conf/report.yaml` with the Hydra settings every entry point shares (conf/hydra's quiet
     logging and output directories) inlined: the report's app composes from the config store
