@@ -103,7 +103,9 @@ def report_main(cfg: DictConfig) -> None:
     """`python -m lorabench.analysis`: the study's report (`conf/report.yaml`'s options)."""
     from lorabench.analysis.report import run
 
-    run(typed(cfg))
+    options = typed(cfg)
+    quiet_libraries()  # no bar per artifact read: a report reads every run's item scores
+    run(options)
 
 
 @exits_on_user_error

@@ -109,15 +109,19 @@ def test_every_bench_script_has_a_smoke_test() -> None:
     [pytest.param(s, marks=[pytest.mark.slow] if s in SLOW else []) for s in sorted(FIGURES)],
 )
 def test_bench_script_runs_in_smoke_mode(
-    script: str, tmp_path: Path, request: pytest.FixtureRequest
+    script: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> None:
     if script not in WITHOUT_BASE:
         request.getfixturevalue("pretrained_base")
-    (tmp_path / "tmp").mkdir()
     env = {
         # The scripts' own work folders, the libraries' caches, any default MLflow store, and no
-        # bytecode written next to the scripts: all of it under tmp_path.
-        "TMPDIR": str(tmp_path / "tmp"),
+        # bytecode written next to the scripts: all of it under pytest's temporary folders. The
+        # temporary folder is a short one: datasets' worker processes put a socket there, and a
+        # socket's path is limited to 107 bytes (a test's tmp_path is long under xdist).
+        "TMPDIR": str(tmp_path_factory.mktemp("t")),
         "HF_HOME": str(tmp_path / "hf"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/default-mlflow.db",
         "PYTHONDONTWRITEBYTECODE": "1",
