@@ -19,7 +19,7 @@ fresh Python process, so that both pay one interpreter start-up and the imports:
 Both start from a copy of one empty MLflow store (schema creation stays out of both) and share a
 data / tokenizer cache warmed by one untimed direct run first; every run trains into fresh
 output directories. The repetitions alternate which side goes first; each side's figure is its
-median. `overhead_seconds_per_point` = (sweep - direct) / points; the target is <= 5 s.
+median. `overhead_seconds_per_point` = (sweep - direct) / points; the target is < 1 s.
 
 demo: the README's demo sweep, `python sweep.py -m method=lora,ft data=0.6m,2m,4m
 profile=demo`, cold (a new store, an empty cache), with every output in the temporary
