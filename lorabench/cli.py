@@ -1,9 +1,9 @@
 """What the entry points do once Hydra has composed the config.
 
 Every entry point is a Hydra app (train.py, evaluate.py, sweep.py, `python -m` lorabench.data,
-lorabench.analysis, lorabench.demo.pretraining) whose task is one function here, wrapped by
-`exits_on_user_error`: an error in the user's input ends the process with its message alone
-(exit code 1).
+lorabench.analysis, lorabench.anatomy, lorabench.demo.pretraining) whose task is one function
+here, wrapped by `exits_on_user_error`: an error in the user's input ends the process with its
+message alone (exit code 1).
 """
 
 from __future__ import annotations
@@ -106,6 +106,25 @@ def report_main(cfg: DictConfig) -> None:
     options = typed(cfg)
     quiet_libraries()  # no bar per artifact read: a report reads every run's item scores
     run(options)
+
+
+@exits_on_user_error
+def anatomy_main(cfg: DictConfig) -> None:
+    """`python -m lorabench.anatomy run=<name>`: measure a finished run's weight update (logged
+    to the run) and print its `name=value` summary."""
+    config = validate(cfg)
+    if config.run is None:
+        raise ConfigError("run= is required: the finished run (name or id) to measure")
+    quiet_libraries()
+    set_cpu_threads(config.hardware)
+    from lorabench.anatomy.stage import measure_run
+
+    result = measure_run(config, config.run)
+    state = "measured" if result.measured_now else "already measured (settings and weights)"
+    print(f"run={result.run_name} ({result.run_id}): {state}")
+    for name in (*contract.ANATOMY_MEASURES.values(), contract.ANATOMY_MATRICES):
+        print(f"{name}={result.metrics[name]:.4g}")
+    print(f"layers={result.layers}")
 
 
 @exits_on_user_error

@@ -146,6 +146,41 @@ def judge_metric(judge: str, metric: str) -> str:
     return f"{EVAL_JUDGES_PREFIX}{judge_slug(judge)}/{metric.removeprefix(EVAL_PREFIX)}"
 
 
+# Anatomy of a tuned run's weight update (`lorabench.anatomy`): per run, over its measured
+# matrices (ΔW = tuned weight − starting weight, one per adapted matrix).
+ANATOMY_PREFIX = "anatomy/"
+ANATOMY_EFFECTIVE_RANK = "anatomy/effective_rank"
+"""Mean over matrices of the rank that holds `anatomy.energy` (90%) of ΔW's squared singular
+values (Biderman et al. 2024's "rank needed to explain 90% of the variance")."""
+ANATOMY_RELATIVE_CHANGE = "anatomy/relative_change"
+"""Mean over matrices of ‖ΔW‖_F / ‖W‖_F (W: the starting weight)."""
+ANATOMY_INTRUDERS = "anatomy/intruders"
+"""Mean over matrices of the intruder dimensions (Shuttleworth et al.): of the tuned weight's
+top `anatomy.intruder_top_k` left singular vectors, those whose largest |cosine| with any of
+the starting weight's left singular vectors is below `anatomy.intruder_threshold`."""
+ANATOMY_INTRUDERS_TOTAL = "anatomy/intruders_total"
+"""The intruder dimensions summed over every measured matrix."""
+ANATOMY_MATRICES = "anatomy/matrices"
+"""How many matrices were measured (changed, of equal shapes in both models)."""
+ANATOMY_UNCHANGED = "anatomy/unchanged_matrices"
+"""Selected matrices whose weight did not change at all (not adapted by the run): not measured."""
+ANATOMY_SKIPPED = "anatomy/skipped_matrices"
+"""Selected matrices whose shapes differ between the two models (a resized embedding): skipped."""
+ANATOMY_SECONDS = "anatomy/seconds"
+"""Wall-clock seconds the measurement took (reading the weights included)."""
+ANATOMY_MEASURES = {
+    "effective_rank": ANATOMY_EFFECTIVE_RANK,
+    "relative_change": ANATOMY_RELATIVE_CHANGE,
+    "intruders": ANATOMY_INTRUDERS,
+}
+"""A matrix's measure (the per-layer table's column) → its run-level mean metric."""
+
+
+def anatomy_metric(module: str, measure: str) -> str:
+    """One module type's mean of a measure: `anatomy/q_proj/effective_rank`."""
+    return f"{ANATOMY_PREFIX}{module}/{measure}"
+
+
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
 """Hash of the run's identity (`lorabench.identity`; a chained run's with its base run's weights
@@ -193,6 +228,8 @@ TAG_EVAL_JUDGES = "eval_judges"
 TAG_EVAL_SET = "eval_set"
 TAG_EVAL_ITEMS = "eval_items"
 TAG_EVAL_HASH = "eval_hash"
+TAG_ANATOMY_HASH = "anatomy_hash"
+"""The digest of the anatomy settings and the run's weights its `anatomy/*` metrics measured."""
 """Hash of the evaluation config (eval + judge) and the evaluated model's identity."""
 TAG_SWEEP = "sweep"
 TAG_SWEEP_OVERRIDES = "overrides"
@@ -251,6 +288,26 @@ ARTIFACT_STATS_DIR = "statistics"
 ARTIFACT_REPLICATES = "statistics/replicates.csv"
 ARTIFACT_COMPARISONS = "statistics/comparisons.csv"
 ARTIFACT_STATS_REPORT = "statistics/statistics.md"
+ARTIFACT_ANATOMY_LAYERS = "anatomy/layers.csv"
+"""A run's per-matrix anatomy, one row per measured matrix: `tensor` (its name in the
+checkpoint), `layer` (block index, empty outside the blocks), `module` (`q_proj`), `rows`,
+`cols`, `effective_rank`, `relative_change`, `intruders`, `delta_norm`, `base_norm`."""
+ARTIFACT_ANATOMY_SPECTRA = "anatomy/spectra.csv"
+"""ΔW's largest singular values per matrix (`anatomy.spectrum_length`), long: `tensor`,
+`index` (0 = largest), `singular_value`."""
+ANATOMY_LAYER_COLUMNS = (
+    "tensor",
+    "layer",
+    "module",
+    "rows",
+    "cols",
+    "effective_rank",
+    "relative_change",
+    "intruders",
+    "delta_norm",
+    "base_norm",
+)
+"""The columns of `ARTIFACT_ANATOMY_LAYERS`, in order."""
 ARTIFACT_LR_PICKS = "lr_search/picks.csv"
 """On a sweep's parent: `lorabench.analysis.learning_rates.best_learning_rates`'s table."""
 

@@ -41,6 +41,7 @@ def test_demo_sweep_as_a_tidy_table(store, store_file, tmp_path):
     assert row["ci_low"] < row["average_score"] < row["ci_high"]
     assert row["additional_params"] == 11_264 and row["base_params"] == 830_000
     assert row[list(CATEGORIES)].notna().all()
+    assert row[list(contract.ANATOMY_MEASURES)].isna().all()  # not measured: empty, not 0
 
 
 def test_parent_run_selects_one_sweep(store, store_file, tmp_path):

@@ -20,6 +20,10 @@ WATCHED = ("mlruns", "outputs", "multirun", "reports", ".cache", "bench")
 """The checkout's folders of runs, reports and caches (the user's), and the scripts' own."""
 DEMO_POINTS = [f"{m}_{d}" for m in ("lora", "ft") for d in ("0.6m", "2m", "4m")]
 FIGURES = {
+    "anatomy_svd.py": [
+        *("size", "repeats", "threads", "device", "gpu", "svd_seconds", "anatomy_seconds"),
+        *("matrices_7b", "projected_7b_seconds", "projected_7b_hours"),
+    ],
     "data_prep.py": [
         *("samples", "corpus_gb", "generate_seconds", "load_average_1min"),
         *("prep_seconds", "prep_cpu_seconds", "samples_per_second"),
@@ -56,7 +60,7 @@ FIGURES = {
 }
 """Each script's figures, as its full run prints them (its docstring lists them)."""
 
-WITHOUT_BASE = {"data_prep.py"}
+WITHOUT_BASE = {"anatomy_svd.py", "data_prep.py"}
 """Scripts that load no model."""
 SLOW = {"sweep_overhead.py"}
 """Minutes even in smoke mode: a warm-up, a sweep and a direct loop of four points, then the

@@ -4,9 +4,6 @@ with `error: <message>` and exit code 1; train.py and sweep.py return the config
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +12,8 @@ from omegaconf import OmegaConf
 from lorabench import cli, contract
 from lorabench.config import compose, validate
 from lorabench.errors import ConfigError, exits_on_user_error
-from tests.helpers.checkout import REPO_ROOT
+from tests.helpers.cli import module_cli
 from tests.helpers.runs import runs_of
-
-
-def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m MODULE ARGS` in `cwd`, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
 
 # ---- failing -----------------------------------------------------------------------------------
 
@@ -52,17 +36,17 @@ def test_a_user_error_ends_the_task_with_its_message_alone() -> None:
 
 
 def test_the_modules_are_hydra_apps_that_fail_alike(tmp_path: Path) -> None:
-    report = run_module("lorabench.analysis", "--help", cwd=tmp_path)
+    report = module_cli("lorabench.analysis", "--help", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "parent_run: null" in report.stdout and "log_to: null" in report.stdout
 
-    bad_pairs = run_module("lorabench.analysis", "pairs=[A with B]", cwd=tmp_path)
+    bad_pairs = module_cli("lorabench.analysis", "pairs=[A with B]", cwd=tmp_path)
     assert bad_pairs.returncode == 1
     assert bad_pairs.stderr.strip().endswith(
         "error: pairs='A with B': each pair must read `run A vs run B`"
     )
 
-    data = run_module("lorabench.data", "profile=demo", "optimized_metric=dev/loss", cwd=tmp_path)
+    data = module_cli("lorabench.data", "profile=demo", "optimized_metric=dev/loss", cwd=tmp_path)
     assert data.returncode == 1 and "Traceback" not in data.stderr
     assert "error: optimized_metric='dev/loss': is logged only with a development split" in (
         data.stderr

@@ -11,8 +11,10 @@ A Hydra app (`conf/report.yaml`): key=value overrides of `ReportOptions`
 directory receives `report.md` (tables and figures in one page), `table4.{md,csv}`,
 `appendix.{md,csv}`, `runs.csv`, `figures/*.{png,svg}` and, from the runs' item scores,
 `statistics/` (replicates, paired comparisons, fitted curves, judge agreement, length;
-`"pairs=['A vs B','C vs D']"` adds comparisons to the paper's); with `parent_run` it is also
-logged as artifacts (`analysis/`) of that run, the sweep's parent (`log_to=none` to skip).
+`"pairs=['A vs B','C vs D']"` adds comparisons to the paper's) and, for runs whose weight
+update was measured (`anatomy/layers.csv`), the anatomy section with `figures/anatomy_*`; with
+`parent_run` it is also logged as artifacts (`analysis/`) of that run, the sweep's parent
+(`log_to=none` to skip).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from lorabench.analysis.anatomy import load_anatomy_layers
+from lorabench.analysis.anatomy_section import write_anatomy
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import shared_learning_rate_warnings
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
-from lorabench.analysis.runs import load_runs
+from lorabench.analysis.runs import BASE_METHOD, load_runs
 from lorabench.analysis.statistics import Statistics, write_statistics
 from lorabench.analysis.tables import PaperModel, parse_paper_model, write_tables
 from lorabench.config.schema import ReportOptions, StatsConfig, TrackingConfig
@@ -70,13 +74,46 @@ def write_report(
     paper_model: PaperModel = None,
     items: pd.DataFrame | None = None,
     stats: StatsConfig | None = None,
+    anatomy: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write every table and figure of `runs` (runs.load_runs or paper_runs.paper_frame) into
     `out_dir`, with `report.md` gathering them in one page; with `items` (the runs' item
-    scores, `items.load_item_scores`) the statistics sections too."""
+    scores, `items.load_item_scores`) the statistics sections too; with `anatomy` (the runs'
+    per-matrix weight-update measurements, `anatomy.load_anatomy_layers`) and rows in it, the
+    anatomy section and its figures."""
     out = Path(out_dir)
     tables = write_tables(runs, out, paper_model=paper_model)
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
+    lines = _header(runs, title, paper_model)
+    warnings = shared_learning_rate_warnings(runs)
+    if warnings:
+        lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
+    lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
+    lines += [write_findings(runs, items, out, stats)]
+    lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
+    for path in figures.files:
+        if path.suffix == ".png":
+            lines += [f"![{path.stem}](figures/{path.name})", ""]
+    for name, reason in figures.skipped.items():
+        lines += [f"- `{name}` not drawn: {reason}"]
+    if anatomy is not None and len(anatomy):
+        part = write_anatomy(anatomy, runs, out)
+        lines += ["", part.markdown]
+        # Listed with the others (the files logged, the reasons printed) once the report's own
+        # figures section above is written: the anatomy section shows its figures itself.
+        figures.files += part.figures.files
+        figures.skipped.update(part.figures.skipped)
+    statistics = None
+    if items is not None:
+        statistics = write_statistics(runs, items, out, stats or StatsConfig())
+        lines += ["", statistics.markdown]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ReportFiles(out, report, tables, figures, warnings, statistics)
+
+
+def _header(runs: pd.DataFrame, title: str, paper_model: PaperModel) -> list[str]:
+    """The report's title and where its runs come from (and what they are compared with)."""
     lines = [f"# {title}", ""]
     source = runs.attrs.get("source", "the paper's reported numbers (Table 4 and appendix)")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -91,24 +128,7 @@ def write_report(
         )
         stands = ", ".join(f"{ours} as `{theirs}`" for ours, theirs in pairs)
         lines += [f"Compared with the paper's rows of the same recipe, reading {stands}."]
-    warnings = shared_learning_rate_warnings(runs)
-    if warnings:
-        lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
-    lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
-    lines += [write_findings(runs, items, out, stats)]
-    lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
-    for path in figures.files:
-        if path.suffix == ".png":
-            lines += [f"![{path.stem}](figures/{path.name})", ""]
-    for name, reason in figures.skipped.items():
-        lines += [f"- `{name}` not drawn: {reason}"]
-    statistics = None
-    if items is not None:
-        statistics = write_statistics(runs, items, out, stats or StatsConfig())
-        lines += ["", statistics.markdown]
-    report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return ReportFiles(out, report, tables, figures, warnings, statistics)
+    return lines
 
 
 def run(options: ReportOptions) -> ReportFiles | None:
@@ -155,6 +175,7 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
     if options.parent_run:
         title += f", sweep {options.parent_run}"
     ours = runs[runs["source"] != "paper"]
+    tuned = ours[ours["method"] != BASE_METHOD]  # a base row has no weight update to measure
     return write_report(
         runs,
         options.out or f"reports/{options.experiment}",
@@ -163,4 +184,5 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
         paper_model=paper_model,
         items=load_item_scores(uri, list(ours["run_id"])) if options.statistics else None,
         stats=StatsConfig(pairs=list(options.pairs)),
+        anatomy=load_anatomy_layers(uri, tuned["run_id"]),
     )

@@ -5,7 +5,8 @@ Names follow the tracking contract (`lorabench.contract`, `docs/tracking.md`): p
 `model.name`, `method.name`, `data.*`, `base_run`; tags `eval_judge`, `eval_judge_model`,
 `eval_judge_prompts`, `eval_set`, `source`, `sweep`; metrics `eval/score/<category>`,
 `eval/average_score[_ci_low|_ci_high]`, `eval/judge_parse_failures[/<category>]`,
-`eval/truncated_answers[/<category>]`, `model/*`, `train/hours_per_epoch`, `train/gpu_hours`.
+`eval/truncated_answers[/<category>]`, `model/*`, `train/hours_per_epoch`, `train/gpu_hours`,
+`anatomy/effective_rank`, `anatomy/relative_change`, `anatomy/intruders`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ _MEASURED = (
     "base_params",
     "hours_per_epoch",
     "gpu_hours",
+    *contract.ANATOMY_MEASURES,
 )
 _LEARNING_RATE = ("learning_rate", "usual_lr_low", "usual_lr_high", "dev_loss")
 
@@ -92,7 +94,9 @@ LoRA's); `judge_model` the model name(s) the judge's server reported (comma-sepa
 the run's method's usual learning rates; `dev_loss` the loss on the held-out development split;
 `evaluated` is False for runs that hold no `eval/` score and no judged-items count at all; the
 counts (COUNT_METRICS) are empty where a run logged none; `<category>_ci_low` and `_ci_high`
-bound a category's mean (empty for runs evaluated before they were logged)."""
+bound a category's mean (empty for runs evaluated before they were logged); `effective_rank`,
+`relative_change` and `intruders` the means over its measured matrices of its weight update's
+anatomy (`contract.ANATOMY_MEASURES`; empty for runs not measured)."""
 
 _NUMERIC = (*_MEASURED, "num_samples", *_LEARNING_RATE)
 """The columns held as floats (NaN where empty)."""
@@ -328,6 +332,7 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         "base_params": base_params,
         "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
         "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        **{column: metrics.get(metric) for column, metric in contract.ANATOMY_MEASURES.items()},
         "learning_rate": _number(_param(params, "method.learning_rate")),
         "usual_lr_low": _number(_param(params, "method.usual_learning_rates.low")),
         "usual_lr_high": _number(_param(params, "method.usual_learning_rates.high")),

@@ -441,6 +441,9 @@ class SweepConfig:
     pick_learning_rate: bool = False
     """After the rows: per method (and model, data), the learning rate of the lowest `dev/loss`
     (the rows need `data.dev_fraction` > 0), printed and logged to the sweep's parent run."""
+    anatomy: bool = False
+    """After each tuned point's evaluation: measure its weight update (`lorabench.anatomy`,
+    with the `anatomy` section's settings); a point without its anatomy is not done."""
 
 
 @dataclass
@@ -475,6 +478,48 @@ class PlanConfig:
     fragmentation: float = 0.1
     """Share added to the estimated tensors for memory the caching allocator holds but cannot
     reuse (batches of varying length fragment it)."""
+
+
+ANATOMY_TARGETS = ("paper", "attention", "all_linear")
+"""`anatomy.targets`: the module presets of `lorabench.methods.TARGET_PRESETS`."""
+
+
+@dataclass
+class AnatomyConfig:
+    """What the anatomy of a run's weight update measures (`lorabench.anatomy`)."""
+
+    targets: str | None = "paper"
+    """The matrices measured, as a module preset of the architecture (`paper`, `attention`,
+    `all_linear`, as `method.lora.targets`); null: the names in `modules`."""
+    modules: list[str] = field(default_factory=list)
+    """Module names to measure (`q_proj`, ...) when `targets` is null."""
+    energy: float = 0.9
+    """Share of ΔW's energy (squared singular values) its effective rank holds."""
+    intruder_top_k: int = 10
+    """How many of the tuned weight's top singular vectors are examined for intruders."""
+    intruder_threshold: float = 0.5
+    """A top singular vector is an intruder when its largest |cosine| with every singular
+    vector of the starting weight is below this."""
+    spectrum_length: int = 64
+    """How many of ΔW's largest singular values per matrix are kept in the run's artifact."""
+
+    def __post_init__(self) -> None:
+        if self.targets is not None and self.targets not in ANATOMY_TARGETS:
+            raise ConfigError(
+                f"anatomy.targets={self.targets!r}: one of {', '.join(ANATOMY_TARGETS)}, or null "
+                "with anatomy.modules=[...]"
+            )
+        if self.targets is None and not self.modules:
+            raise ConfigError("anatomy.targets=null needs the module names: anatomy.modules=[...]")
+        if not 0.0 < self.energy <= 1.0:
+            raise ConfigError(f"anatomy.energy={self.energy}: a share in (0, 1]")
+        if not 0.0 < self.intruder_threshold < 1.0:
+            raise ConfigError(
+                f"anatomy.intruder_threshold={self.intruder_threshold}: a cosine in (0, 1)"
+            )
+        for key in ("intruder_top_k", "spectrum_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"anatomy.{key}={getattr(self, key)}: at least 1")
 
 
 @dataclass
@@ -548,6 +593,7 @@ class Config:
     judge: JudgeConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     gpus: dict[str, GpuConfig] = field(default_factory=dict)
     """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""

@@ -84,7 +84,7 @@ def under_parent(cfg: Config, parent_run_id: str) -> Config:
 def finished_run(cfg: Config) -> str | None:
     """A FINISHED run of this exact training config (for a chained run: on its base run's
     current weights; evaluated with this eval config, on the run's own weights, when the sweep
-    evaluates), or None."""
+    evaluates; with its anatomy of these settings, when the sweep measures it), or None."""
     client = client_for(cfg.tracking)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
     if experiment is None:
@@ -98,9 +98,20 @@ def finished_run(cfg: Config) -> str | None:
     if not runs:
         return None
     run_id = runs[0].info.run_id
-    if cfg.sweep.evaluate and not _evaluated(cfg, run_id, runs[0].data.tags):
+    tags = runs[0].data.tags
+    if cfg.sweep.evaluate and not _evaluated(cfg, run_id, tags):
+        return None
+    if cfg.sweep.anatomy and not _measured(cfg, tags):
         return None
     return run_id
+
+
+def _measured(cfg: Config, tags: dict[str, str]) -> bool:
+    """Whether the run holds the anatomy of these settings on its current weights."""
+    from lorabench.anatomy.stage import anatomy_key
+
+    weights = tags.get(contract.TAG_WEIGHTS_DIGEST)
+    return weights is not None and tags.get(contract.TAG_ANATOMY_HASH) == anatomy_key(cfg, weights)
 
 
 def _evaluated(cfg: Config, run_id: str, tags: dict[str, str]) -> bool:
@@ -181,7 +192,7 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Point
 
 def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
     """Train (held: the output directory's lock, by this process or the launched rank 0), then
-    evaluate (held by this process); returns the point's run id."""
+    evaluate and measure the anatomy (held by this process); returns the point's run id."""
     from lorabench.evaluation import evaluate
     from lorabench.training import train
 
@@ -198,9 +209,13 @@ def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str
             held.enter_context(directory_lock(output_dir))
             with training_process(cfg):
                 run_id = train(cfg).run_id
+        held.enter_context(directory_lock(output_dir))  # a no-op when held already
         if cfg.sweep.evaluate:
-            held.enter_context(directory_lock(output_dir))  # a no-op when held already
             evaluate(replace(cfg, run=run_id))
+        if cfg.sweep.anatomy:
+            from lorabench.anatomy.stage import measure_run
+
+            measure_run(cfg, run_id, progress=False)
     return run_id
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Config keys of the evaluation stage, the sweep, the plan's assumptions and the GPU catalogue:
 # not training params (the GPU type a run names is, as hardware.gpu).
-NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep", "plan", "gpus")
+NON_TRAINING_KEYS = ("eval", "judge", "run", "model_path", "sweep", "plan", "anatomy", "gpus")
 
 # Several processes may log into one sqlite store (grid points run in parallel, `mlflow ui` on
 # the same file). MLflow waits up to 20 s for a lock on each statement (its own `PRAGMA

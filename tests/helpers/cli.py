@@ -26,6 +26,21 @@ def run_cli(
     )
 
 
+def module_cli(
+    module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` in `cwd` with the checkout's package importable (offline)."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m lorabench.analysis ARGS` (the study's report) in `cwd`, on the store its
     arguments name (an inherited MLFLOW_TRACKING_URI is dropped)."""
