@@ -160,8 +160,8 @@ def test_findings_as_planted(store, store_file, tmp_path):
 
 def test_findings_do_not_claim_what_one_size_contradicts(store, store_file, tmp_path):
     planted = dict(AS_THE_PAPERS_SAY)
-    planted[("lora", "2m")] = (35.0, 2)  # LoRA above FT at 2m
-    planted[("ft", "2m")] = (30.0, 1)  # FT with intruders at 2m
+    planted[("lora", "2m")] = (35.0, 1)  # LoRA above FT at 2m
+    planted[("ft", "2m")] = (30.0, 1)  # FT with intruders at 2m, as many as LoRA
     study(store, tmp_path, planted, chained=None, unmeasured=False)
     text = section(store, store_file)
     assert EVERY_SIZE_RANK not in text and NO_FT_INTRUDERS not in text
@@ -169,12 +169,24 @@ def test_findings_do_not_claim_what_one_size_contradicts(store, store_file, tmp_
         "LoRA's at 0.6m, not at 2m: 0.6m: FT 20.0 against LoRA 4.0; 2m: FT 30.0 against LoRA 35.0"
     ) in text
     assert (
-        "LoRA 2.00 against FT 0.50 intruder dimensions per matrix (mean over 2 data sizes)" in text
+        "LoRA 1.50 against FT 0.50 intruder dimensions per matrix (mean over 2 data sizes)" in text
     )
-    assert "LoRA with intruders and FT with none at 0.6m, not at 2m" in text
+    assert "LoRA's more than FT's at 0.6m, not at 2m" in text
     # The chained row exists but is not measured: nothing to say about the §4.5 rows.
     assert f"{CANNOT_TELL}: no chained run" in text
     assert "Not measured" in text and "`tiny+ft(2m)+lora(math_0.25m)`" in text
+
+
+def test_more_intruders_at_every_size_is_said_when_fts_are_not_none(store, store_file, tmp_path):
+    planted = dict(AS_THE_PAPERS_SAY)
+    planted[("ft", "2m")] = (30.0, 1)  # FT with an intruder at 2m, fewer than LoRA's 2
+    study(store, tmp_path, planted, chained=None, unmeasured=False)
+    text = section(store, store_file)
+    assert NO_FT_INTRUDERS not in text
+    assert (
+        "LoRA's updates hold more intruder dimensions than FT's at every data size, though "
+        "FT's are not none: LoRA 2.00 against FT 0.50"
+    ) in text
 
 
 def test_cannot_tell_without_lora_and_ft_on_the_same_data(store, store_file, tmp_path):

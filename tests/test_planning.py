@@ -9,6 +9,7 @@ import pytest
 
 from lorabench.analysis.reference import table4
 from lorabench.config import compose, validate
+from lorabench.console import format_seconds
 from lorabench.contract import METHOD_FT
 from lorabench.data import configured_nonpad_share, demo_size, prepare_train_data
 from lorabench.methods import method_for
@@ -262,3 +263,28 @@ def test_hours_per_epoch_against_table_4(isolated: list[str]) -> None:
         ratios[name] = time.hours_per_epoch / paper[name]
     assert sorted(ratios) == sorted(paper)
     assert all(0.5 < r < 2 for r in ratios.values()), ratios
+
+
+def test_the_anatomys_time_follows_llama_7bs_matrix_shapes() -> None:
+    # LLaMA-7B, the paper's LoRA modules: per layer q, k, v (4096×4096: one reference SVD
+    # each) and gate, up, down (11008×4096 or 4096×11008: 11008/4096 of one each); 32 layers,
+    # three decompositions a matrix, 2 s a reference SVD on the GPU.
+    per_layer = 3 + 3 * 11008 / 4096
+    expected = 32 * per_layer * 3 * 2.0
+
+    plan = plan_of("sweep.anatomy=true", "+plan.anatomy_svd_seconds.gpu=2.0")
+
+    assert plan.anatomy.matrices == 32 * 6
+    assert plan.anatomy.device == "gpu"
+    assert plan.anatomy.seconds == pytest.approx(expected)
+    assert f"anatomy 192 matrices ≈ {format_seconds(expected)} on gpu" in plan.describe()
+
+
+def test_an_anatomy_without_a_measured_svd_time_says_so() -> None:
+    plan = plan_of("sweep.anatomy=true", "anatomy.targets=all_linear", "anatomy.device=cpu")
+
+    assert plan.anatomy.matrices == 32 * 7  # LLaMA-7B's 224 linear matrices
+    assert plan.anatomy.seconds is not None  # the CPU's measured time is configured
+    no_time = plan_of("sweep.anatomy=true", "plan.anatomy_svd_seconds={}")
+    assert "time not estimated (plan.anatomy_svd_seconds.gpu unset" in no_time.describe()
+    assert plan_of().anatomy is None  # sweep.anatomy=false: no anatomy in the plan

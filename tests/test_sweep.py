@@ -34,12 +34,19 @@ def _parents(store) -> list:
     return [r for r in runs_of(store) if r.data.tags.get("sweep") == "true"]
 
 
+def saved_at(run) -> dict[str, int]:
+    """When each file of a run's saved model was written."""
+    saved = Path(run.data.tags[contract.TAG_MODEL_PATH])
+    return {p.name: p.stat().st_mtime_ns for p in saved.iterdir() if p.is_file()}
+
+
 @pytest.mark.slow
 def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) -> None:
     args = ["-m", "profile=demo", "method=lora,ft", "data=0.6m,math_0.25m", *isolated, *FAST]
     args = [a for a in args if not a.startswith("training.output_dir=")]
     args.append(f"training.output_dir={tmp_path}/out/${{run_name}}")
-    first = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
+    # The first sweep without the anatomy: the second measures it without training again.
+    first = run_cli("sweep.py", *args, "sweep.anatomy=false", cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-4000:]
     # A quiet console: one summary line a point, no per-step dicts (they go to the log file).
     summaries = [line for line in first.stdout.splitlines() if ": finished  loss " in line]
@@ -58,10 +65,20 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
     for run in children:
         assert run.info.status == "FINISHED"
         assert CONTRACT_METRICS | EVAL_METRICS <= set(run.data.metrics), run.info.run_name
+        assert contract.ANATOMY_MATRICES not in run.data.metrics
+    trained = {r.info.run_name: saved_at(r) for r in children}
 
-    second = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
+    second = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)  # the demo measures them
     assert second.returncode == 0, second.stderr[-4000:]
-    assert second.stdout.count(": skipped") == 4
+    assert second.stdout.count(": finished") == 4
+    tuned = [r for r in runs_of(store) if "sweep" not in r.data.tags]
+    assert {r.info.run_name: saved_at(r) for r in tuned} == trained  # not trained again
+    for run in tuned:
+        assert run.data.metrics[contract.ANATOMY_MATRICES] == 12, run.info.run_name  # 2 × 6
+
+    third = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)
+    assert third.returncode == 0, third.stderr[-4000:]
+    assert third.stdout.count(": skipped") == 4
     assert len([r for r in runs_of(store) if "sweep" not in r.data.tags]) == 4
 
 

@@ -201,24 +201,32 @@ def effective_rank_finding(pairs: pd.DataFrame) -> str:
 
 def intruder_finding(pairs: pd.DataFrame) -> str:
     """Whether LoRA introduces intruder dimensions and FT none at every shared data size
-    (`shared_sizes`); otherwise the measured means, and where the pattern holds."""
+    (`shared_sizes`); else whether LoRA has more than FT at every size; else where it has."""
     if pairs.empty:
         return _NO_PAIRS
-    holds = (pairs["lora_intruders"] > 0) & (pairs["ft_intruders"] == 0)
     numbers = "; ".join(
         f"{p.label}: LoRA {p.lora_intruders:.2f} against FT {p.ft_intruders:.2f}"
         for p in pairs.itertuples()
     )
-    if holds.all():
+    if ((pairs["lora_intruders"] > 0) & (pairs["ft_intruders"] == 0)).all():
         return (
             f"LoRA introduces intruder dimensions, FT does not, at every data size (per "
             f"matrix): {numbers}"
         )
+    more = pairs["lora_intruders"] > pairs["ft_intruders"]
     lora, ft = pairs["lora_intruders"].mean(), pairs["ft_intruders"].mean()
-    return (
+    means = (
         f"LoRA {lora:.2f} against FT {ft:.2f} intruder dimensions per matrix (mean over "
-        f"{len(pairs)} data size{'s' * (len(pairs) > 1)}); LoRA with intruders and FT with none "
-        f"at {_listed(pairs.label[holds])}, not at {_listed(pairs.label[~holds])}: {numbers}"
+        f"{len(pairs)} data size{'s' * (len(pairs) > 1)})"
+    )
+    if more.all():
+        return (
+            f"LoRA's updates hold more intruder dimensions than FT's at every data size, though "
+            f"FT's are not none: {means}: {numbers}"
+        )
+    return (
+        f"{means}; LoRA's more than FT's at {_listed(pairs.label[more])}, not at "
+        f"{_listed(pairs.label[~more])}: {numbers}"
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
@@ -63,8 +64,9 @@ class AnatomyResult:
 
 
 def anatomy_key(cfg: Config, weights_digest: str) -> str:
-    """The `anatomy_hash` tag: the anatomy settings and the weights they measured."""
-    return section_hash(cfg, ("anatomy",), weights_digest)
+    """The `anatomy_hash` tag: the anatomy settings and the weights they measured (not where
+    the decompositions ran)."""
+    return section_hash(cfg, ("anatomy",), weights_digest, exclude=("anatomy.device",))
 
 
 def measure_run(cfg: Config, ref: str, *, progress: bool = True) -> AnatomyResult:
@@ -175,37 +177,34 @@ def _partial_rows(partial: Path, key: str) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def anatomy_device(anatomy: AnatomyConfig) -> torch.device:
+    """The device the decompositions run on (`anatomy.device`; `auto`: a GPU when there is one)."""
+    if anatomy.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if anatomy.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"anatomy.device={anatomy.device}: no CUDA device here (use cpu)")
+    return torch.device(anatomy.device)
+
+
 def _matrix_row(
     base: WeightFiles, tuned: WeightFiles, pair: MatrixPair, anatomy: AnatomyConfig
 ) -> dict[str, Any]:
-    start, end = base.load(pair.tensor), tuned.load(pair.tensor)
-    if start.equal(end):  # not adapted by this run: nothing to decompose
-        rows, cols = start.shape
-        zero = {"effective_rank": 0, "relative_change": 0.0, "intruders": 0, "delta_norm": 0.0}
-        return {
-            **asdict(pair),
-            "rows": rows,
-            "cols": cols,
-            **zero,
-            "base_norm": 0.0,
-            "spectrum": [],
-        }
-    measured = anatomy_of(
-        start,
-        end,
-        energy=anatomy.energy,
-        top_k=anatomy.intruder_top_k,
-        threshold=anatomy.intruder_threshold,
+    device = anatomy_device(anatomy)
+    start, end = base.load(pair.tensor).to(device), tuned.load(pair.tensor).to(device)
+    shape = {"rows": start.shape[0], "cols": start.shape[1]}
+    if start.equal(end):  # not adapted by this run: nothing to decompose (and left out)
+        return {**asdict(pair), **shape, "delta_norm": 0.0}
+    measured = asdict(
+        anatomy_of(
+            start,
+            end,
+            energy=anatomy.energy,
+            top_k=anatomy.intruder_top_k,
+            threshold=anatomy.intruder_threshold,
+        )
     )
-    values = asdict(measured)
-    spectrum = list(values.pop("spectrum"))[: anatomy.spectrum_length]
-    return {
-        **asdict(pair),
-        "rows": start.shape[0],
-        "cols": start.shape[1],
-        **values,
-        "spectrum": spectrum,
-    }
+    measured["spectrum"] = list(measured["spectrum"])[: anatomy.spectrum_length]
+    return {**asdict(pair), **shape, **measured}
 
 
 def summary_metrics(

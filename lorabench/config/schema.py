@@ -478,6 +478,10 @@ class PlanConfig:
     fragmentation: float = 0.1
     """Share added to the estimated tensors for memory the caching allocator holds but cannot
     reuse (batches of varying length fragment it)."""
+    anatomy_svd_seconds: dict[str, float] = field(default_factory=dict)
+    """With `sweep.anatomy`: seconds of one float32 SVD (with its singular vectors) of a
+    4096×4096 matrix, by where it runs (`cpu`, `gpu`; `conf/config.yaml` gives the measured
+    ones); an m×n matrix costs m·n·min(m, n) / 4096³ of it, three decompositions a matrix."""
 
 
 ANATOMY_TARGETS = ("paper", "attention", "all_linear")
@@ -502,6 +506,9 @@ class AnatomyConfig:
     vector of the starting weight is below this."""
     spectrum_length: int = 64
     """How many of ΔW's largest singular values per matrix are kept in the run's artifact."""
+    device: str = "auto"
+    """Where the decompositions run: `auto` (the first GPU when there is one, else the CPU),
+    `cpu`, `cuda` or `cuda:N`; the weights are read to the CPU a matrix at a time either way."""
 
     def __post_init__(self) -> None:
         if self.targets is not None and self.targets not in ANATOMY_TARGETS:
@@ -517,6 +524,8 @@ class AnatomyConfig:
             raise ConfigError(
                 f"anatomy.intruder_threshold={self.intruder_threshold}: a cosine in (0, 1)"
             )
+        if self.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise ConfigError(f"anatomy.device={self.device!r}: auto, cpu, cuda or cuda:N")
         for key in ("intruder_top_k", "spectrum_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"anatomy.{key}={getattr(self, key)}: at least 1")

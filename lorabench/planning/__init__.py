@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorabench.config.schema import Config
+from lorabench.planning.anatomy import AnatomyEstimate, estimate_anatomy
 from lorabench.planning.memory import (
     GIB,
     Fix,
@@ -61,9 +62,15 @@ class PointEstimate:
     """When it does not fit: the cheapest setting found that makes it fit (None: none does)."""
     time: TimeEstimate | None
     checkpointing: bool
+    anatomy: AnatomyEstimate | None = None
+    """With `sweep.anatomy`: the weight-update measurement after the point's evaluation."""
 
     def describe(self) -> str:
-        """The plan line's figures: memory, hours, verdict, assumptions."""
+        """The plan line's figures: memory, hours, verdict, assumptions (and the anatomy's)."""
+        anatomy = "" if self.anatomy is None else f" | {self.anatomy.describe()}"
+        return self._training() + anatomy
+
+    def _training(self) -> str:
         m = self.memory
         parts = (
             f"weights {_gib(m.states.weights)}, gradients {_gib(m.states.gradients)}, "
@@ -127,4 +134,8 @@ def estimate_point(cfg: Config) -> PointEstimate:
     memory = estimate_memory(cfg, profile, Setting.of(cfg), available)
     fix = find_fix(cfg, profile, available) if memory.fits is False else None
     time = None if gpu is None else estimate_time(cfg, profile.counts.total, gpu)
-    return PointEstimate(cfg.hardware.gpu, memory, fix, time, cfg.hardware.activation_checkpointing)
+    anatomy = None
+    if cfg.sweep.anatomy:
+        anatomy = estimate_anatomy(cfg, profile.linear_shapes, profile.model_type)
+    checkpointing = cfg.hardware.activation_checkpointing
+    return PointEstimate(cfg.hardware.gpu, memory, fix, time, checkpointing, anatomy)

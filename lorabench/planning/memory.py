@@ -36,6 +36,7 @@ from lorabench.errors import LorabenchError, ModelLoadError
 from lorabench.identity import digest
 from lorabench.methods import method_for
 from lorabench.modeling.base import DTYPES, ParameterCounts, count_parameters
+from lorabench.planning.anatomy import linear_shapes
 
 GIB = 2**30
 FP32_BYTES = 4
@@ -346,6 +347,9 @@ class ModelProfile:
     activations: ActivationProfile
     quantisable: int
     """The weights a 4-bit load would quantise (`quantised_parameters`)."""
+    model_type: str
+    linear_shapes: dict[str, tuple[tuple[int, int], ...]]
+    """The linear layers' weight shapes by module name (`planning.anatomy.linear_shapes`)."""
 
 
 _profiles: dict[str, ModelProfile] = {}
@@ -377,7 +381,10 @@ def profile_model(cfg: Config) -> ModelProfile:
     # DeepSpeed (and AMP's autocast) run every module, adapters included, in the training dtype.
     model.to(DTYPES[cfg.precision])
     activations = measure_activations(model, cfg.method.max_length)
-    profile = ModelProfile(counts, largest, activations, quantisable)
+    shapes = linear_shapes(model)
+    profile = ModelProfile(
+        counts, largest, activations, quantisable, model.config.model_type, shapes
+    )
     _profiles[key] = profile
     return profile
 
