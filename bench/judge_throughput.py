@@ -13,6 +13,12 @@ compete with the judge for this process's interpreter lock.
 The floor is items × latency / concurrency (12.5 s for 1,000 × 0.2 s / 16); the target is
 <= 15 s. The cached re-run must make 0 calls (target <= 2 s).
 
+Pairwise part: `OpenAIPairwiseJudge` judges `--items` pairs of answers in both orders (2 ×
+items calls, one batch) against the same server, which always prefers the answer shown first
+(so every item ends a tie, inconsistent: checked). Its floor is 2 × items × latency /
+concurrency (25 s for 1,000 pairs); `pairwise_to_floor=` is its time over that floor (target
+<= 1.05).
+
 Generation part: the demo's tiny base, with the pretrained weights training starts from
 (`lorabench.demo.pretraining.resolved_model`: pretrained into the temporary directory first,
 about 1.5 min
@@ -21,8 +27,10 @@ paper's decoding, batched (`--batch-size`, left padding) and one by one, alterna
 `--new-tokens` each. `generation_speedup=` is one-by-one seconds over batched seconds.
 
 Prints `name=value` lines: the settings, `judge_seconds=`, `judge_calls=`, `judge_floor_seconds=`,
-`cached_seconds=`, `cached_calls=`, `generation_batched_seconds=`, `generation_single_seconds=`,
-`generation_speedup=`. `--smoke` runs it all in seconds on tiny sizes (the same lines).
+`cached_seconds=`, `cached_calls=`, `pairwise_pairs=`, `pairwise_calls=`,
+`pairwise_floor_seconds=`, `pairwise_seconds=`, `pairwise_to_floor=`,
+`generation_batched_seconds=`, `generation_single_seconds=`, `generation_speedup=`. `--smoke`
+runs it all in seconds on tiny sizes (the same lines).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
 from lorabench.demo.corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.eval_set import EvalItem, category_of  # noqa: E402
 from lorabench.judging import JudgeRequest, OpenAIJudge  # noqa: E402
+from lorabench.judging.pairwise import OpenAIPairwiseJudge  # noqa: E402
 
 KEY_ENV = "LORABENCH_BENCH_JUDGE_KEY"
 SMOKE = {
@@ -58,13 +67,15 @@ SMOKE = {
 
 
 @contextmanager
-def fake_server(latency: float) -> Iterator[str]:
-    """The fake OpenAI server in a child process; yields its base URL."""
+def fake_server(latency: float, reply: str | None = None) -> Iterator[str]:
+    """The fake OpenAI server in a child process (every reply `reply`, or its default one);
+    yields its base URL."""
     proc = subprocess.Popen(
         [
             sys.executable,
             str(REPO_ROOT / "tests" / "helpers" / "fake_openai_server.py"),
             f"--latency={latency}",
+            *([f"--reply={reply}"] if reply is not None else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -132,6 +143,38 @@ def judge_benchmark(
     }
 
 
+def pairwise_benchmark(
+    items: int = 1000, latency: float = 0.2, concurrency: int = 16
+) -> dict[str, object]:
+    """Time the pairwise judge on `items` pairs: both orders of each, 2 × `items` calls in one
+    batch; the figures by name (the server prefers the answer shown first: every item a tie)."""
+    requests = benchmark_requests(items)
+    items_of = [r.item for r in requests]
+    answers_a = [r.answer for r in requests]
+    answers_b = [f"{a}（另一个回答）" for a in answers_a]
+    with fake_server(latency, reply="结论：1") as base_url, tempfile.TemporaryDirectory() as tmp:
+        judge = OpenAIPairwiseJudge(
+            base_url=base_url,
+            api_key_env=KEY_ENV,
+            concurrency=concurrency,
+            cache_path=Path(tmp) / "pairwise.sqlite",
+        )
+        started = time.perf_counter()
+        verdicts = judge.judge_pairs(items_of, answers_a, answers_b, progress=False)
+        seconds = time.perf_counter() - started
+        judge.close()
+    if any(v.verdict != "tie" or v.consistent for v in verdicts):
+        raise RuntimeError("pairwise benchmark: the swap did not expose the first-position bias")
+    floor = 2 * items * latency / concurrency
+    return {
+        "pairwise_pairs": items,
+        "pairwise_calls": judge.stats.calls,
+        "pairwise_floor_seconds": round(floor, 3),
+        "pairwise_seconds": round(seconds, 3),
+        "pairwise_to_floor": round(seconds / floor, 3),
+    }
+
+
 def generation_benchmark(questions: int, batch_size: int, new_tokens: int) -> dict[str, object]:
     """Seconds to answer `questions` demo questions batched and one by one (median of 3 each)."""
     import statistics
@@ -194,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     figures = judge_benchmark(args.items, args.latency, args.concurrency)
+    figures.update(pairwise_benchmark(args.items, args.latency, args.concurrency))
     figures.update(generation_benchmark(args.questions, args.batch_size, args.new_tokens))
     for name, value in figures.items():
         print(f"{name}={value}", flush=True)

@@ -308,6 +308,29 @@ ANATOMY_LAYER_COLUMNS = (
     "base_norm",
 )
 """The columns of `ARTIFACT_ANATOMY_LAYERS`, in order."""
+ARTIFACT_PAIRWISE_VERDICTS = "pairwise/verdicts.csv"
+"""On a sweep's parent: every pairwise item verdict, `PAIRWISE_VERDICT_COLUMNS`."""
+PAIRWISE_VERDICT_COLUMNS = (
+    "judge",
+    "run_a",
+    "run_b",
+    "item",
+    "category",
+    "first",
+    "second",
+    "verdict",
+    "consistent",
+    "length_a",
+    "length_b",
+    "status",
+    "reason",
+)
+"""One row per (pairwise judge, pair of runs, eval item): `first` and `second` are the verdicts
+of the two orders (A's answer shown first, B's shown first) in the pair's labels (`A`, `B`,
+`tie`, or empty when that order could not be judged), `verdict` their combination (A or B only
+when both orders agree, else a tie; empty when either failed), `consistent` whether the two
+orders agree, `length_a`/`length_b` the answers' lengths in characters, `status`/`reason` why an
+item has no verdict."""
 ARTIFACT_LR_PICKS = "lr_search/picks.csv"
 """On a sweep's parent: `lorabench.analysis.learning_rates.best_learning_rates`'s table."""
 

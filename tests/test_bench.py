@@ -40,6 +40,8 @@ FIGURES = {
     "judge_throughput.py": [
         *("judge_items", "judge_latency_seconds", "judge_concurrency", "judge_floor_seconds"),
         *("judge_seconds", "judge_calls", "cached_seconds", "cached_calls"),
+        *("pairwise_pairs", "pairwise_calls", "pairwise_floor_seconds", "pairwise_seconds"),
+        "pairwise_to_floor",
         *("generation_questions", "generation_batch_size", "generation_batched_seconds"),
         *("generation_single_seconds", "generation_speedup"),
     ],

@@ -22,6 +22,7 @@ from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
 from tests.helpers.fake_openai_server import (
     FakeOpenAIServer,
     bad_request,
+    fast_judge_settings,
     rate_limited,
     reply,
     server_error,
@@ -44,15 +45,7 @@ def _echo_score(body: dict[str, Any]) -> Any:
 
 
 def _judge(server: FakeOpenAIServer, tmp_path: Path, **kwargs: Any) -> OpenAIJudge:
-    settings: dict[str, Any] = {
-        "base_url": server.base_url,
-        "api_key_env": KEY_ENV,
-        "cache_path": tmp_path / "judge.sqlite",
-        "backoff_base": 0.01,
-        "backoff_max": 0.05,
-        "timeout": 5.0,
-        "concurrency": 4,
-    }
+    settings = {**fast_judge_settings(server, tmp_path / "judge.sqlite"), "api_key_env": KEY_ENV}
     return OpenAIJudge(**{**settings, **kwargs})
 
 

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from lorabench.judging.base import CostEstimate, Judge, JudgeError, Judgement, JudgeRequest
 from lorabench.judging.cache import CachedReply, JudgeCache, cache_key
-from lorabench.judging.parsing import parse_score_detail
+from lorabench.judging.parsing import ParsedScore, parse_score_detail
 from lorabench.judging.prompts import PROJECT_PROMPTS, JudgePrompts
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,15 @@ class OpenAIJudge(Judge):
         """The exact user message sent for `request`."""
         return self.prompts.build(request.item, request.answer)
 
+    def parse_reply(self, reply: str) -> ParsedScore:
+        """The score in a reply, or None with the reason (a parse failure).
+
+        The one place replies are read, both when judging and when `recheck_parse_failures`
+        decides which cached replies to ask again for, so a subclass that asks for something
+        else (a pairwise verdict) overrides this and the prompt (`prompt_for`) only.
+        """
+        return parse_score_detail(reply)
+
     def key_for(self, prompt: str, repeat: int = 0) -> str:
         """The cache key of a prompt under this judge's model and settings (and, for a repeat,
         its number: a repeat is its own call, kept apart from the first reply)."""
@@ -223,7 +232,7 @@ class OpenAIJudge(Judge):
         cached = self.cache.get_many(list(prompts))
         if self.recheck_parse_failures:
             cached = {
-                k: c for k, c in cached.items() if parse_score_detail(c.reply).score is not None
+                k: c for k, c in cached.items() if self.parse_reply(c.reply).score is not None
             }
         return keys, prompts, cached
 
@@ -286,7 +295,7 @@ class OpenAIJudge(Judge):
         common = {"item": request.item, "answer": request.answer, "judge": self.name}
         if outcome.reply is None:
             return Judgement(**common, score=None, status="error", reason=outcome.error)
-        parsed = parse_score_detail(outcome.reply)
+        parsed = self.parse_reply(outcome.reply)
         return Judgement(
             **common,
             score=parsed.score,

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 JUDGE_KEY_ENV = "LORABENCH_TEST_JUDGE_KEY"
@@ -202,6 +203,19 @@ class _Server(http.server.ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+def fast_judge_settings(server: FakeOpenAIServer, cache_path: Path) -> dict[str, Any]:
+    """An OpenAI judge's settings for tests against `server`: short backoffs and timeout, four
+    requests in flight, its reply cache at `cache_path`."""
+    return {
+        "base_url": server.base_url,
+        "cache_path": cache_path,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "timeout": 5.0,
+        "concurrency": 4,
+    }
+
+
 def _error_body(message: str, code: str | None, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
@@ -340,8 +354,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--model", action="append", default=None)
+    parser.add_argument("--reply", default=DEFAULT_REPLY, help="every chat reply's content")
     args = parser.parse_args()
-    server = FakeOpenAIServer(latency=args.latency, models=args.model or ("gpt-3.5-turbo",))
+    server = FakeOpenAIServer(
+        latency=args.latency, models=args.model or ("gpt-3.5-turbo",), default=reply(args.reply)
+    )
     server.start()
     print(f"port={server.port}", flush=True)
     try:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lorabench.analysis.items import ITEM_COLUMNS
+from lorabench.analysis.pairwise import VERDICT_COLUMNS
 from lorabench.analysis.runs import frame_from_records
 from lorabench.evaluation.eval_set import CATEGORIES
 
@@ -63,3 +64,55 @@ def runs_table(specs: Sequence[dict]) -> pd.DataFrame:
         for spec in specs
     ]
     return frame_from_records(records)
+
+
+def combined_verdict(first: str | None, second: str | None) -> str | None:
+    """MT-Bench's combination of the two orders' verdicts (both A/B mapped to the pair's A)."""
+    if first is None or second is None:
+        return None
+    return first if first == second and first != "tie" else "tie"
+
+
+def pairwise_verdicts(
+    first: Sequence[str | None],
+    second: Sequence[str | None],
+    *,
+    judge: str = "judge",
+    run_a: str = "a",
+    run_b: str = "b",
+    categories: Sequence[str] | None = None,
+    length_a: Sequence[float] | None = None,
+    length_b: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """One pair's item verdicts (`pairwise.VERDICT_COLUMNS`) from the two orders' verdicts, the
+    combined `verdict` and `consistent` derived as the judges derive them."""
+    n = len(first)
+    verdict = [combined_verdict(f, s) for f, s in zip(first, second, strict=True)]
+    return pd.DataFrame(
+        {
+            "judge": judge,
+            "run_a": run_a,
+            "run_b": run_b,
+            "item": np.arange(n),
+            "category": list(categories) if categories is not None else "others",
+            "first": list(first),
+            "second": list(second),
+            "verdict": verdict,
+            "consistent": [
+                None if v is None else f == s
+                for v, f, s in zip(verdict, first, second, strict=True)
+            ],
+            "length_a": np.full(n, 100.0) if length_a is None else np.asarray(length_a, float),
+            "length_b": np.full(n, 100.0) if length_b is None else np.asarray(length_b, float),
+            "status": ["ok" if v is not None else "failed" for v in verdict],
+            "reason": "",
+        },
+        columns=list(VERDICT_COLUMNS),
+    )
+
+
+def planted_outcomes(rng: np.random.Generator, n: int, win: float, tie: float) -> np.ndarray:
+    """`n` consistent verdicts ("A", "B", "tie") with P(A) = `win`, P(tie) = `tie`."""
+    return rng.choice(
+        np.array(["A", "tie", "B"], dtype=object), size=n, p=[win, tie, 1 - win - tie]
+    )
