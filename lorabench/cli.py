@@ -123,7 +123,8 @@ def anatomy_main(cfg: DictConfig) -> None:
     state = "measured" if result.measured_now else "already measured (settings and weights)"
     print(f"run={result.run_name} ({result.run_id}): {state}")
     for name in (*contract.ANATOMY_MEASURES.values(), contract.ANATOMY_MATRICES):
-        print(f"{name}={result.metrics[name]:.4g}")
+        value = result.metrics.get(name)  # no mean when no matrix changed
+        print(f"{name}={'none' if value is None else f'{value:.4g}'}")
     print(f"layers={result.layers}")
 
 

@@ -138,6 +138,22 @@ def test_a_chained_run_is_measured_against_its_base_runs_weights(trained: Traine
     assert layers.loc[name, "effective_rank"] == svd_figures(start[name], end[name])[0]
 
 
+def test_a_run_whose_weights_did_not_change_logs_its_counts_only(trained: Trained) -> None:
+    # One optimiser step at the warmup's first learning rate, 0: nothing moves.
+    cfg = trained.config("method=lora", "data=0.6m", *SHORT[1:], "training.max_steps=1")
+    unmoved = train(cfg)
+
+    result = measure_run(trained.config(), unmoved.run_id, progress=False)
+
+    assert result.metrics == {
+        contract.ANATOMY_MATRICES: 0.0,
+        contract.ANATOMY_UNCHANGED: 12.0,
+        contract.ANATOMY_SKIPPED: 0.0,
+        contract.ANATOMY_SECONDS: result.metrics[contract.ANATOMY_SECONDS],
+    }  # no mean stands for a measure that was not taken
+    assert pd.read_csv(result.layers).empty
+
+
 def test_a_measured_run_is_not_measured_again(trained: Trained) -> None:
     cfg = trained.config()
     first = measure_run(cfg, LORA, progress=False)

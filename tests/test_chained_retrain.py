@@ -51,6 +51,8 @@ def overrides(root: Path) -> list[str]:
         "training.progress_bar=false",
         "eval.demo_per_class=1",
         "eval.decoding.max_new_tokens=4",
+        # Training and evaluation make a point finished here; its anatomy is another story.
+        "sweep.anatomy=false",
     ]
 
 

@@ -295,7 +295,8 @@ def _not_measured(layers: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         return []
     names = ", ".join(f"`{n}`" for n in missing["run_name"])
     return [
-        f"Not measured (no `{contract.ARTIFACT_ANATOMY_LAYERS}`): {len(missing)} tuned "
+        f"Not measured (no row in `{contract.ARTIFACT_ANATOMY_LAYERS}`: never measured, or no "
+        f"matrix changed, `{contract.ANATOMY_UNCHANGED}`): {len(missing)} tuned "
         f"run{'s' * (len(missing) > 1)}, {names}. Measure {'them' if len(missing) > 1 else 'it'} "
         "with `python -m lorabench.anatomy run=<name>` (or a sweep with `sweep.anatomy=true`).",
         "",

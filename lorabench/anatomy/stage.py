@@ -94,10 +94,14 @@ def measure_run(cfg: Config, ref: str, *, progress: bool = True) -> AnatomyResul
         pairs, skipped = matrix_pairs(base, tuned, modules)
         rows = _measure(base, tuned, pairs, cfg.anatomy, out / PARTIAL_FILE, key, progress)
     measured = [r for r in rows if r["delta_norm"] > 0]
-    if not measured:
-        raise ConfigError(
-            f"{label}: none of its {len(pairs)} selected matrices changed (anatomy.targets="
-            f"{cfg.anatomy.targets}: {', '.join(modules)})"
+    if not measured:  # e.g. a run whose steps all had a learning rate of 0 (warmup)
+        log.warning(
+            "%s: none of its %d selected matrices changed (anatomy.targets=%s: %s): no measure "
+            "to log, only the counts",
+            label,
+            len(pairs),
+            cfg.anatomy.targets,
+            ", ".join(modules),
         )
     metrics = summary_metrics(measured, unchanged=len(rows) - len(measured), skipped=len(skipped))
     metrics[contract.ANATOMY_SECONDS] = time.perf_counter() - start
@@ -211,7 +215,15 @@ def summary_metrics(
     rows: Sequence[Mapping[str, Any]], *, unchanged: int, skipped: int
 ) -> dict[str, float]:
     """The run-level `anatomy/*` metrics of measured matrices' rows: means over all of them and
-    per module type, the intruders' total and the counts."""
+    per module type, the intruders' total and the counts (the counts alone without a row: no
+    mean stands for a measure that was not taken)."""
+    counts = {
+        contract.ANATOMY_MATRICES: float(len(rows)),
+        contract.ANATOMY_UNCHANGED: float(unchanged),
+        contract.ANATOMY_SKIPPED: float(skipped),
+    }
+    if not rows:
+        return counts
     frame = pd.DataFrame(rows)
     metrics: dict[str, float] = {
         metric: float(frame[measure].mean())
@@ -221,15 +233,12 @@ def summary_metrics(
         for measure in contract.ANATOMY_MEASURES:
             metrics[contract.anatomy_metric(str(module), measure)] = float(group[measure].mean())
     metrics[contract.ANATOMY_INTRUDERS_TOTAL] = float(frame["intruders"].sum())
-    metrics[contract.ANATOMY_MATRICES] = float(len(frame))
-    metrics[contract.ANATOMY_UNCHANGED] = float(unchanged)
-    metrics[contract.ANATOMY_SKIPPED] = float(skipped)
-    return metrics
+    return {**metrics, **counts}
 
 
 def _write_tables(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
     """The per-matrix table and the spectra, written into `out`; returns the table's path."""
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=list(contract.ANATOMY_LAYER_COLUMNS))
     layers = out / LAYERS_FILE
     frame[list(contract.ANATOMY_LAYER_COLUMNS)].to_csv(layers, index=False)
     spectra = [
