@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -87,12 +88,14 @@ def measure_run(cfg: Config, ref: str, *, progress: bool = True) -> AnatomyResul
     if stored.tags.get(contract.TAG_ANATOMY_HASH) == key and (out / LAYERS_FILE).is_file():
         metrics = {k: v for k, v in stored.metrics.items() if k.startswith(contract.ANATOMY_PREFIX)}
         return AnatomyResult(trained.run_id, trained.name, metrics, out / LAYERS_FILE, False)
+    device = anatomy_device(cfg.anatomy)  # before any work: a missing GPU is said first
     start = time.perf_counter()
-    tuned = WeightFiles(_tuned_dir(trained, cfg.cache_dir), label)
+    tuned = WeightFiles(base_model_dir(trained, cfg.cache_dir), label)  # an adapter merged
     modules = measured_modules(cfg.anatomy, tuned.model_type())
     with starting_weights(_base_dir(trained, label), _builder(trained, cfg), label) as base:
         pairs, skipped = matrix_pairs(base, tuned, modules)
-        rows = _measure(base, tuned, pairs, cfg.anatomy, out / PARTIAL_FILE, key, progress)
+        row_of = partial(_matrix_row, base, tuned, anatomy=cfg.anatomy, device=device)
+        rows = _measure(pairs, row_of, out / PARTIAL_FILE, key, progress)
     measured = [r for r in rows if r["delta_norm"] > 0]
     if not measured:  # e.g. a run whose steps all had a learning rate of 0 (warmup)
         log.warning(
@@ -109,11 +112,6 @@ def measure_run(cfg: Config, ref: str, *, progress: bool = True) -> AnatomyResul
     _log(Run(client, trained.run_id), metrics, out, key)
     (out / PARTIAL_FILE).unlink()
     return AnatomyResult(trained.run_id, trained.name, metrics, layers, True)
-
-
-def _tuned_dir(trained: TrainedRun, cache_dir: str) -> Path:
-    """A full model directory of the run's weights (an adapter merged into its base once)."""
-    return base_model_dir(trained, cache_dir)
 
 
 def _base_dir(trained: TrainedRun, label: str) -> Path | None:
@@ -145,22 +143,21 @@ def _builder(trained: TrainedRun, cfg: Config) -> Callable[[], PreTrainedModel]:
 
 
 def _measure(
-    base: WeightFiles,
-    tuned: WeightFiles,
     pairs: Sequence[MatrixPair],
-    anatomy: AnatomyConfig,
-    partial: Path,
+    row_of: Callable[[MatrixPair], dict[str, Any]],
+    partial_file: Path,
     key: str,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Every pair's row (resumed from `partial`'s rows of this `key`), appending new ones."""
-    done = _partial_rows(partial, key)
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    """Every pair's row (`row_of`, or resumed from `partial_file`'s rows of this `key`),
+    appending new ones."""
+    done = _partial_rows(partial_file, key)
+    partial_file.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    with partial.open("a", encoding="utf-8") as out:
+    with partial_file.open("a", encoding="utf-8") as out:
         for pair in tqdm(pairs, desc="anatomy", unit="matrix", disable=not progress):
             if pair.tensor not in done:
-                done[pair.tensor] = _matrix_row(base, tuned, pair, anatomy)
+                done[pair.tensor] = row_of(pair)
                 out.write(json.dumps({"key": key, **done[pair.tensor]}) + "\n")
                 out.flush()
             rows.append(done[pair.tensor])
@@ -191,9 +188,13 @@ def anatomy_device(anatomy: AnatomyConfig) -> torch.device:
 
 
 def _matrix_row(
-    base: WeightFiles, tuned: WeightFiles, pair: MatrixPair, anatomy: AnatomyConfig
+    base: WeightFiles,
+    tuned: WeightFiles,
+    pair: MatrixPair,
+    *,
+    anatomy: AnatomyConfig,
+    device: torch.device,
 ) -> dict[str, Any]:
-    device = anatomy_device(anatomy)
     start, end = base.load(pair.tensor).to(device), tuned.load(pair.tensor).to(device)
     shape = {"rows": start.shape[0], "cols": start.shape[1]}
     if start.equal(end):  # not adapted by this run: nothing to decompose (and left out)

@@ -14,12 +14,13 @@ import contextlib
 import json
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from transformers import PreTrainedModel
 
 from lorabench.config.schema import AnatomyConfig
 from lorabench.errors import ConfigError
@@ -109,14 +110,16 @@ def matrix_pairs(
 
 
 @contextlib.contextmanager
-def starting_weights(base_dir: Path | None, build: object, label: str) -> Iterator[WeightFiles]:
+def starting_weights(
+    base_dir: Path | None, build: Callable[[], PreTrainedModel], label: str
+) -> Iterator[WeightFiles]:
     """The weights a run started from: `base_dir`'s, or (None) those of the model `build()`
     returns, saved to a temporary directory for the block."""
     if base_dir is not None:
         yield WeightFiles(base_dir, label)
         return
     with tempfile.TemporaryDirectory(prefix="lorabench-anatomy-base-") as folder:
-        build().save_pretrained(folder)  # type: ignore[operator]
+        build().save_pretrained(folder)
         yield WeightFiles(Path(folder), label)
 
 

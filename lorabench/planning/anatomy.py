@@ -63,12 +63,12 @@ class AnatomyEstimate:
 def estimate_anatomy(cfg: Config, shapes: Shapes, model_type: str | None) -> AnatomyEstimate:
     """The anatomy's matrices for `cfg`'s model and the time of their decompositions: each
     m×n matrix costs `DECOMPOSITIONS` SVDs at m·n·min(m, n) / 4096³ of the reference one."""
-    device = "cpu" if cfg.anatomy.device == "cpu" or cfg.hardware.gpu is None else "gpu"
-    if cfg.anatomy.device.startswith("cuda"):
-        device = "gpu"
-    found = [
-        s for module in measured_modules(cfg.anatomy, model_type) for s in shapes.get(module, ())
-    ]
+    # `auto` runs on the GPU the point has (the sweep's process holds it), as the stage does.
+    setting = cfg.anatomy.device
+    on_gpu = setting.startswith("cuda") or (setting == "auto" and cfg.hardware.gpu is not None)
+    device = "gpu" if on_gpu else "cpu"
+    modules = measured_modules(cfg.anatomy, model_type)
+    found = [shape for module in modules for shape in shapes.get(module, ())]
     work = sum(m * n * min(m, n) for m, n in found) / REFERENCE_SIZE**3 * DECOMPOSITIONS
     per_svd = cfg.plan.anatomy_svd_seconds.get(device)
     return AnatomyEstimate(len(found), device, None if per_svd is None else work * per_svd)
