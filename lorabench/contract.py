@@ -331,6 +331,41 @@ of the two orders (A's answer shown first, B's shown first) in the pair's labels
 when both orders agree, else a tie; empty when either failed), `consistent` whether the two
 orders agree, `length_a`/`length_b` the answers' lengths in characters, `status`/`reason` why an
 item has no verdict."""
+ARTIFACT_PAIRWISE_DIR = "pairwise"
+"""On a sweep's parent: the head-to-head stage's verdicts and tables (`win_rates.csv`,
+`category_win_rates.csv`, `position_consistency.csv`, `bradley_terry.csv`,
+`length_controlled.csv`) and the pairs it skipped (`skipped.txt`)."""
+PAIRWISE_PREFIX = "pairwise/"
+
+
+def pairwise_slug(pair: str) -> str:
+    """A pair of runs (`A vs B`, run names) as a metric path segment, as `judge_slug` does."""
+    return judge_slug(pair)
+
+
+def pairwise_win_rate(pair: str) -> str:
+    """On a sweep's parent: A's win rate against B (a tie half a win), for the pair `A vs B`
+    judged head to head: `pairwise/<pair slug>/win_rate`."""
+    return f"{PAIRWISE_PREFIX}{pairwise_slug(pair)}/win_rate"
+
+
+def pairwise_win_rate_ci_low(pair: str) -> str:
+    """Lower bound of `pairwise_win_rate(pair)`'s bootstrap interval (`stats.level`)."""
+    return f"{pairwise_win_rate(pair)}_ci_low"
+
+
+def pairwise_win_rate_ci_high(pair: str) -> str:
+    """Upper bound of `pairwise_win_rate(pair)`'s bootstrap interval (`stats.level`)."""
+    return f"{pairwise_win_rate(pair)}_ci_high"
+
+
+def pairwise_position_consistency(judge: str) -> str:
+    """On a sweep's parent: the share of items, over all pairs a pairwise judge compared, whose
+    two orders (A's answer shown first, B's first) agree: `pairwise/<judge slug>/
+    position_consistency`."""
+    return f"{PAIRWISE_PREFIX}{judge_slug(judge)}/position_consistency"
+
+
 ARTIFACT_LR_PICKS = "lr_search/picks.csv"
 """On a sweep's parent: `lorabench.analysis.learning_rates.best_learning_rates`'s table."""
 

@@ -1,0 +1,196 @@
+"""The head-to-head stage of a sweep (`lorabench.analysis.pairwise_judging`) on a real sqlite
+MLflow store: evaluated runs planted with judgements artifacts of known answers, judged pairwise
+by the offline reference judge, and the result logged to the sweep's parent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from lorabench import contract
+from lorabench.analysis.pairwise_judging import (
+    TABLE_FILES,
+    Unpairable,
+    head_to_head,
+    pair_answers,
+    record_head_to_head,
+)
+from lorabench.config.schema import StatsConfig
+from lorabench.evaluation.eval_set import CATEGORIES
+from lorabench.judging.pairwise import ReferencePairwiseJudge
+from tests.helpers.analysis import demo_run, experiment
+
+JUDGE = "reference:f1"
+STATS = StatsConfig(bootstrap_samples=200, seed=3)
+LORA, FT = "tiny+lora(2m)", "tiny+ft(2m)"
+OTHER_SET, NO_JUDGEMENTS = "tiny+lora(4m)", "tiny+ft(4m)"
+# Two items per category; FT answers the gold answer except on items 0-1, LoRA answers it
+# except on items 2-7: LoRA wins 2 items, loses 6, ties 10.
+ITEMS = [
+    (("math" if c == "others" else c.replace("_", " ")), f"question {c} {k}", f"gold {c} {k} ok")
+    for c in CATEGORIES
+    for k in range(2)
+]
+FT_WRONG, LORA_WRONG = range(0, 2), range(2, 8)
+
+
+def _answers(wrong: range) -> list[str]:
+    return ["something else entirely" if i in wrong else gold for i, (*_, gold) in enumerate(ITEMS)]
+
+
+def _log_judgements(client: MlflowClient, run_id: str, answers: list[str], order=None) -> None:
+    order = list(order or range(len(ITEMS)))
+    rows = []
+    for i in order:
+        raw_class, question, gold = ITEMS[i]
+        category = "others" if raw_class == "math" else raw_class.replace(" ", "_")
+        row = {"question": question, "class": raw_class, "category": category}
+        rows.append({**row, "reference": gold, "answer": answers[i], "judge": JUDGE, "score": 1.0})
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    path = f"{contract.judge_artifact_dir(JUDGE)}/{contract.JUDGEMENTS_FILE}"
+    client.log_text(run_id, text, path)
+
+
+@pytest.fixture
+def sweep(store: MlflowClient, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A sweep parent and its evaluated runs: LoRA and FT at 2m (FT's judgements in reverse
+    order), LoRA at 4m on another eval set, FT at 4m without judgements artifacts."""
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    parent = store.create_run(exp, run_name="sweep", tags={"sweep": "true"}).info.run_id
+    ids = {
+        LORA: demo_run(store, exp, "lora", "2m", parent=parent),
+        FT: demo_run(store, exp, "ft", "2m", parent=parent),
+        OTHER_SET: demo_run(
+            store,
+            exp,
+            "lora",
+            "4m",
+            parent=parent,
+            eval_set="other",
+            more_tags={contract.TAG_EVAL_ITEMS: "30"},
+        ),  # fmt: skip
+        NO_JUDGEMENTS: demo_run(store, exp, "ft", "4m", parent=parent),
+    }
+    _log_judgements(store, ids[LORA], _answers(LORA_WRONG))
+    _log_judgements(store, ids[FT], _answers(FT_WRONG), order=reversed(range(len(ITEMS))))
+    _log_judgements(store, ids[OTHER_SET], _answers(LORA_WRONG))
+    store.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
+    return parent, ids
+
+
+def _runs(store: MlflowClient, ids: dict[str, str]) -> list:
+    return [store.get_run(run_id) for run_id in ids.values()]
+
+
+def test_pair_answers_matches_items_by_key(store: MlflowClient, sweep) -> None:
+    _, ids = sweep
+    items, answers_a, answers_b = pair_answers(store, ids[LORA], ids[FT])
+    assert [i.question for i in items] == [q for _, q, _ in ITEMS]  # A's order
+    assert answers_a == _answers(LORA_WRONG)
+    assert answers_b == _answers(FT_WRONG)  # FT's rows were logged in reverse
+    assert items[0].std_answer == ITEMS[0][2] and items[0].category == "others"
+
+
+def test_pair_answers_refuses_other_eval_sets(store: MlflowClient, sweep) -> None:
+    _, ids = sweep
+    with pytest.raises(Unpairable) as err:
+        pair_answers(store, ids[OTHER_SET], ids[FT])
+    message = str(err.value)
+    assert "'other'" in message and "'demo'" in message and "'30'" in message
+    assert OTHER_SET in message and FT in message
+
+
+def test_paper_pairs_judged_recorded_on_parent(store: MlflowClient, sweep, tmp_path) -> None:
+    parent, ids = sweep
+    result = head_to_head(store, _runs(store, ids), ReferencePairwiseJudge(), stats=STATS,
+                          progress=False)  # fmt: skip
+    # The study's pair at 2m; LoRA at 4m has no FT partner on its eval set, FT at 4m none at all.
+    assert result.pairs == [("LoRA vs FT", LORA, FT)]
+    assert result.skipped == []
+    verdicts = result.verdicts
+    assert list(verdicts.columns) == list(contract.PAIRWISE_VERDICT_COLUMNS)
+    assert len(verdicts) == len(ITEMS)
+    assert set(verdicts["run_a"]) == {LORA} and set(verdicts["run_b"]) == {FT}
+    assert verdicts["verdict"].value_counts().to_dict() == {"tie": 10, "B": 6, "A": 2}
+
+    (row,) = result.win_rates.itertuples(index=False)
+    assert (row.run_a, row.run_b) == (LORA, FT)
+    assert (row.wins, row.losses, row.ties) == (2, 6, 10)
+    assert row.win_rate == pytest.approx(7 / 18)  # FT wins the pair: A's (LoRA's) rate < 0.5
+    assert row.ci_low <= row.win_rate <= row.ci_high
+    bt = result.bradley_terry.set_index("run")["rating"]
+    assert bt[FT] > bt[LORA]
+    consistency = result.position_consistency
+    assert consistency["consistency"].eq(1.0).all()  # the reference judge ignores the order
+    assert set(result.category_win_rates["category"]) == set(CATEGORIES)
+    assert list(result.length_controlled[["run_a", "run_b"]].iloc[0]) == [LORA, FT]
+
+    record_head_to_head(store, parent, result)
+    artifacts = {f.path for f in store.list_artifacts(parent, contract.ARTIFACT_PAIRWISE_DIR)}
+    expected = {f"{contract.ARTIFACT_PAIRWISE_DIR}/{name}" for name in TABLE_FILES.values()}
+    assert {contract.ARTIFACT_PAIRWISE_VERDICTS, *expected} == artifacts  # nothing skipped
+    local = store.download_artifacts(parent, contract.ARTIFACT_PAIRWISE_VERDICTS, str(tmp_path))
+    assert len(pd.read_csv(local)) == len(ITEMS)
+    metrics = store.get_run(parent).data.metrics
+    pair = f"{LORA} vs {FT}"
+    assert metrics[contract.pairwise_win_rate(pair)] == pytest.approx(7 / 18)
+    assert metrics[contract.pairwise_win_rate_ci_low(pair)] == pytest.approx(row.ci_low)
+    assert metrics[contract.pairwise_win_rate_ci_high(pair)] == pytest.approx(row.ci_high)
+    assert contract.pairwise_win_rate(pair) == "pairwise/tiny_lora_2m_vs_tiny_ft_2m_/win_rate"
+    judge = ReferencePairwiseJudge().name
+    assert metrics[contract.pairwise_position_consistency(judge)] == 1.0
+
+
+def test_named_pairs_skip_what_cannot_be_judged(store: MlflowClient, sweep, tmp_path) -> None:
+    parent, ids = sweep
+    pairs = [
+        f"{FT} vs {LORA}",
+        f"{OTHER_SET} vs {FT}",
+        f"nope vs {FT}",
+        f"{NO_JUDGEMENTS} vs {FT}",
+    ]
+    result = head_to_head(store, _runs(store, ids), ReferencePairwiseJudge(), pairs=pairs,
+                          stats=STATS, progress=False)  # fmt: skip
+    assert result.pairs == [("named", FT, LORA)]
+    (row,) = result.win_rates.itertuples(index=False)
+    assert (row.run_a, row.run_b, row.wins, row.losses) == (FT, LORA, 6, 2)
+    assert row.win_rate == pytest.approx(11 / 18)
+    unknown, other, missing = result.skipped  # unknown names first (`named_pairs`)
+    assert other.startswith(f"{OTHER_SET} vs {FT}:")
+    assert "different eval sets" in other and "'other'" in other and "'demo'" in other
+    assert unknown.startswith(f"nope vs {FT}:") and "nope" in unknown
+    assert missing.startswith(f"{NO_JUDGEMENTS} vs {FT}:") and "no judgements" in missing
+
+    record_head_to_head(store, parent, result)
+    path = f"{contract.ARTIFACT_PAIRWISE_DIR}/skipped.txt"
+    text = Path(store.download_artifacts(parent, path, str(tmp_path))).read_text(encoding="utf-8")
+    assert text.splitlines() == result.skipped
+    assert store.get_run(parent).data.metrics[contract.pairwise_win_rate(f"{FT} vs {LORA}")] > 0.5
+
+
+def test_nothing_judgeable_gives_empty_tables(store: MlflowClient, sweep) -> None:
+    parent, ids = sweep
+    result = head_to_head(store, _runs(store, ids), ReferencePairwiseJudge(),
+                          pairs=[f"nope vs {FT}"], stats=STATS, progress=False)  # fmt: skip
+    assert result.pairs == [] and len(result.skipped) == 1
+    assert all(len(table) == 0 for table in result.tables().values())
+    record_head_to_head(store, parent, result)
+    assert not any(k.startswith("pairwise/") for k in store.get_run(parent).data.metrics)
+
+
+def test_replicates_are_judged_by_their_first_run(store: MlflowClient, sweep, tmp_path) -> None:
+    _, ids = sweep
+    exp = store.get_run(ids[LORA]).info.experiment_id
+    seed2 = demo_run(store, exp, "lora", "2m")
+    store.set_tag(seed2, "mlflow.runName", f"{LORA}[seed=2]")
+    _log_judgements(store, seed2, _answers(range(0)))  # all gold: would never lose to FT
+    runs = [*_runs(store, ids), store.get_run(seed2)]
+    result = head_to_head(store, runs, ReferencePairwiseJudge(), stats=STATS, progress=False)
+    assert result.pairs == [("LoRA vs FT", LORA, FT)]  # the group's first run stands for it
+    (row,) = result.win_rates.itertuples(index=False)
+    assert (row.wins, row.losses, row.ties) == (2, 6, 10)
