@@ -1,5 +1,6 @@
 """analysis/scaling_trends.ipynb runs headless on a demo sweep's runs (nbclient), its
-parameters injected into the cell tagged `parameters`, as papermill would."""
+parameters injected into the cell tagged `parameters`, as papermill would; the sweep's parent
+holds head-to-head verdicts, as the demo's does (`sweep.pairwise=true`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import nbclient
 import nbformat
 import pandas as pd
 
+from lorabench import contract
 from lorabench.analysis.figures import FIGURES
 from tests.helpers.analysis import assert_real_image, demo_sweep
+from tests.helpers.stats import pairwise_verdicts
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "scaling_trends.ipynb"
 
@@ -36,6 +39,9 @@ def test_notebook_is_committed_without_outputs():
 
 def test_notebook_on_a_demo_sweep(store, store_file, tmp_path):
     parent, children = demo_sweep(store, tmp_path / "artifacts")
+    labels = ["B", "B", "tie", "A", "B", "B"]
+    verdicts = pairwise_verdicts(labels, labels, run_a="tiny+lora(2m)", run_b="tiny+ft(2m)")
+    store.log_text(parent, verdicts.to_csv(index=False), contract.ARTIFACT_PAIRWISE_VERDICTS)
     out = tmp_path / "out"
     nb = execute(
         NOTEBOOK,
@@ -59,4 +65,6 @@ def test_notebook_on_a_demo_sweep(store, store_file, tmp_path):
     assert len(rows) == len(children)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES)
+    # The report's figures, then the head-to-head cell's win-rate matrix.
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES) + 1
+    assert_real_image(out / "figures" / "pairwise_win_rates.png")

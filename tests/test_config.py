@@ -106,6 +106,10 @@ def test_tracking_uri_from_environment_wins(monkeypatch: pytest.MonkeyPatch) -> 
         (["plan.mfu.ft.bf16=1.5"], "plan.mfu.ft.bf16=1.5"),
         (["plan.grouped_nonpad_share=0"], "plan.grouped_nonpad_share=0"),
         (["plan.fragmentation=-0.1"], "plan.fragmentation=-0.1"),
+        (["pairwise.language=fr"], "pairwise.language='fr': must be one of zh, en"),
+        (["pairwise.margin=1"], "pairwise.margin=1"),
+        (["pairwise.pairs=[a b]"], "pairwise.pairs='a b': each pair must read"),
+        (["pairwise.baseline=' '"], "pairwise.baseline"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:
@@ -144,3 +148,11 @@ def test_cli_rejects_bad_input_before_building_anything(
     assert message in result.stderr
     assert not (tmp_path / "cache").exists()  # no tokenizer was built
     assert runs_of(store) == []  # no run was opened
+
+
+def test_the_pairwise_prompts_languages_are_the_configs() -> None:
+    # The schema names them without importing the judging package.
+    from lorabench.config.schema import PAIRWISE_LANGUAGES
+    from lorabench.judging.pairwise_prompts import PAIRWISE_LANGUAGES as PROMPT_LANGUAGES
+
+    assert PAIRWISE_LANGUAGES == PROMPT_LANGUAGES

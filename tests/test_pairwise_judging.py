@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,16 +15,23 @@ from mlflow.tracking import MlflowClient
 
 from lorabench import contract
 from lorabench.analysis.pairwise_judging import (
+    BASELINE_PAIR,
     TABLE_FILES,
     Unpairable,
+    chosen_pairs,
     head_to_head,
     pair_answers,
     record_head_to_head,
 )
-from lorabench.config.schema import StatsConfig
+from lorabench.analysis.replicates import replicate_groups
+from lorabench.analysis.runs import run_frame
+from lorabench.analysis.sweep_records import record_pairwise
+from lorabench.config.schema import JudgeConfig, PairwiseConfig, StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.judging.pairwise import ReferencePairwiseJudge
+from lorabench.tracking.parents import PairwiseStage
 from tests.helpers.analysis import demo_run, experiment
+from tests.helpers.fake_openai_server import JUDGE_KEY_ENV, FakeOpenAIServer, reply
 
 JUDGE = "reference:f1"
 STATS = StatsConfig(bootstrap_samples=200, seed=3)
@@ -194,3 +202,68 @@ def test_replicates_are_judged_by_their_first_run(store: MlflowClient, sweep, tm
     assert result.pairs == [("LoRA vs FT", LORA, FT)]  # the group's first run stands for it
     (row,) = result.win_rates.itertuples(index=False)
     assert (row.wins, row.losses, row.ties) == (2, 6, 10)
+
+
+def test_a_baseline_pairs_every_run_of_the_focus_against_it(store: MlflowClient, sweep) -> None:
+    _, ids = sweep
+    groups = replicate_groups(run_frame(_runs(store, ids)))
+    chosen, skipped = chosen_pairs(groups, baseline=FT, focus={ids[LORA], ids[OTHER_SET]})
+    assert [(kind, a.name, b.name) for kind, a, b in chosen] == [
+        (BASELINE_PAIR, LORA, FT),
+        (BASELINE_PAIR, OTHER_SET, FT),
+    ]  # FT at 4m is no run of the focus; FT is not judged against itself
+    assert skipped == []
+    named, skipped = chosen_pairs(groups, pairs=[f"{FT} vs {LORA}"], baseline="nope", focus=())
+    assert [(a.name, b.name) for _, a, b in named] == [(FT, LORA)]  # named pairs ignore focus
+    assert skipped == ["baseline nope: no evaluated run or group of that name"]
+    study, _ = chosen_pairs(groups, focus={ids[OTHER_SET]})
+    assert study == []  # the study's one pair (LoRA vs FT at 2m) has no run of the focus
+
+
+def _stage(server: FakeOpenAIServer, tmp_path: Path, **pairwise: Any) -> PairwiseStage:
+    judge = JudgeConfig(
+        name="openai",
+        base_url=server.base_url,
+        api_key_env=JUDGE_KEY_ENV,
+        prompts="project",
+        concurrency=4,
+        timeout=5.0,
+    )
+    return PairwiseStage(judge, PairwiseConfig(**pairwise), str(tmp_path / "cache"))
+
+
+def test_a_sweeps_stage_uses_the_configured_judge_and_a_rerun_sends_nothing(
+    store: MlflowClient, sweep, tmp_path, api_key
+) -> None:
+    parent, ids = sweep
+    first_wins = reply("Both answers address the question.\nVerdict: 1")
+    with FakeOpenAIServer(api_key=api_key, responder=lambda body: first_wins) as server:
+        stage = _stage(server, tmp_path, language="en")
+        runs = [store.get_run(ids[LORA]), store.get_run(ids[FT])]
+        record_pairwise(store, parent, runs, stage, STATS)
+        # The preflight, then both orders per item; where both answers are the gold one (10
+        # items) the two orders' prompts are the same and sent once.
+        calls = 1 + 2 * len(ITEMS) - 10
+        assert server.chat_calls == calls
+        assert "Verdict" in server.chat_requests[-1].body["messages"][0]["content"]
+        record_pairwise(store, parent, runs, stage, STATS)
+        assert server.chat_calls == calls  # all cached: not even a preflight
+    run = store.get_run(parent)
+    assert run.data.tags[contract.TAG_PAIRWISE_JUDGE] == "openai-pairwise:gpt-3.5-turbo"
+    # A judge that always prefers the answer shown first: every item a tie, none consistent.
+    assert run.data.metrics[contract.pairwise_win_rate(f"{LORA} vs {FT}")] == 0.5
+    consistency = contract.pairwise_position_consistency("openai-pairwise:gpt-3.5-turbo")
+    assert run.data.metrics[consistency] == 0.0
+
+
+def test_a_judge_that_cannot_run_is_said_and_nothing_is_logged(
+    store: MlflowClient, sweep, tmp_path, api_key, caplog
+) -> None:
+    parent, ids = sweep
+    with FakeOpenAIServer(api_key="another key") as server:
+        runs = [store.get_run(ids[LORA]), store.get_run(ids[FT])]
+        record_pairwise(store, parent, runs, _stage(server, tmp_path), STATS)
+        assert server.chat_calls == 1  # the preflight only
+    assert "rejected the API key" in caplog.text
+    assert not store.list_artifacts(parent, contract.ARTIFACT_PAIRWISE_DIR)
+    assert contract.TAG_PAIRWISE_JUDGE not in store.get_run(parent).data.tags

@@ -67,6 +67,11 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
         assert CONTRACT_METRICS | EVAL_METRICS <= set(run.data.metrics), run.info.run_name
         assert contract.ANATOMY_MATRICES not in run.data.metrics
     trained = {r.info.run_name: saved_at(r) for r in children}
+    # The demo judges the study's pairs head to head when the sweep closes (LoRA vs FT per data).
+    assert parent.data.tags[contract.TAG_PAIRWISE_JUDGE] == "reference-pairwise:f1"
+    for data in ("0.6m", "math_0.25m"):
+        pair = f"tiny+lora({data})[steps=6] vs tiny+ft({data})[steps=6]"
+        assert 0 <= parent.data.metrics[contract.pairwise_win_rate(pair)] <= 1, pair
 
     second = run_cli("sweep.py", *args, cwd=tmp_path, timeout=900)  # the demo measures them
     assert second.returncode == 0, second.stderr[-4000:]

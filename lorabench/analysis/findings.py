@@ -35,12 +35,19 @@ agrees when every pair agrees, disagrees when any pair disagrees, and cannot tel
 Runs the claim needs that are missing give "cannot tell", naming what is missing; a pair that
 cannot be compared item by item (no item scores, another judge or eval set, other items) gives
 "cannot tell" with the reason, never a number.
+
+Where a sweep judged a comparison's two runs head to head (`pairwise_section`, any pairwise
+judge, either order, runs matched by name without their seeds), a line under the comparison
+gives A's win rate against B (a tie half) with its bootstrap interval: it agrees when the
+interval lies above 0.5, disagrees when it lies below (for "close", A losing head to head does
+not say by how much: cannot tell), cannot tell otherwise. It adds to the paired score
+comparison and does not change its verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,8 @@ import pandas as pd
 
 from lorabench.analysis.items import Mismatch
 from lorabench.analysis.paired import Difference, compare, difference, holm
+from lorabench.analysis.pairwise import win_rates
+from lorabench.analysis.pairwise_section import win_rate_cells
 from lorabench.analysis.replicates import Group, replicate_groups, replicate_name
 from lorabench.analysis.runs import BASE_METHOD, ROW_COLUMNS, Section, sections
 from lorabench.config.schema import StatsConfig
@@ -79,6 +88,9 @@ class Check:
     """The paired difference A − B, when the runs could be compared."""
     p_holm: float | None = None
     """Its p-value, Holm-adjusted over the section's comparisons (this decides the verdict)."""
+    head_to_head: tuple[str, ...] = ()
+    """What pairwise judges said of the same two runs, a line each (`head_to_head_lines`);
+    they do not change `verdict`."""
 
 
 @dataclass(frozen=True)
@@ -343,15 +355,54 @@ def _check(
     return Check(AGREES if d.diff > d.null else DISAGREES, text, d, p_holm)
 
 
+def _head_to_head_verdict(low: float, high: float, close: bool) -> str:
+    """Whether A's win-rate interval lies on one side of an even split, and which."""
+    if low > 0.5:
+        return AGREES
+    if high < 0.5 and not close:
+        return DISAGREES
+    return CANNOT_TELL
+
+
+def head_to_head_lines(comparison: Comparison, rates: pd.DataFrame | None) -> tuple[str, ...]:
+    """Per pairwise judge (and pair of runs) that judged the comparison's two runs in either
+    order, matched by name without their seeds: A's win rate against B (`rates`:
+    `pairwise.win_rates`' table) and whether it agrees with the claim."""
+    if rates is None or rates.empty:
+        return ()
+    cells = win_rate_cells(rates)
+    a, b = comparison.a["run_name"], comparison.b["run_name"]
+    mine = cells[
+        (cells["run"].map(replicate_name) == a) & (cells["opponent"].map(replicate_name) == b)
+    ]
+    close = comparison.margin is not None
+    return tuple(
+        f"head to head ({c.judge}): `{c.run}` wins {c.win_rate:.2f} [{c.ci_low:.2f}, "
+        f"{c.ci_high:.2f}] of items against `{c.opponent}` (ties half; {c.judged} items): "
+        f"{_head_to_head_verdict(c.ci_low, c.ci_high, close)}"
+        for c in mine.itertuples(index=False)
+    )
+
+
+def _pairwise_rates(pairwise: pd.DataFrame | None, stats: StatsConfig) -> pd.DataFrame | None:
+    if pairwise is None or pairwise.empty:
+        return None
+    return win_rates(pairwise, samples=stats.bootstrap_samples, level=stats.level, seed=stats.seed)
+
+
 def check_findings(
     runs: pd.DataFrame,
     items: pd.DataFrame | None,
     stats: StatsConfig | None = None,
+    pairwise: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """The precondition and the paper's four conclusions, checked on `runs` (the tidy table;
     one judge and eval set: runs.sections) with their item scores (`items.load_item_scores`;
-    None: not loaded, so every comparison cannot tell). Holm corrects over all comparisons."""
+    None: not loaded, so every comparison cannot tell). Holm corrects over all comparisons.
+    With `pairwise` (item verdicts, `pairwise_section.load_pairwise_verdicts`), each check of
+    two runs judged head to head also holds that judge's win rate (`head_to_head_lines`)."""
     paired = _Paired(runs, items, stats or StatsConfig())
+    rates = _pairwise_rates(pairwise, paired.stats)
     asked = claims(runs, paired.stats.close_margin)
     found = [[paired.difference(c) for c in claim.comparisons] for claim in asked]
     p_values = [d.p for row in found for d in row if isinstance(d, Difference)]
@@ -359,7 +410,10 @@ def check_findings(
     findings = []
     for claim, differences in zip(asked, found, strict=True):
         checks = [
-            _check(c, d, None if isinstance(d, str) else float(next(adjusted)), paired)
+            replace(
+                _check(c, d, None if isinstance(d, str) else float(next(adjusted)), paired),
+                head_to_head=head_to_head_lines(c, rates),
+            )
             for c, d in zip(claim.comparisons, differences, strict=True)
         ]
         findings.append(
@@ -403,28 +457,42 @@ def _resolution_note(findings: Sequence[Finding], stats: StatsConfig) -> list[st
     ]
 
 
+_HEAD_TO_HEAD_NOTE = (
+    "Where a pairwise judge compared a pair's two runs head to head, a line under it gives A's "
+    "win rate against B (a tie half) with its interval: agrees when the interval lies above "
+    '0.5, disagrees when below (for "close": cannot tell, a loss does not say by how much), '
+    "cannot tell otherwise. It does not change the pair's verdict."
+)
+
+
 def findings_markdown(
     runs: pd.DataFrame,
     items: pd.DataFrame | None,
     stats: StatsConfig | None = None,
+    pairwise: pd.DataFrame | None = None,
 ) -> str:
-    """The findings section: per judge and eval set, each claim, its verdict and its pairs."""
+    """The findings section: per judge and eval set, each claim, its verdict and its pairs
+    (with `pairwise` verdicts, each pair judged head to head with its win rate too)."""
     stats = stats or StatsConfig()
     lines = _preamble(stats)
+    if pairwise is not None and len(pairwise):
+        lines += [_HEAD_TO_HEAD_NOTE, ""]
     evaluated = [s for s in sections(runs) if s.evaluated]
     if not evaluated:
         return "\n".join([*lines, "No run has evaluation metrics: nothing to check.", ""])
     for section in evaluated:
         if len(evaluated) > 1:
             lines += [f"### {_title(section)}", ""]
-        findings = check_findings(section.runs, items, stats)
+        findings = check_findings(section.runs, items, stats, pairwise)
         lines += _resolution_note(findings, stats)
         for number, finding in enumerate(findings):
             label = "0." if number == 0 else f"{number}."
             lines.append(f"{label} {finding.claim}: **{finding.verdict}**")
             if finding.missing:
                 lines.append(f"   - {finding.missing}")
-            lines += [f"   - {check.verdict}: {check.text}" for check in finding.checks]
+            for check in finding.checks:
+                lines.append(f"   - {check.verdict}: {check.text}")
+                lines += [f"     - {line}" for line in check.head_to_head]
         lines.append("")
     return "\n".join(lines)
 
@@ -438,9 +506,11 @@ def write_findings(
     items: pd.DataFrame | None,
     out_dir: str | Path,
     stats: StatsConfig | None = None,
+    pairwise: pd.DataFrame | None = None,
 ) -> str:
-    """Write `findings.md` into `out_dir`; returns its text (the report's section)."""
-    text = findings_markdown(runs, items, stats)
+    """Write `findings.md` into `out_dir`; returns its text (the report's section). `pairwise`:
+    item verdicts of head-to-head judging, shown under the pairs they judged."""
+    text = findings_markdown(runs, items, stats, pairwise)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.md").write_text(text, encoding="utf-8")

@@ -191,7 +191,7 @@ def compare_named(
     from lorabench.analysis.replicates import replicate_groups
 
     groups = replicate_groups(runs)
-    found = {name: _find(groups, name) for name in (a, b)}
+    found = {name: find_group(groups, name) for name in (a, b)}
     missing = [name for name, group in found.items() if group is None]
     if missing:
         raise Mismatch(f"no evaluated run or replicate group named {', '.join(missing)}")
@@ -259,7 +259,7 @@ def named_pairs(groups: Sequence[Group], pairs: Sequence[str]) -> tuple[list, li
     found, skipped = [], []
     for pair in pairs:
         left, right = (s.strip() for s in pair.split(" vs "))
-        a, b = _find(groups, left), _find(groups, right)
+        a, b = find_group(groups, left), find_group(groups, right)
         if a is None or b is None:
             missing = [n for n, g in ((left, a), (right, b)) if g is None]
             skipped.append(f"{pair}: no evaluated run or group named {', '.join(missing)}")
@@ -268,7 +268,8 @@ def named_pairs(groups: Sequence[Group], pairs: Sequence[str]) -> tuple[list, li
     return found, skipped
 
 
-def _find(groups: Sequence[Group], name: str) -> Group | None:
+def find_group(groups: Sequence[Group], name: str) -> Group | None:
+    """The group named `name`, else the one replicate run so named (as a group of its own)."""
     for g in groups:
         if g.name == name:
             return g

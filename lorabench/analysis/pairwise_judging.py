@@ -19,7 +19,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from lorabench import contract
 from lorabench.analysis.items import item_key
-from lorabench.analysis.paired import named_pairs, paper_pairs
+from lorabench.analysis.paired import find_group, named_pairs, paper_pairs
 from lorabench.analysis.pairwise import (
     ALL,
     bradley_terry,
@@ -39,7 +39,7 @@ from lorabench.analysis.pairwise import (
     position_consistency,
     win_rates,
 )
-from lorabench.analysis.replicates import replicate_groups
+from lorabench.analysis.replicates import Group, replicate_groups
 from lorabench.analysis.runs import run_frame
 from lorabench.config.schema import StatsConfig
 from lorabench.errors import LorabenchError
@@ -58,6 +58,10 @@ TABLE_FILES = {
 }
 """`HeadToHead`'s tables and their file names under `contract.ARTIFACT_PAIRWISE_DIR`."""
 SKIPPED_FILE = "skipped.txt"
+Answers = tuple[list[EvalItem], list[str], list[str]]
+"""A pair's shared items with A's and B's answers (`pair_answers`)."""
+BASELINE_PAIR = "vs baseline"
+"""The kind of a pair `pairwise.baseline` adds (the other kinds are `paired`'s)."""
 
 
 class Unpairable(LorabenchError, ValueError):
@@ -172,45 +176,33 @@ def head_to_head(
     judge: PairwiseJudge,
     *,
     pairs: Sequence[str] = (),
+    baseline: str | None = None,
+    focus: Collection[str] | None = None,
     stats: StatsConfig | None = None,
     progress: bool = True,
 ) -> HeadToHead:
-    """Judge the sweep's `runs` head to head with the pairwise `judge`.
+    """Judge `runs` head to head with the pairwise `judge`.
 
     The runs are grouped into replicate groups (`replicate_groups(run_frame(runs))`); the pairs
-    are `named_pairs(groups, pairs)` when `pairs` are given (`A vs B`, run or group names),
-    otherwise the study's own comparisons, `paper_pairs(groups)`. A group with replicates is
-    represented by its FIRST run (its first in `runs`' order): pairwise judging costs two judge
-    calls per item and pair, so seeds are not judged against each other, and the verdict
-    frame's run_a/run_b are those runs' names. Each pair (a pair met twice is judged once) is
-    judged in one `judge.judge_pairs` call on the items both runs answered; a pair whose run is
-    missing or that is refused (`pair_answers`' `Unpairable`, e.g. other eval sets) is skipped
-    with its reason, and the other pairs go on. The tables use `stats`' bootstrap samples,
-    level and seed."""
+    are `chosen_pairs(groups, pairs, baseline, focus)`. A group with replicates is represented
+    by its FIRST run (its first in `runs`' order): pairwise judging costs two judge calls per
+    item and pair, so seeds are not judged against each other, and the verdict frame's
+    run_a/run_b are those runs' names. Each pair (a pair met twice is judged once) is judged in
+    one `judge.judge_pairs` call on the items both runs answered; a pair whose run is missing or
+    that is refused (`pair_answers`' `Unpairable`, e.g. other eval sets) is skipped with its
+    reason, and the other pairs go on. The judge's `preflight` runs first unless every call is
+    in its reply cache (a rerun sends nothing); a judge that cannot run raises its `JudgeError`
+    before any pair is judged. The tables use `stats`' bootstrap samples, level and seed."""
     stats = stats or StatsConfig()
-    groups = replicate_groups(run_frame(runs))
-    if pairs:
-        chosen, skipped = named_pairs(groups, list(pairs))
-    else:
-        chosen, skipped = paper_pairs(groups), []
+    chosen, skipped = chosen_pairs(replicate_groups(run_frame(runs)), pairs, baseline, focus)
+    answered = _answered_pairs(client, chosen, skipped)
+    requests = [r for _, _, _, answers in answered for r in judge.requests_for(*answers)]
+    if judge.estimate(requests).calls:  # all cached: nothing to check, nothing sent
+        judge.preflight()
     rows: list[dict] = []
-    judged: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for kind, a, b in chosen:
-        id_a, name_a = a.run_ids[0], a.run_names[0]  # a group's first run
-        id_b, name_b = b.run_ids[0], b.run_names[0]
-        if (id_a, id_b) in seen:
-            continue
-        seen.add((id_a, id_b))
-        label = pair_label(name_a, name_b)
-        try:
-            items, answers_a, answers_b = pair_answers(client, id_a, id_b)
-        except (Unpairable, MlflowException) as err:
-            skipped.append(f"{label}: {err}")
-            continue
-        verdicts = judge.judge_pairs(items, answers_a, answers_b, progress=progress)
+    for _, name_a, name_b, answers in answered:
+        verdicts = judge.judge_pairs(*answers, progress=progress)
         rows.extend(v.to_row(name_a, name_b) for v in verdicts)
-        judged.append((kind, name_a, name_b))
     frame = pd.DataFrame.from_records(rows, columns=list(contract.PAIRWISE_VERDICT_COLUMNS))
     sampling = {"samples": stats.bootstrap_samples, "level": stats.level, "seed": stats.seed}
     return HeadToHead(
@@ -221,9 +213,62 @@ def head_to_head(
         position_consistency=position_consistency(frame),
         bradley_terry=bradley_terry(frame, **sampling),
         length_controlled=length_controlled_win_rates(frame, level=stats.level),
-        pairs=judged,
+        pairs=[(kind, name_a, name_b) for kind, name_a, name_b, _ in answered],
         skipped=skipped,
     )
+
+
+def _answered_pairs(
+    client: MlflowClient, chosen: Sequence[tuple[str, Group, Group]], skipped: list[str]
+) -> list[tuple[str, str, str, Answers]]:
+    """Each chosen pair (once) as (kind, A's name, B's name, `pair_answers`), its groups
+    represented by their first runs; a pair that cannot be judged is appended to `skipped`
+    with its reason."""
+    answered, seen = [], set()
+    for kind, a, b in chosen:
+        id_a, name_a = a.run_ids[0], a.run_names[0]
+        id_b, name_b = b.run_ids[0], b.run_names[0]
+        if (id_a, id_b) in seen:
+            continue
+        seen.add((id_a, id_b))
+        try:
+            answered.append((kind, name_a, name_b, pair_answers(client, id_a, id_b)))
+        except (Unpairable, MlflowException) as err:
+            skipped.append(f"{pair_label(name_a, name_b)}: {err}")
+    return answered
+
+
+def chosen_pairs(
+    groups: Sequence[Group],
+    pairs: Sequence[str] = (),
+    baseline: str | None = None,
+    focus: Collection[str] | None = None,
+) -> tuple[list[tuple[str, Group, Group]], list[str]]:
+    """The pairs to judge among `groups`, and the named ones that are missing (`A vs B: why`).
+
+    `pairs` (`A vs B`, run or group names: `named_pairs`) are judged whatever `focus` says;
+    `baseline` adds every group against the baseline's (kind `vs baseline`); with neither, the
+    study's own comparisons (`paper_pairs`). `focus` (run ids: a sweep's runs), when given,
+    keeps of the baseline's and the study's pairs those with a run in it."""
+    chosen, skipped = named_pairs(groups, list(pairs)) if pairs else ([], [])
+    if baseline is not None:
+        anchor = find_group(groups, baseline)
+        if anchor is None:
+            skipped.append(f"baseline {baseline}: no evaluated run or group of that name")
+        else:
+            others = [g for g in groups if anchor.run_ids[0] not in g.run_ids]
+            chosen += _in_focus([(BASELINE_PAIR, g, anchor) for g in others], focus)
+    elif not pairs:
+        chosen = _in_focus(paper_pairs(groups), focus)
+    return chosen, skipped
+
+
+def _in_focus(
+    pairs: list[tuple[str, Group, Group]], focus: Collection[str] | None
+) -> list[tuple[str, Group, Group]]:
+    if focus is None:
+        return pairs
+    return [p for p in pairs if {p[1].run_ids[0], p[2].run_ids[0]} & set(focus)]
 
 
 def record_head_to_head(client: MlflowClient, parent_id: str, result: HeadToHead) -> None:

@@ -12,7 +12,9 @@ directory receives `report.md` (tables and figures in one page), `table4.{md,csv
 `appendix.{md,csv}`, `runs.csv`, `figures/*.{png,svg}` and, from the runs' item scores,
 `statistics/` (replicates, paired comparisons, fitted curves, judge agreement, length;
 `"pairs=['A vs B','C vs D']"` adds comparisons to the paper's) and, for runs whose weight
-update was measured (`anatomy/layers.csv`), the anatomy section with `figures/anatomy_*`; with
+update was measured (`anatomy/layers.csv`), the anatomy section with `figures/anatomy_*`; for
+sweeps that judged their runs head to head (`sweep.pairwise=true`: `pairwise/verdicts.csv` on
+the sweep's parent), the head-to-head section with `figures/pairwise_*`; with
 `parent_run` it is also logged as artifacts (`analysis/`) of that run, the sweep's parent
 (`log_to=none` to skip).
 """
@@ -32,6 +34,7 @@ from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import shared_learning_rate_warnings
+from lorabench.analysis.pairwise_section import load_pairwise_verdicts, write_pairwise
 from lorabench.analysis.paper_runs import import_paper_runs, paper_frame
 from lorabench.analysis.runs import BASE_METHOD, load_runs
 from lorabench.analysis.statistics import Statistics, write_statistics
@@ -75,12 +78,15 @@ def write_report(
     items: pd.DataFrame | None = None,
     stats: StatsConfig | None = None,
     anatomy: pd.DataFrame | None = None,
+    pairwise: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write every table and figure of `runs` (runs.load_runs or paper_runs.paper_frame) into
     `out_dir`, with `report.md` gathering them in one page; with `items` (the runs' item
     scores, `items.load_item_scores`) the statistics sections too; with `anatomy` (the runs'
     per-matrix weight-update measurements, `anatomy.load_anatomy_layers`) and rows in it, the
-    anatomy section and its figures."""
+    anatomy section and its figures; with `pairwise` (head-to-head item verdicts,
+    `pairwise_section.load_pairwise_verdicts`) the head-to-head section (saying none was judged
+    when it is empty), its figures, and the pairs' win rates under the findings."""
     out = Path(out_dir)
     tables = write_tables(runs, out, paper_model=paper_model)
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
@@ -89,13 +95,21 @@ def write_report(
     if warnings:
         lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
-    lines += [write_findings(runs, items, out, stats)]
+    lines += [write_findings(runs, items, out, stats, pairwise)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
     for path in figures.files:
         if path.suffix == ".png":
             lines += [f"![{path.stem}](figures/{path.name})", ""]
     for name, reason in figures.skipped.items():
         lines += [f"- `{name}` not drawn: {reason}"]
+    if pairwise is not None:
+        head_to_head = write_pairwise(pairwise, runs, out, stats)
+        lines += ["", head_to_head.markdown]
+        # As the anatomy's below: listed with the report's figures, shown by the section. With
+        # no verdicts at all the section says so once; no figure is reported missing.
+        figures.files += head_to_head.figures.files
+        if len(pairwise):
+            figures.skipped.update(head_to_head.figures.skipped)
     if anatomy is not None and len(anatomy):
         part = write_anatomy(anatomy, runs, out)
         lines += ["", part.markdown]
@@ -185,4 +199,5 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
         items=load_item_scores(uri, list(ours["run_id"])) if options.statistics else None,
         stats=StatsConfig(pairs=list(options.pairs)),
         anatomy=load_anatomy_layers(uri, tuned["run_id"]),
+        pairwise=load_pairwise_verdicts(uri, options.experiment, options.parent_run),
     )

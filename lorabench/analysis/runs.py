@@ -168,11 +168,11 @@ def load_runs(
 
     Raises AnalysisError when the experiment does not exist or holds no finished run.
     """
-    client, experiment_id = _open_experiment(tracking_uri, experiment)
+    client, experiment_id = open_experiment(tracking_uri, experiment)
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
-    runs = list(_search(client, experiment_id, filter_string))
+    runs = list(search_all(client, experiment_id, filter_string))
     kept, excluded = _finished(runs, include_paper=include_paper)
     where = f"experiment {experiment!r}" + (
         f" (sweep {parent_run_id})" if parent_run_id is not None else ""
@@ -192,7 +192,13 @@ def load_runs(
     return frame
 
 
-def _open_experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
+def finished_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
+    """The experiment's finished runs as `load_runs` keeps them (no sweep parents, pretraining
+    or paper rows; base rows kept), oldest first."""
+    return _finished(list(search_all(client, experiment_id, "")), include_paper=False)[0]
+
+
+def open_experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client of the store and the experiment's id; AnalysisError, saying what is there, when
     the store or the experiment is missing."""
     if tracking_uri.startswith("sqlite:///"):
@@ -238,7 +244,8 @@ def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
 
 
-def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+    """Every run of the experiment that `filter_string` selects, oldest first, page by page."""
     token = None
     while True:
         page = client.search_runs(

@@ -1,6 +1,6 @@
 """What a sweep logs to its parent run when it closes (`lorabench.tracking.parents`): the
-learning rates its methods were compared at (and, on request, the pick per method), and the
-statistics of its runs."""
+learning rates its methods were compared at (and, on request, the pick per method), the
+statistics of its runs, and (`sweep.pairwise=true`) their head-to-head verdicts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -15,10 +16,15 @@ from mlflow.tracking import MlflowClient
 from lorabench import contract
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import best_learning_rates, shared_learning_rate_warnings
-from lorabench.analysis.runs import AnalysisError, run_frame
+from lorabench.analysis.pairwise_judging import head_to_head, record_head_to_head
+from lorabench.analysis.runs import AnalysisError, finished_runs, run_frame
 from lorabench.analysis.statistics import write_statistics
 from lorabench.config.schema import StatsConfig
 from lorabench.errors import LorabenchError
+from lorabench.judging.factory import build_pairwise_judge
+
+if TYPE_CHECKING:
+    from lorabench.tracking.parents import PairwiseStage
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +79,43 @@ def record_statistics(
     # One line on the console (the demo's console stays quiet); the sections are artifacts.
     log.debug("sweep statistics:\n%s", written.markdown)
     print(f"statistics: artifacts {contract.ARTIFACT_STATS_DIR}/ of the sweep's run {parent_id}")
+
+
+def record_pairwise(
+    client: MlflowClient,
+    parent_id: str,
+    runs: Sequence[Run],
+    stage: PairwiseStage,
+    stats: StatsConfig,
+) -> None:
+    """Judge the sweep's finished `runs` head to head (`analysis.pairwise_judging`) and log the
+    verdicts and their statistics to its parent. The pairs may reach the experiment's other
+    finished runs (the newest of each name, or the sweep's own): a sweep of the §4.5 rows
+    compares them with the FT(2M) run an earlier sweep trained. A judge that cannot run, or
+    statistics that cannot be computed, are logged and the sweep still closes; pairs that
+    cannot be judged are listed in `pairwise/skipped.txt`."""
+    newest = {r.info.run_name: r for r in finished_runs(client, runs[0].info.experiment_id)}
+    pool = list({**newest, **{r.info.run_name: r for r in runs}}.values())  # the sweep's own
+    try:
+        judge = build_pairwise_judge(stage.judge, stage.pairwise, stage.cache_dir)
+        result = head_to_head(
+            client,
+            pool,
+            judge,
+            pairs=stage.pairwise.pairs,
+            baseline=stage.pairwise.baseline,
+            focus={r.info.run_id for r in runs},
+            stats=stats,
+        )
+        record_head_to_head(client, parent_id, result)
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
+        log.error("sweep head to head: %s", err)
+        return
+    client.set_tag(parent_id, contract.TAG_PAIRWISE_JUDGE, result.judge)
+    for line in result.skipped:
+        log.warning("head to head: not judged: %s", line)
+    print(
+        f"head to head: {len(result.pairs)} pairs judged by {result.judge} "
+        f"({len(result.skipped)} skipped): artifacts {contract.ARTIFACT_PAIRWISE_DIR}/ of the "
+        f"sweep's run {parent_id}"
+    )

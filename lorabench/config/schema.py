@@ -29,6 +29,9 @@ JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
 BELLE_TRANSLATIONS = ("paper", "current")
 JUDGE_PROMPT_SETS = ("belle", "project")
+# The pairwise prompts' languages (`lorabench.judging.pairwise_prompts`, not imported here: it
+# brings the judging package).
+PAIRWISE_LANGUAGES = ("zh", "en")
 """`judge.prompts` values that name prompts rather than a file."""
 EVAL_BACKENDS = ("hf", "server", "vllm")
 """`hf`: transformers' generate in this process; `server`: a running OpenAI-compatible server;
@@ -444,6 +447,10 @@ class SweepConfig:
     anatomy: bool = False
     """After each tuned point's evaluation: measure its weight update (`lorabench.anatomy`,
     with the `anatomy` section's settings); a point without its anatomy is not done."""
+    pairwise: bool = False
+    """When the sweep closes: judge its finished runs head to head (the `pairwise` section's
+    pairs, by the `judge` section's judge in its pairwise mode) and log the verdicts and their
+    statistics to the sweep's parent run (`pairwise/*`)."""
 
 
 @dataclass
@@ -486,6 +493,33 @@ class PlanConfig:
 
 ANATOMY_TARGETS = ("paper", "attention", "all_linear")
 """`anatomy.targets`: the module presets of `lorabench.methods.TARGET_PRESETS`."""
+
+
+@dataclass
+class PairwiseConfig:
+    """The head-to-head stage of a sweep (`sweep.pairwise=true`): which pairs of runs are judged
+    pairwise and how. The judge is the `judge` section's (its endpoint, model, concurrency,
+    retries and cache), asking which of two answers is better (`lorabench.judging.pairwise`)."""
+
+    pairs: list[str] = field(default_factory=list)
+    """Pairs to judge, `run A vs run B` (run or replicate-group names, any finished run of the
+    experiment); empty, with no `baseline`: the study's own comparisons that involve a run of
+    the sweep (LoRA vs FT per data size, the larger base vs the smaller, §4.5)."""
+    baseline: str | None = None
+    """A run (or replicate-group) name: every run of the sweep against it (Arena-Hard's
+    style), added to `pairs`."""
+    language: str = "zh"
+    """The pairwise prompt's language for an LLM judge: `zh` (BELLE's style) or `en`."""
+    margin: float = 0.05
+    """The offline judge (`judge=reference`): the largest token-F1 difference that is a tie."""
+
+    def __post_init__(self) -> None:
+        _one_of("pairwise.language", self.language, PAIRWISE_LANGUAGES)
+        if not 0.0 <= self.margin < 1.0:
+            _fail("pairwise.margin", self.margin, "must be in [0, 1)")
+        _check_pairs("pairwise.pairs", self.pairs)
+        if self.baseline is not None and not self.baseline.strip():
+            _fail("pairwise.baseline", self.baseline, "must name a run, or be null")
 
 
 @dataclass
@@ -603,6 +637,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
+    pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     gpus: dict[str, GpuConfig] = field(default_factory=dict)
     """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""

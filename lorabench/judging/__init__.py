@@ -12,7 +12,8 @@
 
 `base` holds the interface and records, `parsing` reads scores out of replies, `prompts` builds
 judge messages (the project's instructions and layout, or BELLE's exact messages), `cache` is
-the sqlite reply cache, `factory` builds the configured judge.
+the sqlite reply cache, `factory` builds the configured judge; `pairwise` judges two runs'
+answers head to head (`build_pairwise_judge`: the configured judge in its pairwise mode).
 """
 
 from lorabench.judging.base import (
@@ -26,12 +27,17 @@ from lorabench.judging.base import (
     Status,
 )
 from lorabench.judging.cache import JudgeCache, cache_key
-from lorabench.judging.factory import build_judge, resolve_prompts
+from lorabench.judging.factory import build_judge, build_pairwise_judge, resolve_prompts
 from lorabench.judging.openai_judge import (
     DEFAULT_CACHE_PATH,
     UNKNOWN_SERVED_MODEL,
     OpenAIJudge,
     estimate_tokens,
+)
+from lorabench.judging.pairwise import (
+    OpenAIPairwiseJudge,
+    PairwiseJudge,
+    ReferencePairwiseJudge,
 )
 from lorabench.judging.parsing import ParsedScore, parse_score, parse_score_detail
 from lorabench.judging.prompts import (
@@ -78,10 +84,14 @@ __all__ = [
     "Layout",
     "MessageLayout",
     "OpenAIJudge",
+    "OpenAIPairwiseJudge",
+    "PairwiseJudge",
     "ParsedScore",
     "ReferenceJudge",
+    "ReferencePairwiseJudge",
     "Status",
     "build_judge",
+    "build_pairwise_judge",
     "cache_key",
     "download_belle_prompts",
     "estimate_tokens",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -21,13 +21,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lorabench.config import validate
-from lorabench.config.schema import Config, StatsConfig, TrackingConfig
+from lorabench.config.schema import (
+    Config,
+    JudgeConfig,
+    PairwiseConfig,
+    StatsConfig,
+    TrackingConfig,
+)
 from lorabench.console import outcome_line, sweep_summary
 from lorabench.errors import LorabenchError
 from lorabench.launching.topology import set_cpu_threads
 from lorabench.sweeping.points import FAILED, PointOutcome, print_plan, run_point, under_parent
 from lorabench.sweeping.rows import run_rows
-from lorabench.tracking.parents import close_parent, open_parent
+from lorabench.tracking.parents import PairwiseStage, close_parent, open_parent
 from lorabench.tracking.runs import client_for
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
@@ -35,16 +41,27 @@ PARENT_RUN_FILE = "mlflow_parent_run_id"
 OUTCOMES_DIR = "point_outcomes"
 """In the Hydra sweep directory: one JSON record per job of what became of its grid point, read
 by the process that launched the jobs (they may have run in other processes or on other nodes)."""
+T = TypeVar("T")
+
+
+def _section(config: DictConfig, key: str, schema: type[T]) -> T:
+    """The config's section `key` as its typed dataclass `schema`."""
+    return cast(T, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), config[key])))
 
 
 def _tracking_of(config: DictConfig) -> TrackingConfig:
-    return OmegaConf.to_object(
-        OmegaConf.merge(OmegaConf.structured(TrackingConfig), config.tracking)
+    return _section(config, "tracking", TrackingConfig)
+
+
+def _pairwise_of(config: DictConfig) -> PairwiseStage | None:
+    """The head-to-head stage's sections when the sweep judges its runs pairwise."""
+    if not config.sweep.pairwise:
+        return None
+    return PairwiseStage(
+        _section(config, "judge", JudgeConfig),
+        _section(config, "pairwise", PairwiseConfig),
+        str(config.cache_dir),
     )
-
-
-def _stats_of(config: DictConfig) -> StatsConfig:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StatsConfig), config.stats))
 
 
 class SweepCallback(Callback):
@@ -80,7 +97,8 @@ class SweepCallback(Callback):
                 path.read_text().strip(),
                 failed,
                 pick_learning_rate=config.sweep.pick_learning_rate,
-                stats=_stats_of(config),
+                stats=_section(config, "stats", StatsConfig),
+                pairwise=_pairwise_of(config),
             )
         print(sweep_summary(outcomes, plan=bool(config.sweep.plan)))
         if any(o.failed for o in outcomes):

@@ -22,7 +22,7 @@ from lorabench.sweeping.points import (
     run_point,
     under_parent,
 )
-from lorabench.tracking.parents import close_parent, open_parent
+from lorabench.tracking.parents import PairwiseStage, close_parent, open_parent
 from lorabench.tracking.runs import client_for
 
 
@@ -93,7 +93,12 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[P
     finally:
         failed = [o.run_name for o in outcomes if o.failed]
         close_parent(
-            client_for(cfg.tracking), parent, failed, cfg.sweep.pick_learning_rate, cfg.stats
+            client_for(cfg.tracking),
+            parent,
+            failed,
+            cfg.sweep.pick_learning_rate,
+            cfg.stats,
+            PairwiseStage(cfg.judge, cfg.pairwise, cfg.cache_dir) if cfg.sweep.pairwise else None,
         )
     return outcomes
 

@@ -10,13 +10,14 @@ import shlex
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
-from lorabench.config.schema import StatsConfig, TrackingConfig
+from lorabench.config.schema import JudgeConfig, PairwiseConfig, StatsConfig, TrackingConfig
 from lorabench.locking import owner_alive
 from lorabench.tracking.runs import client_for, experiment_id
 
@@ -84,18 +85,30 @@ def _abandoned_parent(client: MlflowClient, experiment: str, overrides: str) -> 
     return None
 
 
+@dataclass(frozen=True)
+class PairwiseStage:
+    """The sections a sweep's head-to-head stage (`sweep.pairwise=true`) reads: the judge, in
+    its pairwise mode, with its reply cache under `cache_dir`, and the pairs."""
+
+    judge: JudgeConfig
+    pairwise: PairwiseConfig
+    cache_dir: str
+
+
 def close_parent(
     client: MlflowClient,
     run_id: str,
     failed: Sequence[str] = (),
     pick_learning_rate: bool = False,
     stats: StatsConfig | None = None,
+    pairwise: PairwiseStage | None = None,
 ) -> None:
     """FINISHED when every grid point (and base row) finished, else FAILED naming the others;
-    the finished points' learning rates are checked (and, with `pick_learning_rate`, picked)
-    and their statistics logged on the way (`lorabench.analysis.sweep_records`; base rows train
-    nothing, so they have none). `failed`: the points that failed; those that failed before
-    opening a run of their own (a preflight) count as grid points too."""
+    the finished points' learning rates are checked (and, with `pick_learning_rate`, picked),
+    their statistics and (with `pairwise`) their head-to-head verdicts logged on the way
+    (`lorabench.analysis.sweep_records`; base rows train nothing, so they have none). `failed`:
+    the points that failed; those that failed before opening a run of their own (a preflight)
+    count as grid points too."""
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`{contract.TAG_PARENT_RUN_ID}` = '{run_id}'",
@@ -105,10 +118,17 @@ def close_parent(
     if finished:
         # Imported here: the analysis package brings pandas and matplotlib, which only a sweep's
         # end needs.
-        from lorabench.analysis.sweep_records import record_learning_rates, record_statistics
+        from lorabench.analysis.sweep_records import (
+            record_learning_rates,
+            record_pairwise,
+            record_statistics,
+        )
 
+        stats = stats or StatsConfig()
         record_learning_rates(client, run_id, finished, pick_learning_rate)
-        record_statistics(client, run_id, finished, stats or StatsConfig())
+        record_statistics(client, run_id, finished, stats)
+        if pairwise is not None:
+            record_pairwise(client, run_id, finished, pairwise, stats)
     runless = set(failed) - {r.info.run_name for r in children}
     unfinished = sorted(
         {r.info.run_name for r in children if r.info.status != "FINISHED"} | set(failed)
