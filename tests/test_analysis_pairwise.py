@@ -17,6 +17,7 @@ from lorabench.analysis.pairwise import (
     VERDICT_COLUMNS,
     bradley_terry,
     category_win_rates,
+    comparison_groups,
     length_controlled_win_rates,
     position_consistency,
     win_rates,
@@ -200,6 +201,21 @@ def test_two_runs_rate_as_the_log_odds_of_the_score_share_around_the_default_anc
     assert table.index[table["anchor"]].tolist() == ["y"]  # in the most comparisons
     assert table.loc["x", "rating"] == pytest.approx(np.log(4 / 2))  # 4 of 6 points
     assert table.loc["z", "rating"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_runs_never_compared_across_are_rated_in_groups_each_with_its_own_anchor() -> None:
+    # Two sweeps' LoRA-vs-FT pairs at two data sizes: nothing ties one pair's scale to the other's.
+    small = _consistent(["A", "B", "B", "tie"], run_a="lora-s", run_b="ft-s")
+    large = _consistent(["A", "A", "A", "B"], run_a="lora-l", run_b="ft-l")
+    table = bradley_terry(pd.concat([small, large]), **FEW).set_index("run")
+    assert comparison_groups(pd.concat([small, large])) == [["ft-l", "lora-l"], ["ft-s", "lora-s"]]
+    assert table.loc[["lora-s", "ft-s"], "group"].tolist() == ["ft-s", "ft-s"]  # alphabetical
+    assert table.loc[["lora-l", "ft-l"], "group"].tolist() == ["ft-l", "ft-l"]
+    # Each group as if alone: A's log-odds of its score share (1.5 of 4; 3 of 4).
+    assert table.loc["lora-s", "rating"] == pytest.approx(np.log(1.5 / 2.5))
+    assert table.loc["lora-l", "rating"] == pytest.approx(np.log(3 / 1))
+    alone = bradley_terry(large, **FEW).set_index("run")
+    assert table.loc["lora-l", "rating"] == pytest.approx(alone.loc["lora-l", "rating"])
 
 
 def test_ratings_without_a_finite_maximum_are_nan_and_an_unknown_anchor_is_an_error() -> None:

@@ -190,6 +190,18 @@ def test_one_panel_per_judge():
     ]
 
 
+def test_groups_never_compared_are_rated_and_drawn_apart(tmp_path):
+    # Two LoRA-vs-FT pairs at two data sizes, as a demo sweep judges them: two groups.
+    verdicts = pd.concat(
+        [pair("lora-s", "ft-s", ["A", "B", "B", "tie"]), pair("lora-l", "ft-l", ["A", "A", "B"])],
+        ignore_index=True,
+    )
+    drawn = write_pairwise(verdicts, None, tmp_path / "rep", FAST)
+    assert drawn.figures.skipped == {}
+    assert_real_image(tmp_path / "rep" / "figures" / "pairwise_ratings.png")
+    assert "| `ft-s` | `lora-s` |" in drawn.markdown and "| `ft-l` | `lora-l` |" in drawn.markdown
+
+
 def test_figures_are_files_or_skipped_with_their_reason(tmp_path):
     # x, y and z beat each other in a circle: every rating has a finite maximum.
     rounds = pd.concat(
@@ -205,8 +217,8 @@ def test_figures_are_files_or_skipped_with_their_reason(tmp_path):
     sweep = write_pairwise(pair("x", "y", ["A", "A"]), None, tmp_path / "one", FAST)
     assert [p.name for p in sweep.figures.files] == ["pairwise_win_rates.png",
                                                       "pairwise_win_rates.svg"]  # fmt: skip
-    assert "have a finite maximum" in sweep.figures.skipped["pairwise_ratings"]
-    assert "`pairwise_ratings` not drawn: Bradley–Terry ratings: no judge's" in sweep.markdown
+    assert "ratings with a finite maximum" in sweep.figures.skipped["pairwise_ratings"]
+    assert "`pairwise_ratings` not drawn: Bradley–Terry ratings: no group" in sweep.markdown
     # Nothing judged at all: nothing drawn, each figure skipped with why.
     failed = write_pairwise(pair("x", "y", [None, None]), None, tmp_path / "failed", FAST)
     assert failed.figures.files == []

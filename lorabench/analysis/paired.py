@@ -241,9 +241,10 @@ def incremental_pairs(groups: Sequence[Group]) -> list[tuple[str, Group, Group]]
 
 
 def _size(group: Group) -> float:
+    """The group's base model size: as its runs logged it, else as its name says."""
     from lorabench.analysis.runs import model_size
 
-    return model_size(group.base_model) or 0.0
+    return group.base_params or model_size(group.base_model) or 0.0
 
 
 @dataclass
@@ -276,8 +277,7 @@ def find_group(groups: Sequence[Group], name: str) -> Group | None:
     for g in groups:  # one replicate of a group, compared on its own
         if name in g.run_names:
             i = g.run_names.index(name)
-            return Group(name, g.judge, g.eval_set, (g.run_ids[i],), (name,), g.base_model,
-                         g.method, g.data, g.base_run, g.num_samples)  # fmt: skip
+            return replace(g, name=name, run_ids=(g.run_ids[i],), run_names=(name,))
     return None
 
 

@@ -395,11 +395,29 @@ def _bt_judge(
         out[elo] = ELO_ANCHOR + ELO_SCALE * out[column]
     out["comparisons"] = comparisons[runs].to_numpy()
     out["draws"] = refits
+    out["group"] = anchor
     return out
+
+
+def comparison_groups(judged: pd.DataFrame) -> list[list[str]]:
+    """The runs in groups that were compared with each other, through any chain of pairs (the
+    comparison graph's connected components), each sorted, the groups in order of their first
+    run. Ratings compare runs within a group only: nothing ties one group's scale to
+    another's."""
+    runs = sorted(set(judged["run_a"]) | set(judged["run_b"]))
+    index = {r: i for i, r in enumerate(runs)}
+    a, b = judged["run_a"].map(index).to_numpy(), judged["run_b"].map(index).to_numpy()
+    graph = csr_matrix((np.ones(len(a)), (a, b)), shape=(len(runs), len(runs)))
+    _, labels = connected_components(graph, directed=False)
+    groups: dict[int, list[str]] = {}
+    for run, label in zip(runs, labels, strict=True):
+        groups.setdefault(int(label), []).append(run)
+    return list(groups.values())
 
 
 BT_COLUMNS = (
     "judge",
+    "group",
     "run",
     "anchor",
     "rating",
@@ -411,9 +429,11 @@ BT_COLUMNS = (
     "comparisons",
     "draws",
 )
-"""bradley_terry's columns: `rating` in log-odds against the anchor (0), `elo` the same on
-Arena-Hard's scale (anchor 1000), `comparisons` the run's judged item verdicts, `draws` the
-bootstrap refits with a finite maximum (the interval's; see `_finite_mle`)."""
+"""bradley_terry's columns: `group` the comparison group's anchor (`comparison_groups`: runs
+compared through some chain of pairs; a rating means something against its group only),
+`rating` in log-odds against the anchor (0), `elo` the same on Arena-Hard's scale (anchor
+1000), `comparisons` the run's judged item verdicts, `draws` the bootstrap refits with a finite
+maximum (the interval's; see `_finite_mle`)."""
 
 
 def bradley_terry(
@@ -424,20 +444,27 @@ def bradley_terry(
     seed: int = _DEFAULTS.seed,
     anchor: str | None = None,
 ) -> pd.DataFrame:
-    """Per judge, the Bradley–Terry rating of every run from all its pairs' judged verdicts
-    (see the module doc; `BT_COLUMNS`), with `level` percentile intervals from `samples` item
-    bootstrap refits. `anchor` (default: `default_anchor`, the run in the most comparisons)
-    is fixed at 0; ValueError when a judge never compared it. Ratings are NaN when they have no
-    finite maximum (some run won, or lost, every comparison, or the runs fall into groups never
-    compared)."""
+    """Per judge and comparison group (`comparison_groups`: runs compared through some chain
+    of pairs; a sweep's LoRA-vs-FT pairs at three data sizes are three groups), the
+    Bradley–Terry rating of every run from all its group's judged verdicts (see the module
+    doc; `BT_COLUMNS`), with `level` percentile intervals from `samples` item bootstrap refits.
+    Each group's anchor (its `default_anchor`, the run in the most comparisons; `anchor` in the
+    group that holds it) is fixed at 0; ValueError when a judge never compared `anchor`.
+    Ratings are NaN when they have no finite maximum (some run won, or lost, every
+    comparison of its group)."""
     verdicts = check_verdicts(verdicts)
     rng = np.random.default_rng(seed)
     frames = [pd.DataFrame(columns=list(BT_COLUMNS))]
     for judge, by_judge in verdicts.groupby("judge", sort=True):
         judged = by_judge[by_judge["verdict"].notna()]
-        if len(judged):
-            frames.append(_bt_judge(str(judge), judged, samples, level, rng, anchor))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if anchor is not None and len(judged) and anchor not in _comparisons(judged).index:
+            raise ValueError(f"anchor {anchor} has no judged comparison by judge {judge}")
+        for group in comparison_groups(judged) if len(judged) else []:
+            rows = judged[judged["run_a"].isin(group)]
+            fixed = anchor if anchor in group else None
+            frames.append(_bt_judge(str(judge), rows, samples, level, rng, fixed))
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return frame.reindex(columns=list(BT_COLUMNS))
 
 
 # Length control ------------------------------------------------------------------------------

@@ -247,32 +247,35 @@ def _win_rate_panel(ax: Axes, cells: pd.DataFrame, names: list[str]) -> AxesImag
     return image
 
 
-def _rated(ratings: pd.DataFrame) -> list[str]:
-    """The judges whose ratings have a finite maximum (a free run with a rating)."""
+def _rated(ratings: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (judge, comparison group) whose ratings have a finite maximum (a free run with a
+    rating)."""
     free = ratings[~ratings["anchor"].astype(bool) & ratings["elo"].notna()]
-    return sorted(free["judge"].unique())
+    return sorted(set(zip(free["judge"], free["group"], strict=True)))
 
 
 def plot_ratings(
     ratings: pd.DataFrame, *, title: str = FIGURE_TITLES["pairwise_ratings"]
 ) -> Figure:
-    """Per judge, each run's Bradley–Terry rating (`bradley_terry`' table, Elo-like scale) with
-    its bootstrap interval as a horizontal error bar, best at the top; the anchor (fixed at
-    1000) a diamond. A judge whose ratings have no finite maximum has no panel."""
-    judges = _rated(ratings)
-    if not judges:
+    """Per judge and comparison group (runs compared through some chain of pairs: ratings mean
+    something within a group only), each run's Bradley–Terry rating (`bradley_terry`' table,
+    Elo-like scale) with its bootstrap interval as a horizontal error bar, best at the top;
+    the group's anchor (fixed at 1000) a diamond. A group whose ratings have no finite maximum
+    has no panel."""
+    panels = _rated(ratings)
+    if not panels:
         raise AnalysisError(
-            "Bradley–Terry ratings: no judge's ratings have a finite maximum (a run won, or "
-            "lost, every comparison, or the runs fall into groups never compared)"
+            "Bradley–Terry ratings: no group of compared runs has ratings with a finite "
+            "maximum (in each, a run won, or lost, every comparison)"
             if len(ratings)
             else "Bradley–Terry ratings: no judged item"
         )
-    size = max(ratings[ratings["judge"].isin(judges)].groupby("judge").size())
-    fig = Figure(figsize=(8, len(judges) * (0.42 * size + 1.3) + 0.8), layout="constrained")
-    axes = fig.subplots(len(judges), 1, squeeze=False)[:, 0]
-    for ax, judge in zip(axes, judges, strict=True):
-        _rating_panel(ax, ratings[ratings["judge"] == judge])
-        ax.set_title(f"judge {judge}", fontsize=10)
+    sizes = [((ratings["judge"] == j) & (ratings["group"] == g)).sum() for j, g in panels]
+    fig = Figure(figsize=(8, sum(0.42 * n + 1.3 for n in sizes) + 0.8), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=sizes)[:, 0]
+    for ax, (judge, group) in zip(axes, panels, strict=True):
+        _rating_panel(ax, ratings[(ratings["judge"] == judge) & (ratings["group"] == group)])
+        ax.set_title(f"judge {judge}: the runs compared with `{group}`", fontsize=10)
     axes[-1].set_xlabel(RATING_LABEL)
     fig.suptitle(title, fontsize=12)
     return fig
@@ -340,7 +343,9 @@ def _preamble(stats: StatsConfig) -> str:
         f"bootstrap over the items, resampled within their category ({stats.bootstrap_samples}"
         " draws). **Bradley–Terry ratings**: every run of a judge rated at once from all its "
         "pairs (Arena-Hard's model), on an Elo-like scale (400 points a factor of 10 in the "
-        "odds of winning) anchored at 1000 at the run with the most comparisons. "
+        "odds of winning), per group of runs compared through some chain of pairs (nothing ties "
+        "one group's scale to another's), anchored at 1000 at the group's run with the most "
+        "comparisons. "
         "**Length-controlled win rate**: AlpacaEval 2's regression of the item outcome on the "
         "answers' length difference, read at no difference. See `docs/judges.md`."
     )
@@ -417,16 +422,21 @@ def _elo_cell(row: Any) -> str:
 
 
 def ratings_table(ratings: pd.DataFrame, stats: StatsConfig) -> list[str]:
-    """One judge's Bradley–Terry ratings (Markdown lines), the best first."""
-    rows = ratings.sort_values(["elo", "run"], ascending=[False, True], na_position="last")
+    """One judge's Bradley–Terry ratings (Markdown lines), per comparison group (named by its
+    anchor) the best first."""
+    rows = ratings.sort_values(
+        ["group", "elo", "run"], ascending=[True, False, True], na_position="last"
+    )
     lines = [
-        f"| Run | Rating [{stats.level:.0%} interval] | Log-odds against the anchor "
-        "| Item verdicts |",
-        "| --- | --: | --: | --: |",
+        f"| Compared with (anchor) | Run | Rating [{stats.level:.0%} interval] "
+        "| Log-odds against the anchor | Item verdicts |",
+        "| --- | --- | --: | --: | --: |",
     ]
     for row in rows.itertuples(index=False):
         log_odds = "—" if pd.isna(row.rating) else f"{row.rating:+.2f}"
-        lines.append(f"| `{row.run}` | {_elo_cell(row)} | {log_odds} | {row.comparisons} |")
+        lines.append(
+            f"| `{row.group}` | `{row.run}` | {_elo_cell(row)} | {log_odds} | {row.comparisons} |"
+        )
     draws = int(rows["draws"].max()) if len(rows) else 0
     if 0 < draws < stats.bootstrap_samples:
         lines += [

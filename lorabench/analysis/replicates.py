@@ -55,6 +55,8 @@ class Group:
     data: str | None
     base_run: str | None
     num_samples: float | None
+    base_params: float | None = None
+    """The base model's parameter count (`runs.load_runs`' `base_params`), when known."""
 
     @property
     def replicates(self) -> int:
@@ -86,9 +88,14 @@ def replicate_groups(runs: pd.DataFrame) -> list[Group]:
                 data=first["data"],
                 base_run=replicate_name(base_run) if isinstance(base_run, str) else None,
                 num_samples=None if pd.isna(first["num_samples"]) else first["num_samples"],
+                base_params=_known_number(first.get("base_params")),
             )
         )
     return groups
+
+
+def _known_number(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def macro_draws(
