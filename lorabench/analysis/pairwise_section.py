@@ -22,6 +22,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -278,6 +279,17 @@ def plot_ratings(
         ax.set_title(f"judge {judge}: the runs compared with `{group}`", fontsize=10)
     axes[-1].set_xlabel(RATING_LABEL)
     fig.suptitle(title, fontsize=12)
+    # One legend for every panel, below them: inside a panel it covers the ratings.
+    fig.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color="#1f77b4", label="run"),
+            Line2D([], [], marker="D", linestyle="", color="#333333", label="anchor (fixed)"),
+        ],
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+        fontsize=8,
+    )
     return fig
 
 
@@ -297,7 +309,6 @@ def _rating_panel(ax: Axes, ratings: pd.DataFrame) -> None:
     ax.set_yticks(ys, list(rows["run"]), fontsize=8)
     ax.grid(True, axis="x", alpha=0.3)
     ax.margins(y=0.15)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
 
 
 def write_pairwise_figures(
