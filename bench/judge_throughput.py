@@ -13,6 +13,23 @@ compete with the judge for this process's interpreter lock.
 The floor is items × latency / concurrency (12.5 s for 1,000 × 0.2 s / 16); the target is
 <= 15 s. The cached re-run must make 0 calls (target <= 2 s).
 
+Fault part: a fresh judge (default settings: backoff, retries, no per-minute budgets) judges the
+same `--items` requests against the server answering with its fault mix (`FaultMix`: the first
+attempt of 10% of prompts gets 429 with `Retry-After: 1`, the first attempt of 5% a 500, 8% of
+prompts a reply with no score, chosen by a hash of the prompt) and announcing OpenAI-style
+rate-limit headers on every reply (a budget of 100,000 requests per minute, which this run never
+exhausts: the headers are read, they do not throttle). `faults_to_clean=` is its time over the
+clean judge line's in the same invocation (target <= 2; holding every request for every
+`Retry-After` made it 4 to 5.5: 62 s against 15 s, 74 s against 13.6 s on a busy machine).
+`faults_rate_limited=` is the 429s the judge got. A fixed hold gets exactly one per
+rate-limited prompt (`faults_rate_limited_prompts=`), since the mix rate-limits first attempts
+only and its header budget is never spent; pacing must not get more (raised otherwise: more
+would mean requests sent against a budget the headers said was spent). Every item is
+accounted for: `faults_scored=` (status ok, expected for every prompt but the unscorable ones),
+`faults_unscorable=` (parse failures, expected exactly for the unscorable prompts) and
+`faults_failed=` (errors, each reason on stderr); an item whose status is not the one its fault
+class leads to, other than a failure with its reason, raises.
+
 Pairwise part: `OpenAIPairwiseJudge` judges `--items` pairs of answers in both orders (2 ×
 items calls, one batch) against the same server, which always prefers the answer shown first
 (so every item ends a tie, inconsistent: checked). Its floor is 2 × items × latency /
@@ -27,7 +44,9 @@ paper's decoding, batched (`--batch-size`, left padding) and one by one, alterna
 `--new-tokens` each. `generation_speedup=` is one-by-one seconds over batched seconds.
 
 Prints `name=value` lines: the settings, `judge_seconds=`, `judge_calls=`, `judge_floor_seconds=`,
-`cached_seconds=`, `cached_calls=`, `pairwise_pairs=`, `pairwise_calls=`,
+`cached_seconds=`, `cached_calls=`, `faults_seconds=`, `faults_to_clean=`,
+`faults_calls=`, `faults_rate_limited=`, `faults_rate_limited_prompts=`, `faults_scored=`,
+`faults_unscorable=`, `faults_failed=`, `pairwise_pairs=`, `pairwise_calls=`,
 `pairwise_floor_seconds=`, `pairwise_seconds=`, `pairwise_to_floor=`,
 `generation_batched_seconds=`, `generation_single_seconds=`, `generation_speedup=`. `--smoke`
 runs it all in seconds on tiny sizes (the same lines).
@@ -41,7 +60,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,8 +72,9 @@ from benchutil import demo_base, demo_config, parse_with_smoke  # noqa: E402
 
 from lorabench.demo.corpus import generate_eval_set  # noqa: E402
 from lorabench.evaluation.eval_set import EvalItem, category_of  # noqa: E402
-from lorabench.judging import JudgeRequest, OpenAIJudge  # noqa: E402
+from lorabench.judging import Judgement, JudgeRequest, OpenAIJudge  # noqa: E402
 from lorabench.judging.pairwise import OpenAIPairwiseJudge  # noqa: E402
+from tests.helpers.fake_openai_server import fault_of  # noqa: E402
 
 KEY_ENV = "LORABENCH_BENCH_JUDGE_KEY"
 SMOKE = {
@@ -66,16 +87,22 @@ SMOKE = {
 }
 
 
+FAULTS_LIMIT_REQUESTS = 100_000
+"""Requests per minute the fault server announces in its headers (never reached here)."""
+
+
 @contextmanager
-def fake_server(latency: float, reply: str | None = None) -> Iterator[str]:
-    """The fake OpenAI server in a child process (every reply `reply`, or its default one);
-    yields its base URL."""
+def fake_server(latency: float, reply: str | None = None, faults: bool = False) -> Iterator[str]:
+    """The fake OpenAI server in a child process (every reply `reply`, or its default one; with
+    `faults`, its fault mix and rate-limit headers); yields its base URL."""
+    fault_options = ["--faults", f"--limit-requests={FAULTS_LIMIT_REQUESTS}"] if faults else []
     proc = subprocess.Popen(
         [
             sys.executable,
             str(REPO_ROOT / "tests" / "helpers" / "fake_openai_server.py"),
             f"--latency={latency}",
             *([f"--reply={reply}"] if reply is not None else []),
+            *fault_options,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -141,6 +168,63 @@ def judge_benchmark(
         "cached_seconds": round(cached_seconds, 3),
         "cached_calls": cached.stats.calls,
     }
+
+
+def faults_benchmark(
+    clean_seconds: float, items: int = 1000, latency: float = 0.2, concurrency: int = 16
+) -> dict[str, object]:
+    """Time judging `items` requests through the server's fault mix; the figures by name, with
+    the time over the clean judging's `clean_seconds` (see the module docstring)."""
+    requests = benchmark_requests(items)
+    with fake_server(latency, faults=True) as base_url, tempfile.TemporaryDirectory() as tmp:
+        judge = OpenAIJudge(
+            base_url=base_url,
+            api_key_env=KEY_ENV,
+            concurrency=concurrency,
+            cache_path=Path(tmp) / "faults.sqlite",
+        )
+        started = time.perf_counter()
+        judgements = judge.judge_all(requests, progress=False)
+        seconds = time.perf_counter() - started
+        judge.close()
+    kinds = [fault_of(judge.prompt_for(r)) for r in requests]
+    counts = account_for(judgements, kinds)
+    limited_prompts = kinds.count("rate_limited")
+    if judge.stats.rate_limited > limited_prompts:
+        raise RuntimeError(
+            f"fault benchmark: {judge.stats.rate_limited} 429s, more than the "
+            f"{limited_prompts} a fixed hold gets (one per rate-limited prompt)"
+        )
+    return {
+        "faults_seconds": round(seconds, 3),
+        "faults_to_clean": round(seconds / clean_seconds, 3),
+        "faults_calls": judge.stats.calls,
+        "faults_rate_limited": judge.stats.rate_limited,
+        "faults_rate_limited_prompts": limited_prompts,
+        **{f"faults_{name}": n for name, n in counts.items()},
+    }
+
+
+def account_for(judgements: Sequence[Judgement], kinds: Sequence[str]) -> dict[str, int]:
+    """Counts of scored, unscorable and failed items, each failure's reason on stderr; raises
+    if an item ended otherwise than its fault class (`kinds`) leads to."""
+    counts = {"scored": 0, "unscorable": 0, "failed": 0}
+    reasons: Counter[str] = Counter()
+    unaccounted = []
+    for i, (judgement, kind) in enumerate(zip(judgements, kinds, strict=True)):
+        expected = "parse_failure" if kind == "unscorable" else "ok"
+        if judgement.status == "error" and judgement.reason:
+            counts["failed"] += 1
+            reasons[judgement.reason] += 1
+        elif judgement.status == expected:
+            counts["scored" if expected == "ok" else "unscorable"] += 1
+        else:
+            unaccounted.append(f"#{i} ({kind}): {judgement.status} {judgement.reason!r}")
+    for reason, n in reasons.most_common():
+        print(f"faults: {n} failed: {reason}", file=sys.stderr)
+    if unaccounted or sum(counts.values()) != len(kinds):
+        raise RuntimeError(f"fault benchmark: items unaccounted for: {unaccounted[:10]}")
+    return counts
 
 
 def pairwise_benchmark(
@@ -237,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     figures = judge_benchmark(args.items, args.latency, args.concurrency)
+    clean = float(figures["judge_seconds"])  # type: ignore[arg-type]
+    figures.update(faults_benchmark(clean, args.items, args.latency, args.concurrency))
     figures.update(pairwise_benchmark(args.items, args.latency, args.concurrency))
     figures.update(generation_benchmark(args.questions, args.batch_size, args.new_tokens))
     for name, value in figures.items():

@@ -95,17 +95,21 @@ def test_429_is_retried_after_retry_after(server, tmp_path) -> None:
     assert judge.stats.calls == 2 and judge.stats.retries == 1
 
 
-def test_a_retry_after_holds_back_the_other_requests_too(api_key, tmp_path) -> None:
-    # The first request is rate-limited at once; the others take 0.2 s. Without a shared hold
-    # the third request would go out at 0.2 s, inside the server's 0.5 s.
+def test_a_retry_after_holds_back_only_the_rate_limited_request(api_key, tmp_path) -> None:
+    # The first request is rate-limited at once; the others take 0.2 s. The 429 halves the
+    # concurrency (2 -> 1) but holds no one else: the third request goes out when the second
+    # ends, at 0.2 s, inside the server's 0.5 s; the rate-limited one waits its 0.5 s.
     with FakeOpenAIServer(api_key=api_key, default=slow(0.2, "得分：1")) as srv:
         srv.push(rate_limited(retry_after=0.5))
         judge = _judge(srv, tmp_path, concurrency=2)
         judgements = judge.judge_all(_requests(4), progress=False)
-        arrivals = [r.time for r in srv.chat_requests]
+        sent = [(r.body["messages"][0]["content"], r.time) for r in srv.chat_requests]
     assert [j.status for j in judgements] == ["ok"] * 4
-    assert len(arrivals) == 5
-    assert all(t - arrivals[0] >= 0.45 for t in arrivals[2:])
+    assert len(sent) == 5 and judge.stats.rate_limited == 1
+    (limited, first), *others = sent
+    retried = [t for prompt, t in others if prompt == limited]
+    assert len(retried) == 1 and retried[0] - first >= 0.45
+    assert any(t - first < 0.45 for prompt, t in others if prompt != limited)
 
 
 def test_an_empty_batch_is_fine(server, tmp_path) -> None:

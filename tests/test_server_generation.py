@@ -18,7 +18,7 @@ from lorabench.demo.pretraining import resolved_model
 from lorabench.errors import ConfigError, GenerationError
 from lorabench.evaluation import evaluate
 from lorabench.evaluation.backends import served_name
-from lorabench.evaluation.targets import generation_key, resolve_target
+from lorabench.evaluation.targets import evaluation_hash, generation_key, resolve_target
 from lorabench.modeling.base import build_model, build_tokenizer
 from lorabench.training import train
 from tests.helpers.checkout import REPO_ROOT
@@ -209,6 +209,16 @@ def test_the_engine_is_part_of_the_generation_key_and_the_url_is_not(demo_config
     assert served_a != hf
     assert key(*via_server("http://b/v1", "eval.server.concurrency=3")) == served_a
     assert key("eval.backend=vllm") == served_a  # the same engine, started for the run
+
+
+def test_how_the_judges_calls_are_sent_is_not_part_of_the_evaluation_hash(demo_config, base_dir):
+    def key(*overrides: str) -> str:
+        cfg = demo_config(*on_base(base_dir), "judge=openai", *overrides)
+        return evaluation_hash(cfg, resolve_target(cfg))
+
+    synchronous = key()
+    assert key("judge.batch=true", "judge.batch_poll_seconds=5") == synchronous
+    assert key("judge.model=gpt-4o") != synchronous  # who judges is what is judged
 
 
 def test_vllm_backend_without_vllm_says_how_to_get_it(demo_config, base_dir) -> None:

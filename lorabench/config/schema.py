@@ -393,8 +393,17 @@ class JudgeConfig:
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the key (never put the key in a config)."""
     concurrency: int = 16
+    """The most requests in flight; fewer after 429s (halved, grown back one per window of
+    successes: `lorabench.judging.pacing`)."""
     max_retries: int = 6
     timeout: float = 60.0
+    requests_per_minute: float | None = None
+    """The most requests the judge starts per minute (a continuously refilled budget, e.g. the
+    account's RPM); > 0, or null for none of its own (the server's `x-ratelimit-*` headers are
+    followed either way)."""
+    tokens_per_minute: float | None = None
+    """The most tokens per minute (each request's prompt plus expected reply, estimated before it
+    is sent and corrected by its usage, e.g. the account's TPM); > 0, or null for none."""
     temperature: float = 0.0
     """Sampling temperature of the judge (BELLE's page: 0.0); >= 0."""
     max_tokens: int | None = 3000
@@ -419,6 +428,12 @@ class JudgeConfig:
     """Judgements per item: the extra `repeats - 1` calls bypass the reply cache (each is
     recorded, in `eval/judges/<judge>/repeats.jsonl`) and measure the judge's own noise; at
     temperature 0 that is only the server's nondeterminism."""
+    batch: bool = False
+    """Judge through the provider's Batch API (`lorabench.judging.batch`: half the price,
+    results within 24 hours) instead of synchronous calls; the replies fill the same cache.
+    An LLM judge (`openai`) only."""
+    batch_poll_seconds: float = 60.0
+    """With `batch`: seconds between two looks at the batch's status."""
 
 
 @dataclass
@@ -945,11 +960,20 @@ def _check_judge(j: JudgeConfig) -> None:
     _positive("judge.concurrency", j.concurrency)
     _non_negative("judge.max_retries", j.max_retries)
     _positive("judge.timeout", j.timeout)
+    for key, budget in (
+        ("judge.requests_per_minute", j.requests_per_minute),
+        ("judge.tokens_per_minute", j.tokens_per_minute),
+    ):
+        if budget is not None and not budget > 0:
+            _fail(key, budget, "must be > 0 or null")
     _non_negative("judge.temperature", j.temperature)
     if j.max_tokens is not None and j.max_tokens < 1:
         _fail("judge.max_tokens", j.max_tokens, "must be >= 1 or null")
     _one_of("judge.belle_translation", j.belle_translation, BELLE_TRANSLATIONS)
     _positive("judge.repeats", j.repeats)
+    if j.batch and j.name != "openai":
+        _fail("judge.batch", j.batch, f"only an LLM judge (judge=openai) batches, not {j.name}")
+    _positive("judge.batch_poll_seconds", j.batch_poll_seconds)
 
 
 def _check_judge_prompts(prompts: str) -> None:

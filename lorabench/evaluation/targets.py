@@ -85,6 +85,14 @@ def resolve_target(cfg: Config) -> Target:
 HOW_SERVED = ("eval.backend", "eval.server", "eval.vllm")
 """Eval keys that say where answers are generated, not what they are: hashed as the engine
 (`generation_engine`) instead, so a server's URL, port or concurrency never invalidates them."""
+HOW_PACED = (
+    "judge.batch",
+    "judge.batch_poll_seconds",
+    "judge.requests_per_minute",
+    "judge.tokens_per_minute",
+)
+"""Judge keys that say how the calls are sent (synchronously or in a batch, how fast), not
+what is asked: a change never invalidates an evaluation (and adding them changed no hash)."""
 
 
 def generation_engine(cfg: Config) -> str:
@@ -113,5 +121,5 @@ def evaluation_hash(cfg: Config, target: Target) -> str:
         ("eval", "judge"),
         target.spec.fingerprint(),
         *_engine_extra(cfg),
-        exclude=HOW_SERVED,
+        exclude=HOW_SERVED + HOW_PACED,
     )

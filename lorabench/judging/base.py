@@ -139,6 +139,9 @@ class JudgeStats:
     """HTTP requests sent for judging, retries included (0 for offline judges)."""
     retries: int = 0
     """Of `calls`, those that repeated a failed attempt."""
+    rate_limited: int = 0
+    """Of `calls`, those the server answered 429 (rate limited); each was retried, or ended
+    the item's retries."""
     cache_hits: int = 0
     """Judgements answered without a call (cache, or a duplicate in the same batch)."""
     parse_failures: int = 0

@@ -78,6 +78,8 @@ def _endpoint(judge_cfg: JudgeConfig, cache_dir: str | Path) -> dict[str, Any]:
         "temperature": judge_cfg.temperature,
         "max_tokens": judge_cfg.max_tokens,
         "cache_path": cache_path,
+        "requests_per_minute": judge_cfg.requests_per_minute,
+        "tokens_per_minute": judge_cfg.tokens_per_minute,
     }
 
 

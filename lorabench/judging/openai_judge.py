@@ -1,14 +1,26 @@
 """An LLM judge behind any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM,
 llama.cpp, Ollama), concurrent, cached, retried and auditable.
 
-- Concurrency: `AsyncOpenAI` on an asyncio loop, at most `concurrency` requests in flight.
+- Pacing (`lorabench.judging.pacing.Pacer`, one per judge, so what it learnt carries over to
+  the next batch): `AsyncOpenAI` on an asyncio loop, at most `concurrency` requests in flight,
+  fewer after 429s (halved once per congestion episode, grown back by one per window of
+  successes; the 429s are counted in `stats.rate_limited`);
+  with `requests_per_minute` / `tokens_per_minute` a per-minute budget of each (a request's
+  tokens are estimated before it starts, with `estimate`'s counter plus the expected reply, and
+  corrected by the reply's `usage`); and whatever the replies' `x-ratelimit-remaining-*` /
+  `x-ratelimit-reset-*` headers allow (read from every reply, 429s included, through the
+  client's `with_raw_response`).
 - Retries: the client's own retries are off (`max_retries=0`); this module retries 408, 409,
   429, 5xx, timeouts and connection errors with exponential backoff and equal jitter
-  (`backoff_base * 2**n`, capped at `backoff_max`, times a random factor in [0.5, 1]). A
-  `Retry-After` (or `retry-after-ms`) header is honoured: the wait is at least what the server
-  asked for, and every other request in flight holds off for that long too. A server asking
-  for more than `max_retry_after` seconds (a quota, not a burst) ends that item's retries.
-  Other 4xx are not retried: the item gets an `error` judgement with the server's message.
+  (`backoff_base * 2**n`, capped at `backoff_max`, times a random factor in [0.5, 1]), not
+  holding a slot while it waits; retries go before first attempts. A `Retry-After` (or
+  `retry-after-ms`) header is honoured by the request it answers: its retry waits at least that
+  long. Other requests are not held by it (a global hold made 1,000 calls take 4 times as long
+  as clean when 10% of first attempts were rate-limited); the halved concurrency and the
+  headers' budget (no new request while the server says none remain) throttle them instead:
+  the pacing module's docstring says exactly how. A server asking for more than
+  `max_retry_after` seconds (a quota, not a burst) ends that item's retries. Other 4xx are not
+  retried: the item gets an `error` judgement with the server's message.
 - Cache: every reply (including ones with no readable score) is written to the sqlite cache as
   soon as it arrives, keyed by model, sampling settings and the full prompt; identical prompts
   within a batch are sent once. Errors are not cached, so a rerun retries exactly those.
@@ -41,6 +53,7 @@ from tqdm.auto import tqdm
 
 from lorabench.judging.base import CostEstimate, Judge, JudgeError, Judgement, JudgeRequest
 from lorabench.judging.cache import CachedReply, JudgeCache, cache_key
+from lorabench.judging.pacing import Outcome, Pacer, Slot
 from lorabench.judging.parsing import ParsedScore, parse_score_detail
 from lorabench.judging.prompts import PROJECT_PROMPTS, JudgePrompts
 
@@ -82,6 +95,8 @@ class _Retry:
     failure: str
     retry_after: float | None = None
     """Seconds the server asked to wait (a `Retry-After` header), if it did."""
+    status: int | None = None
+    """The HTTP status of the failed attempt (None: no response, e.g. a timeout)."""
 
 
 class OpenAIJudge(Judge):
@@ -111,6 +126,10 @@ class OpenAIJudge(Judge):
         max_retry_after: a `Retry-After` longer than this ends the item's retries.
         recheck_parse_failures: ask again for cached replies that held no valid score (useful
             with temperature > 0; by default a paid reply is reused as it is).
+        requests_per_minute: the most requests to start per minute (a continuously refilled
+            budget); None: no budget of our own (the server's rate-limit headers still pace).
+        tokens_per_minute: the most tokens (prompt plus expected reply, estimated before the
+            request and corrected by its usage) per minute; None: no budget of our own.
     """
 
     def __init__(
@@ -130,6 +149,8 @@ class OpenAIJudge(Judge):
         backoff_max: float = 60.0,
         max_retry_after: float = 120.0,
         recheck_parse_failures: bool = False,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
     ) -> None:
         """Keep the settings (the class docstring describes them) and open the reply cache."""
         super().__init__()
@@ -146,10 +167,20 @@ class OpenAIJudge(Judge):
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self.recheck_parse_failures = recheck_parse_failures
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
         self.cache = JudgeCache(":memory:" if cache_path is None else cache_path)
+        self.pacer = Pacer(
+            concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            max_header_wait=max_retry_after,  # longer is a quota: the items end, not wait
+        )
+        """When each request may start; it lives as long as the judge, since the server's
+        limits do not reset between batches."""
         self._served: set[str] = set()
         self._rng = random.Random()
-        self._resume_at = 0.0  # loop time before which no request is sent (after a Retry-After)
+        self._count_tokens: Callable[[str], int] | None = None
 
     @property
     def name(self) -> str:
@@ -311,13 +342,12 @@ class OpenAIJudge(Judge):
     async def _call_all(
         self, api_key: str, prompts: dict[str, str], on_done: Callable[[str], None]
     ) -> dict[str, _Outcome]:
-        self._resume_at = 0.0
-        semaphore = asyncio.Semaphore(self.concurrency)
         async with self._client(api_key) as client:
 
             async def one(key: str, prompt: str) -> tuple[str, _Outcome]:
-                async with semaphore:
-                    outcome = await self._call(client, prompt, api_key)
+                # No semaphore here: the pacer admits each attempt, so a request waiting to
+                # retry holds no slot.
+                outcome = await self._call(client, prompt, api_key)
                 if outcome.reply is not None:
                     # Written as it arrives: an interrupted run keeps what it paid for.
                     self.cache.put(
@@ -340,8 +370,8 @@ class OpenAIJudge(Judge):
     async def _call(
         self, client: openai.AsyncOpenAI, prompt: str, api_key: str, preflight: bool = False
     ) -> _Outcome:
-        """One prompt, with retries; never raises for HTTP trouble (see `_Outcome.error`)."""
-        loop = asyncio.get_running_loop()
+        """One prompt, with retries, each attempt admitted by the pacer; never raises for HTTP
+        trouble (see `_Outcome.error`)."""
         extra: dict[str, Any] = {}
         if preflight:
             extra["max_tokens"] = 1
@@ -349,21 +379,20 @@ class OpenAIJudge(Judge):
             extra["max_tokens"] = self.max_tokens
         retry = _Retry("")
         for attempt in range(self.max_retries + 1):
-            hold = self._resume_at - loop.time()
-            if hold > 0:
-                await asyncio.sleep(hold)
+            slot = await self.pacer.acquire(self._tokens_of(prompt, extra), retry=attempt > 0)
             if preflight:
                 self.stats.preflight_calls += 1
             else:
                 self.stats.calls += 1
                 self.stats.retries += attempt > 0
-            result = await self._attempt(client, prompt, api_key, extra)
+            result = await self._attempt(client, prompt, api_key, extra, slot)
             if isinstance(result, _Outcome):
                 if not preflight:
                     self.stats.prompt_tokens += result.prompt_tokens
                     self.stats.completion_tokens += result.completion_tokens
                 return result
             retry = result
+            self.stats.rate_limited += retry.status == 429 and not preflight
             if attempt == self.max_retries:
                 break
             if retry.retry_after is not None and retry.retry_after > self.max_retry_after:
@@ -376,36 +405,76 @@ class OpenAIJudge(Judge):
         attempts = self.max_retries + 1
         return _Outcome(None, error=f"gave up after {attempts} attempts; last: {retry.failure}")
 
+    def _tokens_of(self, prompt: str, extra: dict[str, Any]) -> int:
+        """The tokens a request is expected to cost (prompt plus expected reply), for the
+        pacer's token budgets; 0 while none is in force (counting would be wasted)."""
+        if not self.pacer.counts_tokens:
+            return 0
+        if self._count_tokens is None:
+            self._count_tokens = _token_counter(self.model)
+        expected = min(EXPECTED_REPLY_TOKENS, extra.get("max_tokens") or EXPECTED_REPLY_TOKENS)
+        return self._count_tokens(prompt) + 8 + expected
+
     async def _attempt(
-        self, client: openai.AsyncOpenAI, prompt: str, api_key: str, extra: dict[str, Any]
+        self,
+        client: openai.AsyncOpenAI,
+        prompt: str,
+        api_key: str,
+        extra: dict[str, Any],
+        slot: Slot,
     ) -> _Outcome | _Retry:
-        """One request: its outcome (a reply, or an error not worth retrying), or why to retry."""
+        """One request, started on `slot` (released here, with what the reply said about the
+        rate): its outcome (a reply, or an error not worth retrying), or why to retry."""
+        headers: Any = None
+        result: _Outcome | _Retry | None = None
         try:
-            response = await client.chat.completions.create(
+            raw = await client.chat.completions.with_raw_response.create(
                 model=self.model,
                 messages=[{"role": "user", "content": prompt}],
                 temperature=self.temperature,
                 **extra,
             )
+            headers = raw.headers
+            result = _reply_of(raw.parse())
         except openai.APIStatusError as err:
+            headers = err.response.headers
             failure = _redact(f"HTTP {err.status_code}: {_message(err)}", api_key)
             if not _retryable(err.status_code):
-                return _Outcome(None, error=failure, status=err.status_code)
-            return _Retry(failure, _retry_after(err.response.headers))
+                result = _Outcome(None, error=failure, status=err.status_code)
+            else:
+                result = _Retry(failure, _retry_after(headers), err.status_code)
         except openai.APITimeoutError:
-            return _Retry(f"timed out after {self.timeout:g}s")
+            result = _Retry(f"timed out after {self.timeout:g}s")
         except openai.APIConnectionError as err:
-            return _Retry(_redact(f"connection error: {err.__cause__ or err}", api_key))
+            result = _Retry(_redact(f"connection error: {err.__cause__ or err}", api_key))
         except openai.APIError as err:  # e.g. a 200 whose body is not a chat completion
-            return _Outcome(None, error=_redact(f"invalid response: {err}", api_key))
-        return _reply_of(response)
+            result = _Outcome(None, error=_redact(f"invalid response: {err}", api_key))
+        finally:  # also when cancelled or on a surprise: the slot must not stay taken
+            self._release(slot, result, headers)
+        assert result is not None  # every branch that does not raise sets it
+        return result
+
+    def _release(self, slot: Slot, result: _Outcome | _Retry | None, headers: Any) -> None:
+        """Hand the slot back to the pacer with what the attempt says about the rate: a reply
+        (and the tokens it used), a 429 (and its Retry-After), or another failure."""
+        outcome: Outcome = "failed"
+        used: int | None = None
+        retry_after: float | None = None
+        if isinstance(result, _Outcome) and result.reply is not None:
+            outcome = "ok"
+            used = result.prompt_tokens + result.completion_tokens or None
+        elif isinstance(result, _Retry) and result.status == 429:
+            outcome, retry_after = "rate_limited", result.retry_after
+            if retry_after is not None:  # a quota's hours would end the halving for hours
+                retry_after = min(retry_after, self.max_retry_after)
+        self.pacer.release(
+            slot, outcome, headers=headers, used_tokens=used, retry_after=retry_after
+        )
 
     async def _wait_to_retry(self, attempt: int, retry: _Retry) -> None:
-        """Sleep before retry number `attempt + 1`; a Retry-After holds off every request."""
-        loop = asyncio.get_running_loop()
+        """Sleep before retry number `attempt + 1`, holding no slot. A Retry-After delays this
+        request only; the pacer throttles the others (the pacing module's docstring)."""
         wait = self._backoff(attempt, retry.retry_after)
-        if retry.retry_after is not None:
-            self._resume_at = max(self._resume_at, loop.time() + retry.retry_after)
         log.info(
             "judge request failed (%s); retry %d/%d in %.2fs",
             retry.failure,

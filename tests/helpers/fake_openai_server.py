@@ -12,20 +12,33 @@ compare the messages received byte for byte and check where the API key was sent
 the requested model unless `served_model` is set (e.g. `gpt-3.5-turbo-0125`, the dated
 snapshot OpenAI's replies carry for the alias `gpt-3.5-turbo`).
 
+Faults and limits, for pacing tests and the benchmark's fault line: `FaultMix()` is a responder
+that answers by a hash of the prompt (`fault_of`), so the same prompts misbehave on every run:
+the FIRST attempt of 10% of prompts gets 429 with `Retry-After: 1`, the first attempt of 5% a
+500, 8% of prompts always get a reply with no score; a retry of a prompt gets a normal reply.
+`RateLimit(requests=…, tokens=…, window=…)` makes the server keep OpenAI-style budgets per fixed
+window: every chat reply (429s included) carries `x-ratelimit-limit-*`, `x-ratelimit-remaining-*`
+and `x-ratelimit-reset-*` (durations as OpenAI writes them, `6m0s`, `1.5s`, `20ms`), and a request
+over the budget gets 429 with `Retry-After` (the window's end) before the script or responder is
+asked.
+
 It lives under tests/ because it is test infrastructure, not part of the installed package;
 the tests import it (`tests.helpers.fake_openai_server`) and `bench/judge_throughput.py` runs it
 as a separate process: `python tests/helpers/fake_openai_server.py --latency 0.2` prints
-`port=N`.
+`port=N` (`--faults` answers with `FaultMix()`; `--limit-requests N --limit-window S` adds a
+`RateLimit`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.server
 import json
+import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +93,97 @@ def bad_request(message: str = "bad request") -> Action:
     return Action(status=400, error=message, code="invalid_request_error")
 
 
+FAULT_RATES = {"rate_limited": 0.10, "server_error": 0.05, "unscorable": 0.08}
+"""Shares of prompts in `FaultMix`'s fault classes (the rest are answered normally)."""
+
+UNSCORABLE_REPLY = "模型回答得不错，但我无法给出分数。"
+"""`FaultMix`'s reply with no readable score (a parse failure)."""
+
+
+def fault_of(prompt: str) -> str:
+    """The fault class of a prompt in `FaultMix`: `rate_limited`, `server_error`, `unscorable`
+    or `ok`, by a hash of its text (the same on every run and in every process)."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    share = int.from_bytes(digest[:8], "big") / 2**64
+    for kind, rate in FAULT_RATES.items():
+        if share < rate:
+            return kind
+        share -= rate
+    return "ok"
+
+
+class FaultMix:
+    """A responder answering by the prompt's fault class (`fault_of`): a 429 with
+    `Retry-After: retry_after` or a 500 on the prompt's first attempt only, `UNSCORABLE_REPLY`
+    on every attempt of an unscorable prompt, `content` otherwise."""
+
+    def __init__(self, retry_after: float = 1.0, content: str = DEFAULT_REPLY) -> None:
+        """Count attempts per prompt from now on."""
+        self.retry_after = retry_after
+        self.content = content
+        self.attempts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Action:
+        """The answer to one chat request (the server calls this from its threads)."""
+        prompt = str(body["messages"][-1].get("content", ""))
+        with self._lock:
+            attempt = self.attempts[prompt]
+            self.attempts[prompt] += 1
+        kind = fault_of(prompt)
+        if kind == "rate_limited" and attempt == 0:
+            return rate_limited(self.retry_after)
+        if kind == "server_error" and attempt == 0:
+            return server_error(500)
+        return reply(UNSCORABLE_REPLY if kind == "unscorable" else self.content)
+
+
+@dataclass
+class RateLimit:
+    """OpenAI-style budgets the server keeps per fixed window of `window` seconds (None: that
+    budget is unlimited and its headers are not sent). Tokens are counted as the server's usage
+    counts them (characters), the prompt's when the request arrives."""
+
+    requests: int | None = None
+    tokens: int | None = None
+    window: float = 60.0
+    _start: float = field(default=-math.inf, init=False)
+    _used: dict[str, int] = field(default_factory=lambda: {"requests": 0, "tokens": 0}, init=False)
+
+    def admit(self, prompt_tokens: int, now: float) -> tuple[bool, list[tuple[str, str]]]:
+        """Whether a request of `prompt_tokens` fits (if so it is counted), and the headers its
+        answer carries (call under the server's lock)."""
+        if now - self._start >= self.window:
+            self._start, self._used = now, {"requests": 0, "tokens": 0}
+        wanted = {"requests": 1, "tokens": prompt_tokens}
+        limits = {"requests": self.requests, "tokens": self.tokens}
+        fits = all(lim is None or self._used[k] + wanted[k] <= lim for k, lim in limits.items())
+        if fits:
+            for kind in wanted:
+                self._used[kind] += wanted[kind]
+        reset = go_duration(self._start + self.window - now)
+        headers = []
+        for kind, lim in limits.items():
+            if lim is not None:
+                headers += [
+                    (f"x-ratelimit-limit-{kind}", str(lim)),
+                    (f"x-ratelimit-remaining-{kind}", str(max(0, lim - self._used[kind]))),
+                    (f"x-ratelimit-reset-{kind}", reset),
+                ]
+        if not fits:
+            headers.append(("Retry-After", f"{self._start + self.window - now:.3f}"))
+        return fits, headers
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI's rate-limit headers write it: `6m0s`, `1.5s`, `20ms`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the server saw it."""
@@ -93,6 +197,8 @@ class RecordedRequest:
     """`time.monotonic()` on arrival."""
     raw: bytes = b""
     """The request body exactly as received (empty for GET)."""
+    in_flight: int = 0
+    """Chat requests being answered when this one arrived, itself included (0 for others)."""
 
 
 @dataclass
@@ -110,6 +216,8 @@ class FakeOpenAIServer:
     """Decides the answer from the request JSON once the script is used up."""
     served_model: str | None = None
     """The `model` named in chat replies; None: the requested model."""
+    rate_limit: RateLimit | None = None
+    """Budgets enforced and announced in headers (see `RateLimit`); None: neither."""
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -261,7 +369,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             body = None
-        state._record(self._recorded(body, raw))
+        chat = self.path == "/v1/chat/completions"
+        with state._lock:
+            # Counted from arrival until the answer is written (`_send`), whatever it is.
+            self._counted = chat
+            state._in_flight += chat
+            state.max_in_flight = max(state.max_in_flight, state._in_flight)
+            in_flight = state._in_flight if chat else 0
+        try:
+            state._record(self._recorded(body, raw, in_flight))
+            self._answer_post(body)
+        finally:
+            self._leave()
+
+    def _answer_post(self, body: Any) -> None:
+        state = self.server_state
         if not self._authorised():
             return
         if self.path != "/v1/chat/completions" or not isinstance(body, dict):
@@ -270,22 +392,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body.get("model") not in state.models:
             self._model_not_found(str(body.get("model")))
             return
-        action = state._next_action(body)
-        with state._lock:
-            state._in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state._in_flight)
-        try:
-            time.sleep(state.latency + action.delay)
-        finally:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        limit_headers: list[tuple[str, str]] = []
+        if state.rate_limit is not None:
             with state._lock:
-                state._in_flight -= 1
+                fits, limit_headers = state.rate_limit.admit(prompt_chars, time.monotonic())
+            if not fits:
+                error = _error_body("Rate limit reached", "rate_limit_exceeded", "requests")
+                self._send(429, error, limit_headers)
+                return
+        action = state._next_action(body)
+        time.sleep(state.latency + action.delay)
+        headers = [*action.headers, *limit_headers]
         if action.status != 200:
             kind = "rate_limit_error" if action.status == 429 else "server_error"
             if 400 <= action.status < 429:
                 kind = "invalid_request_error"
-            self._send(action.status, _error_body(action.error, action.code, kind), action.headers)
+            self._send(action.status, _error_body(action.error, action.code, kind), headers)
             return
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
         completion = len(action.content or "")
         self._send(
             200,
@@ -307,10 +431,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     "total_tokens": prompt_chars + completion,
                 },
             },
-            action.headers,
+            headers,
         )
 
-    def _recorded(self, body: Any, raw: bytes = b"") -> RecordedRequest:
+    def _leave(self) -> None:
+        """The answer is about to go out: this request no longer counts as in flight."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server_state._lock:
+                self.server_state._in_flight -= 1
+
+    def _recorded(self, body: Any, raw: bytes = b"", in_flight: int = 0) -> RecordedRequest:
         return RecordedRequest(
             self.command,
             self.path,
@@ -318,6 +449,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body,
             time.monotonic(),
             raw,
+            in_flight,
         )
 
     def _authorised(self) -> bool:
@@ -334,6 +466,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send(
         self, status: int, payload: dict[str, Any], headers: Iterable[tuple[str, str]] = ()
     ) -> None:
+        self._leave()
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -355,9 +488,20 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--reply", default=DEFAULT_REPLY, help="every chat reply's content")
+    parser.add_argument("--faults", action="store_true", help="answer by FaultMix()")
+    parser.add_argument("--limit-requests", type=int, default=None, help="a RateLimit's requests")
+    parser.add_argument("--limit-tokens", type=int, default=None, help="a RateLimit's tokens")
+    parser.add_argument("--limit-window", type=float, default=60.0, help="a RateLimit's window")
     args = parser.parse_args()
+    limited = args.limit_requests is not None or args.limit_tokens is not None
     server = FakeOpenAIServer(
-        latency=args.latency, models=args.model or ("gpt-3.5-turbo",), default=reply(args.reply)
+        latency=args.latency,
+        models=args.model or ("gpt-3.5-turbo",),
+        default=reply(args.reply),
+        responder=FaultMix(content=args.reply) if args.faults else None,
+        rate_limit=RateLimit(args.limit_requests, args.limit_tokens, args.limit_window)
+        if limited
+        else None,
     )
     server.start()
     print(f"port={server.port}", flush=True)
