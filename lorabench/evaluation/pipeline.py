@@ -28,7 +28,8 @@ from lorabench.evaluation.targets import (
     slug,
 )
 from lorabench.identity import flatten
-from lorabench.judging import Judge, Judgement, JudgeRequest, build_judge
+from lorabench.judging import Judge, Judgement, JudgeRequest, OpenAIJudge, build_judge
+from lorabench.judging.batch import mark_bought, preflight_batch, run_batch
 from lorabench.locking import EVALUATION_REMEDY, directory_lock
 from lorabench.modeling.base import build_model
 from lorabench.tracking.runs import Run, client_for, reopened_run, tracked_run
@@ -153,14 +154,47 @@ def _write_judgements(judgements: Sequence[Judgement], path: Path) -> None:
             f.write(json.dumps(judgement.to_dict(), ensure_ascii=False) + "\n")
 
 
+def _repeat_requests(requests: Sequence[JudgeRequest], repeats: int) -> list[JudgeRequest]:
+    """The `repeats - 1` extra requests of every request, each numbered from 1."""
+    return [replace(r, repeat=k) for k in range(1, repeats) for r in requests]
+
+
 def _repeat_judgements(
-    judge: Judge, requests: Sequence[JudgeRequest], repeats: int
+    judge: Judge,
+    requests: Sequence[JudgeRequest],
+    repeats: int,
+    bought: frozenset[str] = frozenset(),
 ) -> list[tuple[int, Judgement]]:
-    """The `repeats - 1` extra judgements of every request, each numbered from 1."""
-    extra = [replace(r, repeat=k) for k in range(1, repeats) for r in requests]
+    """The `repeats - 1` extra judgements of every request, each numbered from 1 (`bought`: the
+    keys whose replies a batch bought, see `_judged`)."""
+    extra = _repeat_requests(requests, repeats)
     if not extra:
         return []
-    return list(zip((r.repeat for r in extra), judge.judge_all(extra), strict=True))
+    judgements = _judged(judge, extra, bought)
+    return list(zip((r.repeat for r in extra), judgements, strict=True))
+
+
+def _judge_in_batch(
+    cfg: Config, judge: Judge, requests: Sequence[JudgeRequest], state_dir: Path
+) -> frozenset[str]:
+    """With `judge.batch`: the judgements and their repeats bought in one batch, which fills
+    the judge's reply cache (`judge_all` then sends nothing for them); the keys it bought. An
+    unfinished batch raises, so the evaluation is not recorded as finished."""
+    if not (cfg.judge.batch and isinstance(judge, OpenAIJudge)):
+        return frozenset()
+    every = [*requests, *_repeat_requests(requests, cfg.judge.repeats)]
+    result = run_batch(judge, every, state_dir, poll_seconds=cfg.judge.batch_poll_seconds)
+    return result.bought
+
+
+def _judged(
+    judge: Judge, requests: Sequence[JudgeRequest], bought: frozenset[str]
+) -> list[Judgement]:
+    """`judge_all(requests)`, the replies a batch bought in this evaluation counted as paid."""
+    judgements = judge.judge_all(requests)
+    if bought and isinstance(judge, OpenAIJudge):
+        return mark_bought(judge, requests, judgements, bought)
+    return judgements
 
 
 def _write_repeats(repeats: Sequence[tuple[int, Judgement]], path: Path, judge: Judge) -> None:
@@ -301,11 +335,14 @@ def _evaluate(cfg: Config, target: Target) -> EvalResult:
         or judge.estimate([JudgeRequest(item, kept[i].text) for i, item in enumerate(items)]).calls
     ):
         judge.preflight()
+        if cfg.judge.batch and isinstance(judge, OpenAIJudge):
+            preflight_batch(judge)  # a server without a Batch API must stop us here too
     with _tracking_context(cfg, target) as run:
         answers = generate_missing(cfg, target, items, generations, kept)
         requests = [JudgeRequest(i, a.text) for i, a in zip(items, answers, strict=True)]
-        judgements = judge.judge_all(requests)
-        repeats = _repeat_judgements(judge, requests, cfg.judge.repeats)
+        bought = _judge_in_batch(cfg, judge, requests, judgements_path.parent)
+        judgements = _judged(judge, requests, bought)
+        repeats = _repeat_judgements(judge, requests, cfg.judge.repeats, bought)
         _write_judgements(judgements, judgements_path)
         repeats_path = judgements_path.with_name(contract.REPEATS_FILE)
         _write_repeats(repeats, repeats_path, judge)
