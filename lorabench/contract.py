@@ -44,6 +44,16 @@ STEP_METRICS: Mapping[str, str] = {
 TRAIN_FINAL_LOSS = "train/final_loss"
 """Mean of the session's last 10 logged step losses (what a summary line shows)."""
 TRAIN_TOKENS_PER_SECOND = "train/tokens_per_second"
+"""Non-padding tokens per second over all processes: per logged step, over the steps since the
+previous log; at the session's last step, over the session's wall clock (checkpoints included)."""
+TRAIN_TOKENS_PER_SECOND_PER_DEVICE = "train/tokens_per_second_per_device"
+"""`train/tokens_per_second` ÷ the processes (GPUs): what frameworks are compared by."""
+TRAIN_MFU = "train/mfu"
+"""Model FLOPs utilisation: the FLOP/s achieved, counted as the plan counts them (its FLOPs per
+position, recomputed forward included, over the positions computed: tokens ÷ the batching's
+non-padding share), ÷ (processes × the GPU's peak FLOP/s at the run's precision, `gpus.yaml`);
+checkpoint writing excluded, as from hours per epoch. The figure `plan.mfu` assumes. Absent on
+CPU hardware and without `hardware.gpu` (never 0)."""
 TRAIN_HOURS_PER_EPOCH = "train/hours_per_epoch"
 """Wall-clock hours per epoch of optimisation alone: checkpoint writing is excluded."""
 TRAIN_CHECKPOINT_HOURS = "train/checkpoint_hours"

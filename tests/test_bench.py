@@ -19,6 +19,8 @@ BENCH = REPO_ROOT / "bench"
 WATCHED = ("mlruns", "outputs", "multirun", "reports", ".cache", "bench")
 """The checkout's folders of runs, reports and caches (the user's), and the scripts' own."""
 DEMO_POINTS = [f"{m}_{d}" for m in ("lora", "ft") for d in ("0.6m", "2m", "4m")]
+GPU_CHECK_TRAINING = ("tokens_per_second_per_gpu", "mfu", "step_seconds", "peak_memory_gb")
+"""bench/gpu_check.py's figures per method and attention implementation."""
 FIGURES = {
     "anatomy_svd.py": [
         *("size", "repeats", "threads", "device", "gpu", "svd_seconds", "anatomy_seconds"),
@@ -51,6 +53,14 @@ FIGURES = {
         *("baseline_run0_tokens_per_second", "baseline_run0_wall_seconds"),
         *("project_tokens_per_second", "baseline_tokens_per_second", "ratio", "best_ratio"),
     ],
+    "gpu_check.py": [
+        *("device", "gpu", "peak_tflops", "precision", "architecture", "seq_len", "micro_batch"),
+        *("warmup_steps", "measured_steps", "lora_params", "ft_params"),
+        *(f"{m}_sdpa_{f}" for m in ("lora", "ft") for f in GPU_CHECK_TRAINING),
+        *("hf_items", "hf_new_tokens", "hf_batch_size", "hf_seconds", "hf_answers_per_second"),
+        # On a GPU with flash-attn and vLLM: their figures in place of these two reasons.
+        *("flash_attention_2_skipped", "vllm_skipped", "total_seconds"),
+    ],
     "sweep_overhead.py": [
         *("repeats", "steps", "cpus", "load_average_start"),
         *("sweep_seconds_run0", "direct_seconds_run0", "points", "sweep_seconds"),
@@ -62,8 +72,8 @@ FIGURES = {
 }
 """Each script's figures, as its full run prints them (its docstring lists them)."""
 
-WITHOUT_BASE = {"anatomy_svd.py", "data_prep.py"}
-"""Scripts that load no model."""
+WITHOUT_BASE = {"anatomy_svd.py", "data_prep.py", "gpu_check.py"}
+"""Scripts that need no pretrained demo base (gpu_check.py builds its model with random weights)."""
 SLOW = {"sweep_overhead.py"}
 """Minutes even in smoke mode: a warm-up, a sweep and a direct loop of four points, then the
 six-point demo sweep, each a fresh process."""

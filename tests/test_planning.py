@@ -288,3 +288,26 @@ def test_an_anatomy_without_a_measured_svd_time_says_so() -> None:
     no_time = plan_of("sweep.anatomy=true", "plan.anatomy_svd_seconds={}")
     assert "time not estimated (plan.anatomy_svd_seconds.gpu unset" in no_time.describe()
     assert plan_of().anatomy is None  # sweep.anatomy=false: no anatomy in the plan
+
+
+def test_a_finished_runs_measured_mfu_shows_beside_the_assumed_one(isolated, store, capsys):
+    from lorabench import contract
+    from lorabench.modeling.trained import training_hash
+    from lorabench.sweeping.points import print_plan
+
+    cfg = validate(compose(["method=ft", "sweep.evaluate=false", *isolated]))
+    print_plan(cfg)
+    assert "measured" not in capsys.readouterr().out  # no run yet: the assumption alone
+
+    experiment = store.create_experiment(cfg.tracking.experiment_name)
+    tags = {contract.TAG_CONFIG_HASH: training_hash(cfg)}
+    run_id = store.create_run(experiment, tags=tags, run_name=cfg.run_name).info.run_id
+    store.set_terminated(run_id, "FINISHED")
+    print_plan(cfg)
+    assert "measured" not in capsys.readouterr().out  # finished without one (a CPU run)
+
+    store.log_metric(run_id, contract.TRAIN_MFU, 0.31)
+    outcome = print_plan(cfg)
+    line = capsys.readouterr().out
+    assert outcome.status == "skip"
+    assert "MFU 0.40 (measured 0.31 by the finished run) × 312 TFLOP/s" in line

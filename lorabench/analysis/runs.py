@@ -54,6 +54,14 @@ COUNT_METRICS: Mapping[str, str] = {
 }
 """Count columns → the metric each is read from; empty (NaN) where a run logged none."""
 
+COST_METRICS: Mapping[str, str] = {
+    "hours_per_epoch": contract.TRAIN_HOURS_PER_EPOCH,
+    "tokens_per_second_per_device": contract.TRAIN_TOKENS_PER_SECOND_PER_DEVICE,
+    "mfu": contract.TRAIN_MFU,
+    "gpu_hours": contract.TRAIN_GPU_HOURS,
+}
+"""Training cost columns → the metric each is read from; empty (NaN) where a run logged none."""
+
 ROW_COLUMNS = ("run_name", "base_model", "method", "data", "num_samples", "base_run")
 """The columns that say what a row trained: its name, base model, method and data."""
 _MEASURED = (
@@ -66,8 +74,7 @@ _MEASURED = (
     *COUNT_METRICS,
     "additional_params",
     "base_params",
-    "hours_per_epoch",
-    "gpu_hours",
+    *COST_METRICS,
     *contract.ANATOMY_MEASURES,
 )
 _LEARNING_RATE = ("learning_rate", "usual_lr_low", "usual_lr_high", "dev_loss")
@@ -96,7 +103,9 @@ the run's method's usual learning rates; `dev_loss` the loss on the held-out dev
 counts (COUNT_METRICS) are empty where a run logged none; `<category>_ci_low` and `_ci_high`
 bound a category's mean (empty for runs evaluated before they were logged); `effective_rank`,
 `relative_change` and `intruders` the means over its measured matrices of its weight update's
-anatomy (`contract.ANATOMY_MEASURES`; empty for runs not measured)."""
+anatomy (`contract.ANATOMY_MEASURES`; empty for runs not measured); `tokens_per_second_per_device`
+and `mfu` the training session's throughput per GPU and model FLOPs utilisation (`mfu` empty on
+CPU hardware, where none is measured)."""
 
 _NUMERIC = (*_MEASURED, "num_samples", *_LEARNING_RATE)
 """The columns held as floats (NaN where empty)."""
@@ -337,8 +346,7 @@ def _record(run: Run, names: Mapping[str, str]) -> dict[str, Any]:
         **{column: metrics.get(metric) for column, metric in COUNT_METRICS.items()},
         "additional_params": additional,
         "base_params": base_params,
-        "hours_per_epoch": metrics.get(contract.TRAIN_HOURS_PER_EPOCH),
-        "gpu_hours": metrics.get(contract.TRAIN_GPU_HOURS),
+        **{column: metrics.get(metric) for column, metric in COST_METRICS.items()},
         **{column: metrics.get(metric) for column, metric in contract.ANATOMY_MEASURES.items()},
         "learning_rate": _number(_param(params, "method.learning_rate")),
         "usual_lr_low": _number(_param(params, "method.usual_learning_rates.low")),

@@ -75,8 +75,10 @@ def _ordered(runs: pd.DataFrame) -> list[Section]:
 
 def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFrame:
     """Table 4, one row per run: average score with its interval, additional parameters and
-    training hours per epoch, each beside the paper's value; `diff_average_score` = ours -
-    paper. Rows grouped by judge and eval set (columns `judge`, `eval_set`)."""
+    training hours per epoch, each beside the paper's value, with the training's tokens per
+    second per GPU and MFU (which the paper does not report) and GPU hours;
+    `diff_average_score` = ours - paper. Rows grouped by judge and eval set (columns `judge`,
+    `eval_set`)."""
     rows = []
     for section in _ordered(runs):
         for _, run in section.runs.iterrows():
@@ -96,6 +98,8 @@ def table4(runs: pd.DataFrame, *, paper_model: PaperModel = None) -> pd.DataFram
                     "paper_additional_params": paper.additional_params if paper else None,
                     "hours_per_epoch": run["hours_per_epoch"],
                     "paper_hours_per_epoch": paper.hours_per_epoch if paper else None,
+                    "tokens_per_second_per_device": run["tokens_per_second_per_device"],
+                    "mfu": run["mfu"],
                     "gpu_hours": run["gpu_hours"],
                     **_provenance(run),
                 }
@@ -181,6 +185,8 @@ def table4_markdown(table: pd.DataFrame) -> str:
         "Paper",
         "Hours per epoch",
         "Paper",
+        "Tokens/s per GPU",
+        "MFU",
         "GPU hours",
     ]
 
@@ -194,11 +200,16 @@ def table4_markdown(table: pd.DataFrame) -> str:
             format_count(row["paper_additional_params"]),
             format_hours(row["hours_per_epoch"]),
             format_hours(row["paper_hours_per_epoch"]),
+            format_rate(row["tokens_per_second_per_device"]),
+            format_mfu(row["mfu"]),
             format_hours(row["gpu_hours"]),
         ]
 
     return _document(
-        "Table 4: average score, additional parameters and training time", table, headers, cells
+        "Table 4: average score, additional parameters, training time and throughput",
+        table,
+        headers,
+        cells,
     )
 
 
@@ -427,6 +438,20 @@ def format_hours(hours: Any) -> str:
     if hours * 60 >= 1:
         return f"{hours * 60:.3g} min"
     return f"{hours * 3600:.3g} s"
+
+
+def format_rate(tokens_per_second: Any) -> str:
+    """Tokens per second: `3,120`; missing (a run that logged none) → empty."""
+    return "" if _missing(tokens_per_second) else f"{tokens_per_second:,.0f}"
+
+
+MFU_ABSENT = "—"
+"""The MFU cell of a run that measured none: trained on a CPU or without a GPU type."""
+
+
+def format_mfu(mfu: Any) -> str:
+    """An MFU as a percentage: `38.2%`; absent → `MFU_ABSENT`, never a 0."""
+    return MFU_ABSENT if _missing(mfu) else f"{mfu:.1%}"
 
 
 # Files ------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ What a plan cannot measure it takes from the `plan` config section.
     print(estimate.describe())
 
 `memory` explains the memory model (model states by ZeRO stage and offload, activations measured
-on the meta device), `timing` the time model (measured or assumed tokens, padding, MFU).
+on the meta device), `timing` the time model (measured or assumed tokens, padding, MFU). A point
+whose FINISHED run measured its MFU (`train/mfu`, counted as the plan counts) shows it beside the
+assumed one (`PointEstimate.measured_mfu`, which the sweep fills in).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from lorabench.planning.memory import (
     model_states,
     profile_model,
 )
-from lorabench.planning.timing import TimeEstimate, TokenCount, count_tokens, estimate_time
+from lorabench.planning.timing import (
+    TimeEstimate,
+    TokenCount,
+    Utilisation,
+    count_tokens,
+    estimate_time,
+    flops_per_position,
+    peak_flops,
+    utilisation,
+)
 
 __all__ = [
     "GIB",
@@ -41,13 +52,17 @@ __all__ = [
     "Setting",
     "TimeEstimate",
     "TokenCount",
+    "Utilisation",
     "count_tokens",
     "estimate_memory",
     "estimate_point",
     "estimate_time",
     "find_fix",
+    "flops_per_position",
     "model_states",
+    "peak_flops",
     "profile_model",
+    "utilisation",
 ]
 
 
@@ -64,6 +79,9 @@ class PointEstimate:
     checkpointing: bool
     anatomy: AnatomyEstimate | None = None
     """With `sweep.anatomy`: the weight-update measurement after the point's evaluation."""
+    measured_mfu: float | None = None
+    """The MFU the point's FINISHED run measured (`train/mfu`), shown beside the assumed one;
+    None: no such run, or one that measured none (CPU hardware)."""
 
     def describe(self) -> str:
         """The plan line's figures: memory, hours, verdict, assumptions (and the anatomy's)."""
@@ -112,8 +130,14 @@ class PointEstimate:
             f"{tokens.samples:,} samples × {tokens.mean_length:.0f} tokens, "
             f"{tokens.nonpad_share:.0%} of positions real ({tokens.source}), "
             f"{t.flops_per_position / 1e9:.3g} GFLOP/position{recompute}, "
-            f"MFU {t.mfu:.2f} × {t.peak_flops / 1e12:.4g} TFLOP/s"
+            f"MFU {t.mfu:.2f}{self._measured()} × {t.peak_flops / 1e12:.4g} TFLOP/s"
         )
+
+    def _measured(self) -> str:
+        # Beside the assumption it checks: an assumed MFU far from the measured one skews hours.
+        if self.measured_mfu is None:
+            return ""
+        return f" (measured {self.measured_mfu:.2f} by the finished run)"
 
 
 def _gib(size: float) -> str:

@@ -7,6 +7,9 @@ for grouped batching, `plan.grouped_nonpad_share`; a plan never downloads or pre
 FLOPs count the dense matmuls (the method's FLOPs per token and parameter × parameters, plus a
 recomputed forward under activation checkpointing); attention's quadratic term, about 4% of
 LLaMA-7B's at 1,024 tokens, is left out.
+
+A run measures the MFU the plan assumes (`train/mfu`) with the same counting: `utilisation`
+turns its tokens per second into model FLOP/s over the GPUs' peak.
 """
 
 from __future__ import annotations
@@ -110,25 +113,71 @@ class TimeEstimate:
         return self.hours * self.world_size
 
 
+def flops_per_position(cfg: Config, total_params: int) -> float:
+    """FLOPs a training step executes per position (a token or padding) of a model of
+    `total_params`: the method's FLOPs per token and parameter, plus the forward pass that
+    activation checkpointing recomputes."""
+    checkpointing = cfg.hardware.activation_checkpointing
+    return method_for(cfg.method).step_flops_per_token_per_param(checkpointing) * total_params
+
+
+def peak_flops(gpu: GpuConfig, precision: str) -> float | None:
+    """FLOP/s of one `gpu` at `precision`; None when `gpus.yaml` gives none for it."""
+    tflops = gpu.peak_tflops.get(precision)
+    return None if tflops is None else tflops * TFLOPS
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """How a run's measured tokens per second become its MFU, counted as the plan counts."""
+
+    flops_per_token: float
+    """FLOPs per real token: the FLOPs per position ÷ the share of positions that are real
+    (the padding a batch computes costs as much as a token)."""
+    peak_flops: float
+    """FLOP/s of all the run's GPUs together at its precision."""
+
+    def mfu(self, tokens_per_second: float) -> float:
+        """The share of the peak that `tokens_per_second` (non-padding, all GPUs) achieves."""
+        return tokens_per_second * self.flops_per_token / self.peak_flops
+
+
+def utilisation(cfg: Config, total_params: int, nonpad_share: float = 1.0) -> Utilisation | None:
+    """The MFU counting of a run of `cfg` (a model of `total_params`, batches whose positions
+    are `nonpad_share` real tokens); None where no MFU is measured: on CPU hardware, without
+    `hardware.gpu`, or when `gpus.yaml` gives no peak for the run's precision (an MFU of 0
+    would read as a measurement)."""
+    if cfg.hardware.device != "cuda" or cfg.hardware.gpu is None:
+        return None
+    gpu = cfg.gpus.get(cfg.hardware.gpu)
+    peak = None if gpu is None else peak_flops(gpu, cfg.precision)
+    if peak is None:
+        return None
+    return Utilisation(
+        flops_per_token=flops_per_position(cfg, total_params) / nonpad_share,
+        peak_flops=cfg.hardware.world_size * peak,
+    )
+
+
 def estimate_time(cfg: Config, total_params: int, gpu: GpuConfig) -> TimeEstimate:
     """Hours per epoch and of the run on `gpu`s (raises PlanError when an assumption is
     missing from the config)."""
     precision, method = cfg.precision, method_for(cfg.method)
-    if precision not in gpu.peak_tflops:
+    peak = peak_flops(gpu, precision)
+    if peak is None:
         raise PlanError(
             f"gpus.{cfg.hardware.gpu}.peak_tflops has no {precision} entry; add it (conf/gpus.yaml)"
         )
     mfu = _assumed_mfu(cfg, method.family)
     tokens = count_tokens(cfg)
-    flops = method.step_flops_per_token_per_param(cfg.hardware.activation_checkpointing)
     epochs = cfg.method.epochs
     if cfg.training.max_steps > 0:
         steps_per_epoch = math.ceil(tokens.samples / cfg.method.global_batch_size)
         epochs = min(epochs, cfg.training.max_steps / steps_per_epoch)
     return TimeEstimate(
         tokens=tokens,
-        flops_per_position=flops * total_params,
-        peak_flops=gpu.peak_tflops[precision] * TFLOPS,
+        flops_per_position=flops_per_position(cfg, total_params),
+        peak_flops=peak,
         mfu=mfu,
         world_size=cfg.hardware.world_size,
         epochs=epochs,

@@ -146,14 +146,21 @@ def print_plan(cfg: Config) -> PointOutcome:
     except LorabenchError as err:
         print(f"{cfg.run_name}: error: {err}")
         return PointOutcome(cfg.run_name, FAILED)
+    estimate = p.estimate
+    # A point with a finished run: the MFU it measured beside the plan's assumption. `plan`
+    # found no finished run for a point it trains, unless sweep.force trains it again.
+    if estimate.time is not None and (p.action == "skip" or cfg.sweep.force):
+        if (run_id := finished_run(cfg)) is not None:
+            metrics = client_for(cfg.tracking).get_run(run_id).data.metrics
+            estimate = replace(estimate, measured_mfu=metrics.get(contract.TRAIN_MFU))
     head = f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g}"
-    print(f"{head} | {p.estimate.describe()}")
-    time = p.estimate.time
+    print(f"{head} | {estimate.describe()}")
+    time = estimate.time
     return PointOutcome(
         p.run_name,
         p.action,
         gpu_hours=None if time is None else time.gpu_hours,
-        fits=p.estimate.memory.fits,
+        fits=estimate.memory.fits,
     )
 
 

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
@@ -20,11 +21,42 @@ from lorabench import contract
 from lorabench.errors import LorabenchError
 from lorabench.tracking.runs import Run
 
+if TYPE_CHECKING:  # the planning package is heavier than this module needs at run time
+    from lorabench.planning.timing import Utilisation
+
 log = logging.getLogger(__name__)
 
 
 class TrackingLost(LorabenchError):
     """The store did not take buffered step metrics, after the client's retries."""
+
+
+THROUGHPUT_METRICS = (
+    contract.TRAIN_TOKENS_PER_SECOND,
+    contract.TRAIN_TOKENS_PER_SECOND_PER_DEVICE,
+    contract.TRAIN_MFU,
+)
+"""The throughput metrics logged per logged step (and as the session's summary)."""
+
+
+def throughput_metrics(
+    tokens: float,
+    seconds: float,
+    optimisation_seconds: float,
+    world_size: int,
+    utilisation: Utilisation | None,
+) -> dict[str, float]:
+    """Tokens per second (all processes, and per process) over `seconds` of wall clock, and the
+    MFU over the `optimisation_seconds` among them (checkpoint writing left out, as from hours
+    per epoch); no MFU without `utilisation` (CPU hardware, no GPU type): never a 0."""
+    rate = tokens / seconds
+    metrics = {
+        contract.TRAIN_TOKENS_PER_SECOND: rate,
+        contract.TRAIN_TOKENS_PER_SECOND_PER_DEVICE: rate / world_size,
+    }
+    if utilisation is not None and optimisation_seconds > 0:
+        metrics[contract.TRAIN_MFU] = utilisation.mfu(tokens / optimisation_seconds)
+    return metrics
 
 
 def recorded_gpu_hours(path: Path) -> float:
@@ -57,6 +89,11 @@ class ContractMetricsCallback(TrainerCallback):
     Checkpoint writing is timed on its own (from the step end that decides to save to the save
     event), so hours per epoch measure optimisation alone: FT checkpoints weigh gigabytes, LoRA
     ones megabytes, and counting them would skew the methods' cost comparison.
+
+    Each logged step also gets the throughput of the steps since the previous log
+    (`throughput_metrics`: tokens per second, per process, and with `utilisation` the MFU), from
+    the Trainer's non-padding token count; the session's last step gets the session's instead,
+    from the summary (one entry per step).
     """
 
     def __init__(
@@ -69,9 +106,11 @@ class ContractMetricsCallback(TrainerCallback):
         already_logged: Mapping[str, int] | None = None,
         flush_every: int = 50,
         final_window: int = 10,
+        utilisation: Utilisation | None = None,
     ) -> None:
         self.run = run
         self.world_size = world_size
+        self.utilisation = utilisation
         self.previous_gpu_hours = previous_gpu_hours
         self.gpu_hours_file = gpu_hours_file
         self.already_logged = dict(already_logged or {})
@@ -86,6 +125,8 @@ class ContractMetricsCallback(TrainerCallback):
         self._save_started: float | None = None
         self._start = time.perf_counter()
         self._step = 0
+        # Where the current logging interval began: clock, tokens seen, checkpoint seconds.
+        self._mark = (self._start, 0, 0.0)
 
     def gpu_hours(self) -> float:
         """GPU hours of the run so far: earlier sessions plus this one's wall clock × processes."""
@@ -130,6 +171,7 @@ class ContractMetricsCallback(TrainerCallback):
         self._tokens0 = state.num_input_tokens_seen
         self._epoch0 = state.epoch or 0.0
         self._step = state.global_step
+        self._mark = (self._start, state.num_input_tokens_seen, self.checkpoint_seconds)
 
     def on_step_end(self, args, state, control, **kwargs):
         self._step = state.global_step
@@ -149,10 +191,24 @@ class ContractMetricsCallback(TrainerCallback):
             if k in contract.STEP_METRICS
         ]
         if metrics:
+            metrics += self._interval_throughput(state)
             self._pending.extend(metrics)
             self._pending_steps += 1
             if self._pending_steps >= self.flush_every:
                 self.flush()
+
+    def _interval_throughput(self, state) -> list[tuple[str, float, int]]:
+        """The throughput since the previous logged step, as step entries (none at the last
+        step, whose entries are the session summary's, nor when the Trainer counts no tokens)."""
+        now, checkpoint = time.perf_counter(), self.checkpoint_seconds
+        start, tokens0, checkpoint0 = self._mark
+        self._mark = (now, state.num_input_tokens_seen, checkpoint)
+        tokens, seconds = state.num_input_tokens_seen - tokens0, now - start
+        if state.global_step >= state.max_steps or tokens <= 0 or seconds <= 0:
+            return []
+        optimisation = seconds - (checkpoint - checkpoint0)
+        found = throughput_metrics(tokens, seconds, optimisation, self.world_size, self.utilisation)
+        return [(key, value, state.global_step) for key, value in found.items()]
 
     def on_save(self, args, state, control, **kwargs):
         if self._save_started is not None:

@@ -54,12 +54,15 @@ from lorabench.modeling.trained import (
     training_identity,
     weights_digest,
 )
+from lorabench.planning.timing import utilisation
 from lorabench.tracking.runs import Run, client_for, git_commit, tracked_run, training_params
 from lorabench.training.arguments import peak_memory_gb, training_arguments
 from lorabench.training.callbacks import (
+    THROUGHPUT_METRICS,
     ContractMetricsCallback,
     TrackingLost,
     recorded_gpu_hours,
+    throughput_metrics,
     use_stage_progress,
 )
 from lorabench.training.completion import (
@@ -143,8 +146,11 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
 
 
 def _summary_metrics(
-    session: dict[str, float], counts: ParameterCounts, cfg: Config
+    session: dict[str, float], counts: ParameterCounts, cfg: Config, nonpad_share: float = 1.0
 ) -> dict[str, float]:
+    """The session's summary: parameter counts, peak memory, final loss, and (when it trained)
+    throughput, MFU (GPU hardware of a known type only), hours per epoch and GPU hours;
+    `nonpad_share`: the share of the positions its batches compute that are real tokens."""
     metrics = {
         contract.MODEL_ADDITIONAL_PARAMS: counts.additional,
         contract.MODEL_TRAINABLE_PARAMS: counts.trainable,
@@ -154,12 +160,17 @@ def _summary_metrics(
     if "final_loss" in session:
         metrics[contract.TRAIN_FINAL_LOSS] = session["final_loss"]
     if session.get("epochs", 0) > 0 and session["seconds"] > 0:
-        hours = session["seconds"] / 3600
-        training_hours = hours - session["checkpoint_seconds"] / 3600
+        training_seconds = session["seconds"] - session["checkpoint_seconds"]
+        measure = utilisation(cfg, counts.total, nonpad_share)
+        world = cfg.hardware.world_size
+        metrics.update(
+            throughput_metrics(
+                session["tokens"], session["seconds"], training_seconds, world, measure
+            )
+        )
         metrics.update(
             {
-                contract.TRAIN_TOKENS_PER_SECOND: session["tokens"] / session["seconds"],
-                contract.TRAIN_HOURS_PER_EPOCH: training_hours / session["epochs"],
+                contract.TRAIN_HOURS_PER_EPOCH: training_seconds / 3600 / session["epochs"],
                 contract.TRAIN_CHECKPOINT_HOURS: session["checkpoint_seconds"] / 3600,
                 contract.TRAIN_GPU_HOURS: session["gpu_hours"],
             }
@@ -358,13 +369,14 @@ class TrainingRecipe:
                 cfg.data, self.tokenizer, cfg.method.max_length, Path(cfg.cache_dir)
             )
         train_set, self.dev_set = split_dev(prepared.dataset, cfg.data.dev_fraction, cfg.data.seed)
+        # The positions the batches compute per real token: the MFU counts them as the plan does.
+        self.nonpad_share = configured_nonpad_share(cfg, train_set)
         if run is not None:
-            share = configured_nonpad_share(cfg, train_set)
             dev_rows = 0 if self.dev_set is None else len(self.dev_set)
             run.log_metrics(
                 {
                     **prepared.report.metrics(),
-                    contract.DATA_NONPAD_SHARE: share,
+                    contract.DATA_NONPAD_SHARE: self.nonpad_share,
                     contract.DATA_DEV_ROWS: dev_rows,
                 }
             )
@@ -394,6 +406,7 @@ class TrainingRecipe:
             self.method.record_initial(model, self.output_dir / self.method.saved_dir)
         self.counts = count_parameters(model, self.method)
         log.info("parameters: %s", self.counts)
+        self.utilisation = utilisation(cfg, self.counts.total, self.nonpad_share)
         self.callback = self._callback(run)
         self.trainer = LengthListTrainer(
             model=model,
@@ -417,7 +430,11 @@ class TrainingRecipe:
             gpu_file.unlink(missing_ok=True)
         previous, logged = 0.0, {}
         if run is not None:
-            for key in (*contract.STEP_METRICS.values(), contract.TRAIN_GPU_HOURS):
+            for key in (
+                *contract.STEP_METRICS.values(),
+                contract.TRAIN_GPU_HOURS,
+                *THROUGHPUT_METRICS,
+            ):
                 history = run.client.get_metric_history(run.run_id, key)
                 if history:
                     logged[key] = max(m.step for m in history)
@@ -429,6 +446,7 @@ class TrainingRecipe:
             previous_gpu_hours=previous,
             gpu_hours_file=gpu_file if run is not None else None,
             already_logged=logged,
+            utilisation=self.utilisation,
         )
 
     def fit(self) -> None:
@@ -449,7 +467,7 @@ class TrainingRecipe:
         """Save the model (every rank: ZeRO-3 gathers), log the summary, record completion."""
         model_path = self.output_dir / self.method.saved_dir
         self.method.save(self.trainer, model_path)
-        metrics = _summary_metrics(self.callback.session, self.counts, self.cfg)
+        metrics = _summary_metrics(self.callback.session, self.counts, self.cfg, self.nonpad_share)
         if self.dev_set is not None:  # every rank: evaluation is distributed
             metrics[contract.DEV_LOSS] = self.trainer.evaluate()["eval_loss"]
         result = TrainResult(
