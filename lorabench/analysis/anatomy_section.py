@@ -327,11 +327,7 @@ def anatomy_markdown(
             )
         lines.append("")
     lines += _not_measured(layers, runs)
-    for path in figures.files if figures else []:
-        if path.suffix == ".png":
-            lines += [f"![{path.stem}](figures/{path.name})", ""]
-    for name, reason in figures.skipped.items() if figures else []:
-        lines.append(f"- `{name}` not drawn: {reason}")
+    lines += figures.markdown_lines() if figures else []
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -553,6 +553,15 @@ class FigureFiles:
     files: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def markdown_lines(self) -> list[str]:
+        """The report's lines for these figures: each PNG as an image (under `figures/`), then
+        each figure not drawn with its reason."""
+        lines = []
+        for path in self.files:
+            if path.suffix == ".png":
+                lines += [f"![{path.stem}](figures/{path.name})", ""]
+        return lines + [f"- `{name}` not drawn: {reason}" for name, reason in self.skipped.items()]
+
 
 def save_figure(fig: Figure, out_dir: str | Path, stem: str, formats=("png", "svg")) -> list[Path]:
     """Write `<stem>.png` (150 dpi) and `<stem>.svg` into `out_dir`."""

@@ -533,11 +533,7 @@ def pairwise_markdown(
         else:
             lines += [f"Judge `{judge}`:", ""]
         lines += _judge_lines(verdicts, tables, judge, runs, stats)
-    for path in figures.files if figures else []:
-        if path.suffix == ".png":
-            lines += [f"![{path.stem}](figures/{path.name})", ""]
-    for name, reason in figures.skipped.items() if figures else []:
-        lines.append(f"- `{name}` not drawn: {reason}")
+    lines += figures.markdown_lines() if figures else []
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

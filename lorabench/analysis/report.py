@@ -97,11 +97,7 @@ def write_report(
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
     lines += [write_findings(runs, items, out, stats, pairwise)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
-    for path in figures.files:
-        if path.suffix == ".png":
-            lines += [f"![{path.stem}](figures/{path.name})", ""]
-    for name, reason in figures.skipped.items():
-        lines += [f"- `{name}` not drawn: {reason}"]
+    lines += figures.markdown_lines()
     if pairwise is not None:
         head_to_head = write_pairwise(pairwise, runs, out, stats)
         lines += ["", head_to_head.markdown]
