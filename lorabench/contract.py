@@ -156,6 +156,46 @@ def judge_metric(judge: str, metric: str) -> str:
     return f"{EVAL_JUDGES_PREFIX}{judge_slug(judge)}/{metric.removeprefix(EVAL_PREFIX)}"
 
 
+# The judge cost ledger (`lorabench.judging.costs`): per run and judge, what the run's latest
+# evaluation with that judge bought, priced at `conf/prices.yaml`; a sweep's head-to-head judge
+# is ledgered on the sweep's parent run, which also gets the sweep's total.
+JUDGE_LEDGER_PREFIX = "judge/"
+LEDGER_TOKENS_PROMPT = "tokens_prompt"
+"""Prompt tokens bought (the servers' `usage`), the Batch API's included."""
+LEDGER_TOKENS_COMPLETION = "tokens_completion"
+LEDGER_TOKENS_BATCH = "tokens_batch"
+"""Of the tokens bought (prompt + completion), those bought through the Batch API."""
+LEDGER_TOKENS_CACHED = "tokens_cached"
+"""Tokens of the replies answered from the cache: bought by an earlier evaluation, not here."""
+LEDGER_COST_USD = "cost_usd"
+"""What the tokens bought cost; absent (never 0) when the judge's model has no price. An
+offline judge's is 0: it calls nothing."""
+LEDGER_MEASURES = (
+    LEDGER_TOKENS_PROMPT,
+    LEDGER_TOKENS_COMPLETION,
+    LEDGER_TOKENS_BATCH,
+    LEDGER_TOKENS_CACHED,
+    LEDGER_COST_USD,
+)
+SWEEP_JUDGE_COST_USD = "sweep/judge_cost_usd"
+"""A sweep's judging cost: its runs' (base rows included) and its head-to-head judge's; absent
+when any of them is unpriced (the tag `sweep_judge_cost` says which)."""
+SWEEP_JUDGE_TOKENS = "sweep/judge_tokens"
+"""The tokens a sweep's judging bought (prompt + completion), priced or not."""
+TAG_SWEEP_JUDGE_COST = "sweep_judge_cost"
+
+
+def judge_ledger(judge: str, measure: str) -> str:
+    """One judge's ledger metric on a run: `judge/<judge slug>/cost_usd`."""
+    return f"{JUDGE_LEDGER_PREFIX}{judge_slug(judge)}/{measure}"
+
+
+def judge_cost_note(judge: str) -> str:
+    """The tag that says how a judge's cost was priced (model, prices, their date), or why it
+    is unknown, or that an offline judge costs nothing: `judge/<judge slug>/cost`."""
+    return f"{JUDGE_LEDGER_PREFIX}{judge_slug(judge)}/cost"
+
+
 # Anatomy of a tuned run's weight update (`lorabench.anatomy`): per run, over its measured
 # matrices (ΔW = tuned weight − starting weight, one per adapted matrix).
 ANATOMY_PREFIX = "anatomy/"

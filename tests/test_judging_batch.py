@@ -239,6 +239,17 @@ def test_the_evaluation_judges_in_one_batch_and_fails_on_an_expired_one(
     # Bought in this evaluation: the second batch's 15 repeats; the rest was in the cache.
     assert result.metrics["eval/judge_calls"] == 15
     assert result.metrics["eval/judge_cache_hits"] == 25
+
+    # The ledger of each evaluation that finished (the second, then the third, which bought
+    # nothing): every token the second bought went through the Batch API, at half the price.
+    def logged(measure: str) -> list[float]:
+        history = store.get_metric_history(result.run_id, f"judge/openai_gpt-3.5-turbo/{measure}")
+        return [m.value for m in sorted(history, key=lambda m: m.timestamp)]
+
+    (prompt, _), (completion, _) = (logged(f"tokens_{k}") for k in ("prompt", "completion"))
+    assert logged("tokens_batch") == [prompt + completion, 0] and prompt > 0
+    full_price = (prompt * 0.5 + completion * 1.5) / 1e6  # conf/prices.yaml's gpt-3.5-turbo
+    assert logged("cost_usd") == [pytest.approx(full_price / 2), 0]
     assert (result.judgements_path.parent / STATE_FILE).is_file()
     repeats = result.judgements_path.with_name(contract.REPEATS_FILE).read_text().splitlines()
     assert len(repeats) == 20

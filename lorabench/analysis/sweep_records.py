@@ -21,7 +21,9 @@ from lorabench.analysis.runs import AnalysisError, finished_runs, run_frame
 from lorabench.analysis.statistics import write_statistics
 from lorabench.config.schema import StatsConfig
 from lorabench.errors import LorabenchError
+from lorabench.judging.costs import ledger
 from lorabench.judging.factory import build_pairwise_judge
+from lorabench.tracking.runs import Run as TrackedRun
 
 if TYPE_CHECKING:
     from lorabench.tracking.parents import PairwiseStage
@@ -108,6 +110,10 @@ def record_pairwise(
             stats=stats,
         )
         record_head_to_head(client, parent_id, result)
+        spent, cost_note = ledger(judge, stage.prices)
+        parent = TrackedRun(client, parent_id)
+        parent.log_metrics(spent)
+        parent.set_tags(cost_note)
     except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
         log.error("sweep head to head: %s", err)
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,20 @@ class GpuConfig:
     reports, a little under the marketed size."""
     peak_tflops: dict[str, float] = field(default_factory=dict)
     """Dense peak TFLOP/s of one GPU by precision (`bf16`, `fp16`, `fp32`), without sparsity."""
+
+
+@dataclass
+class PriceConfig:
+    """One judge model's prices (`conf/prices.yaml`), for the cost ledger and the plan."""
+
+    input: float = MISSING
+    """USD per 1M prompt tokens of a synchronous call."""
+    output: float = MISSING
+    """USD per 1M completion tokens of a synchronous call."""
+    batch_discount: float = 0.0
+    """The share taken off both prices through the provider's Batch API (OpenAI: 0.5)."""
+    read_on: str = MISSING
+    """The date (YYYY-MM-DD) the prices were read: they change, and a cost quotes its date."""
 
 
 @dataclass
@@ -656,6 +671,9 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     gpus: dict[str, GpuConfig] = field(default_factory=dict)
     """GPU types by name (`conf/gpus.yaml`), named by `hardware.gpu`."""
+    prices: dict[str, PriceConfig] = field(default_factory=dict)
+    """Judge models' prices by model name (`conf/prices.yaml`); a model without an entry has
+    an unknown cost, never 0."""
     profile: str = "paper"
     run_name: str | None = None
     """null: named from the config (`lorabench.identity`): the presets' name, e.g.
@@ -684,6 +702,7 @@ class Config:
         _check_data(self.data)
         _check_hardware(self.hardware)
         _check_gpus(self.gpus, self.hardware)
+        _check_prices(self.prices)
         self.deepspeed_config_path()  # existence check
         _check_training(self.training)
         _check_eval(self.eval)
@@ -898,6 +917,19 @@ def _check_hardware(h: HardwareConfig) -> None:
             h.launcher,
             "plain python starts one process without DeepSpeed; use torchrun or deepspeed",
         )
+
+
+def _check_prices(prices: dict[str, PriceConfig]) -> None:
+    for model, price in prices.items():
+        key = f"prices.{model}"
+        _non_negative(f"{key}.input", price.input)
+        _non_negative(f"{key}.output", price.output)
+        if not 0.0 <= price.batch_discount < 1.0:
+            _fail(f"{key}.batch_discount", price.batch_discount, "must be in [0, 1)")
+        try:
+            date.fromisoformat(str(price.read_on))
+        except ValueError:
+            _fail(f"{key}.read_on", price.read_on, "must be a date, YYYY-MM-DD")
 
 
 def _check_gpus(gpus: dict[str, GpuConfig], h: HardwareConfig) -> None:

@@ -30,6 +30,7 @@ from lorabench.evaluation.targets import (
 from lorabench.identity import flatten
 from lorabench.judging import Judge, Judgement, JudgeRequest, OpenAIJudge, build_judge
 from lorabench.judging.batch import mark_bought, preflight_batch, run_batch
+from lorabench.judging.costs import ledger
 from lorabench.locking import EVALUATION_REMEDY, directory_lock
 from lorabench.modeling.base import build_model
 from lorabench.tracking.runs import Run, client_for, reopened_run, tracked_run
@@ -262,10 +263,12 @@ def _log_judged(
     generations = target.eval_dir / contract.GENERATIONS_FILE
     headline = _is_headline(cfg.judge.headline, run, judge.name)
     per_judge = {contract.judge_metric(judge.name, k): v for k, v in metrics.items()}
-    run.log_metrics({**per_judge, **(metrics if headline else {})})
+    spent, cost_note = ledger(judge, cfg.prices)
+    run.log_metrics({**per_judge, **spent, **(metrics if headline else {})})
     judges = _judges_of(run) | {judge.name}
     tags: dict[str, object] = {
         **target.run_tags,
+        **cost_note,
         contract.TAG_EVAL_JUDGES: ",".join(sorted(judges)),
     }
     if headline:

@@ -148,7 +148,15 @@ class JudgeStats:
     errors: int = 0
     no_reference: int = 0
     prompt_tokens: int = 0
+    """Prompt tokens bought in this session (the servers' `usage`), the Batch API's included."""
     completion_tokens: int = 0
+    batch_prompt_tokens: int = 0
+    """Of `prompt_tokens`, those bought through the Batch API (at its discount)."""
+    batch_completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    """Prompt tokens the judgements answered from the cache had cost when bought: paid for by
+    an earlier evaluation, not this one (counted apart from `prompt_tokens`)."""
+    cached_completion_tokens: int = 0
     preflight_calls: int = 0
     """HTTP requests made by `preflight()` (not counted in `calls`)."""
 
@@ -165,13 +173,20 @@ class JudgeStats:
     def count(self, judgement: Judgement) -> None:
         """Account for one returned judgement (status counters and cache hits)."""
         self.judgements += 1
-        self.cache_hits += judgement.cached
+        self.count_cached(judgement, +1)
         if judgement.status == "parse_failure":
             self.parse_failures += 1
         elif judgement.status == "error":
             self.errors += 1
         elif judgement.status == "no_reference":
             self.no_reference += 1
+
+    def count_cached(self, judgement: Judgement, sign: int) -> None:
+        """Count a cached judgement in (`sign=+1`) or back out (`-1`: a batch bought it)."""
+        if judgement.cached:
+            self.cache_hits += sign
+            self.cached_prompt_tokens += sign * judgement.prompt_tokens
+            self.cached_completion_tokens += sign * judgement.completion_tokens
 
     def as_metrics(self) -> dict[str, float]:
         """The counters under the tracking contract's names (`eval/judge_calls`, …)."""
@@ -224,6 +239,12 @@ class Judge(abc.ABC):
         `gpt-3.5-turbo-0125` behind the alias `gpt-3.5-turbo`); an offline judge, its name.
         """
         return (self.name,)
+
+    @property
+    def billed_model(self) -> str | None:
+        """The model whose price its calls are charged at (a key of `conf/prices.yaml`); None
+        for an offline judge, which calls nothing and costs nothing."""
+        return None
 
     def preflight(self) -> None:  # noqa: B027 - optional hook: offline judges have nothing to check
         """Check that judging can run at all; raise `JudgeError` if not. Offline judges pass."""

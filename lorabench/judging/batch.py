@@ -183,7 +183,7 @@ def mark_bought(
         key = judge.key_for(judge.prompt_for(request), request.repeat)
         if key in bought and key not in seen and judgement.cached:
             seen.add(key)
-            judge.stats.cache_hits -= 1
+            judge.stats.count_cached(judgement, -1)
             judgement = replace(judgement, cached=False)
         marked.append(judgement)
     return marked
@@ -354,6 +354,8 @@ class _Runner:
             self.judge.cache.put(key, model=self.judge.model, prompt=prompts[key], **asdict(reply))
             stats.prompt_tokens += reply.prompt_tokens
             stats.completion_tokens += reply.completion_tokens
+            stats.batch_prompt_tokens += reply.prompt_tokens
+            stats.batch_completion_tokens += reply.completion_tokens
             bought.add(key)
             failed.pop(key, None)
         return failed, bought

@@ -186,6 +186,11 @@ class OpenAIJudge(Judge):
     def name(self) -> str:
         return f"openai:{self.model}"
 
+    @property
+    def billed_model(self) -> str:
+        """`model`: prices are looked up under the name the judge asks for."""
+        return self.model
+
     def params(self) -> dict[str, object]:
         """Settings that define the judge's scores, for run parameters (no secrets)."""
         return {

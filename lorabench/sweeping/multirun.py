@@ -25,6 +25,7 @@ from lorabench.config.schema import (
     Config,
     JudgeConfig,
     PairwiseConfig,
+    PriceConfig,
     StatsConfig,
     TrackingConfig,
 )
@@ -49,6 +50,11 @@ def _section(config: DictConfig, key: str, schema: type[T]) -> T:
     return cast(T, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), config[key])))
 
 
+def _prices_of(config: DictConfig) -> dict[str, PriceConfig]:
+    """The judge models' prices (`conf/prices.yaml`), typed."""
+    return {model: _section(config.prices, model, PriceConfig) for model in config.prices}
+
+
 def _tracking_of(config: DictConfig) -> TrackingConfig:
     return _section(config, "tracking", TrackingConfig)
 
@@ -61,6 +67,7 @@ def _pairwise_of(config: DictConfig) -> PairwiseStage | None:
         _section(config, "judge", JudgeConfig),
         _section(config, "pairwise", PairwiseConfig),
         str(config.cache_dir),
+        _prices_of(config),
     )
 
 

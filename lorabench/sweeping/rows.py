@@ -98,7 +98,11 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[P
             failed,
             cfg.sweep.pick_learning_rate,
             cfg.stats,
-            PairwiseStage(cfg.judge, cfg.pairwise, cfg.cache_dir) if cfg.sweep.pairwise else None,
+            (
+                PairwiseStage(cfg.judge, cfg.pairwise, cfg.cache_dir, cfg.prices)
+                if cfg.sweep.pairwise
+                else None
+            ),
         )
     return outcomes
 

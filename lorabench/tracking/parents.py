@@ -17,8 +17,15 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
-from lorabench.config.schema import JudgeConfig, PairwiseConfig, StatsConfig, TrackingConfig
+from lorabench.config.schema import (
+    JudgeConfig,
+    PairwiseConfig,
+    PriceConfig,
+    StatsConfig,
+    TrackingConfig,
+)
 from lorabench.locking import owner_alive
+from lorabench.tracking.runs import Run as TrackedRun
 from lorabench.tracking.runs import client_for, experiment_id
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,8 @@ class PairwiseStage:
     judge: JudgeConfig
     pairwise: PairwiseConfig
     cache_dir: str
+    prices: dict[str, PriceConfig]
+    """The judge models' prices, for the head-to-head judge's ledger on the parent."""
 
 
 def close_parent(
@@ -129,6 +138,7 @@ def close_parent(
         record_statistics(client, run_id, finished, stats)
         if pairwise is not None:
             record_pairwise(client, run_id, finished, pairwise, stats)
+    _record_costs(client, run_id, children)
     runless = set(failed) - {r.info.run_name for r in children}
     unfinished = sorted(
         {r.info.run_name for r in children if r.info.status != "FINISHED"} | set(failed)
@@ -138,3 +148,15 @@ def close_parent(
         client.set_tag(run_id, contract.TAG_SWEEP_UNFINISHED, ", ".join(unfinished)[:5000])
     status = RunStatus.FAILED if unfinished else RunStatus.FINISHED
     client.set_terminated(run_id, RunStatus.to_string(status))
+
+
+def _record_costs(client: MlflowClient, run_id: str, children: Sequence[Run]) -> None:
+    """Log the sweep's judging total (`judging.costs.sweep_total`) on its parent: its runs'
+    judges and its own head-to-head judge (logged on the parent just before)."""
+    from lorabench.judging.costs import sweep_total
+
+    totals, tags = sweep_total([*children, client.get_run(run_id)])
+    parent = TrackedRun(client, run_id)
+    parent.log_metrics(totals)
+    parent.set_tags(tags)
+    print(f"judge cost of the sweep: {tags[contract.TAG_SWEEP_JUDGE_COST]}")

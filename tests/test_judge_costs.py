@@ -1,0 +1,142 @@
+"""The judge cost ledger: prices by hand, an evaluation's ledger against what the OpenAI-style
+server on 127.0.0.1 counted, the cache counted apart, an unpriced model's cost unknown (never
+0), an offline judge's 0 said so, and a sweep's total."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lorabench import contract
+from lorabench.config import compose, validate
+from lorabench.config.schema import PriceConfig
+from lorabench.errors import ConfigError
+from lorabench.evaluation import evaluate
+from lorabench.judging.base import JudgeStats
+from lorabench.judging.costs import OFFLINE_NOTE, cost_of, sweep_total
+from lorabench.training import train
+from tests.helpers.fake_openai_server import DEFAULT_REPLY, FakeOpenAIServer
+
+KEY_ENV = "LORABENCH_TEST_COST_KEY"
+PRICE = PriceConfig(input=0.5, output=1.5, batch_discount=0.5, read_on="2026-12-03")
+SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
+JUDGE = "openai_gpt-3.5-turbo"
+
+
+def _ledger(name: str) -> str:
+    return f"judge/{JUDGE}/{name}"
+
+
+def test_cost_by_hand_synchronous_batch_unpriced_and_offline() -> None:
+    stats = JudgeStats(prompt_tokens=3_000_000, completion_tokens=400_000)
+    # 3M × $0.50 + 0.4M × $1.50 per 1M tokens.
+    assert cost_of(stats, "gpt-3.5-turbo", {"gpt-3.5-turbo": PRICE}).usd == pytest.approx(2.1)
+    # Of those, 2M prompt and 0.2M completion tokens through the Batch API at half price.
+    stats.batch_prompt_tokens, stats.batch_completion_tokens = 2_000_000, 200_000
+    batch = cost_of(stats, "gpt-3.5-turbo", {"gpt-3.5-turbo": PRICE})
+    assert batch.usd == pytest.approx(0.5 + 0.3 + (1.0 + 0.3) / 2)
+    assert "2026-12-03" in batch.note and "batch -50%" in batch.note
+
+    unpriced = cost_of(stats, "gpt-5", {"gpt-3.5-turbo": PRICE})
+    assert unpriced.usd is None and "unknown" in unpriced.note and "gpt-5" in unpriced.note
+    offline = cost_of(JudgeStats(), None, {})
+    assert offline.usd == 0.0 and offline.note == OFFLINE_NOTE
+
+
+def test_a_price_without_its_date_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"prices\.gpt-4o\.read_on='last week'"):
+        validate(compose(["profile=demo", "prices.gpt-4o.read_on=last week"]))
+    with pytest.raises(ConfigError, match=r"prices\.gpt-4o\.batch_discount"):
+        validate(compose(["profile=demo", "prices.gpt-4o.batch_discount=1.5"]))
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LoRA adapter, trained once for the module (no tracking)."""
+    root = tmp_path_factory.mktemp("trained")
+    overrides = [
+        "profile=demo",
+        "data=math_0.25m",
+        "training.max_steps=2",
+        f"training.output_dir={root}/out",
+        f"cache_dir={root}/cache",
+        "tracking.enabled=false",
+        "training.progress_bar=false",
+    ]
+    return train(validate(compose(overrides))).model_path
+
+
+def _server_counts(server: FakeOpenAIServer) -> tuple[int, int]:
+    """(prompt, completion) tokens as the fake server bills them (a character a token) over
+    the judging calls it answered, the preflight's one-token check left out."""
+    judged = [r for r in server.chat_requests if r.body.get("max_tokens") != 1]
+    prompt = sum(len(m["content"]) for r in judged for m in r.body["messages"])
+    return prompt, len(judged) * len(DEFAULT_REPLY)
+
+
+def test_an_evaluation_ledgers_what_it_bought_and_what_the_cache_answered(
+    demo_config, adapter: Path, store: MlflowClient, monkeypatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with FakeOpenAIServer(api_key="sk-test") as server:
+        judge = [
+            "judge=openai",
+            f"judge.base_url={server.base_url}",
+            f"judge.api_key_env={KEY_ENV}",
+        ]
+        cfg = demo_config(*SMALL_EVAL, f"model_path={adapter}", *judge)
+        first = evaluate(cfg)
+        prompt, completion = _server_counts(server)
+        bought = store.get_run(first.run_id).data
+        evaluate(cfg)  # everything cached: nothing bought
+    again = store.get_run(first.run_id).data
+
+    assert bought.metrics[_ledger("tokens_prompt")] == prompt > 0
+    assert bought.metrics[_ledger("tokens_completion")] == completion > 0
+    assert bought.metrics[_ledger("tokens_cached")] == 0
+    expected = (prompt * 0.5 + completion * 1.5) / 1e6
+    assert bought.metrics[_ledger("cost_usd")] == pytest.approx(expected)
+    assert bought.tags[f"judge/{JUDGE}/cost"].startswith("gpt-3.5-turbo at $0.5 / $1.5")
+    # The second evaluation paid nothing; what it answered from the cache is counted apart.
+    assert again.metrics[_ledger("tokens_prompt")] == 0
+    assert again.metrics[_ledger("cost_usd")] == 0
+    assert again.metrics[_ledger("tokens_cached")] == prompt + completion
+
+
+def test_a_judge_model_without_a_price_has_no_cost_and_says_so(
+    demo_config, adapter: Path, store: MlflowClient, monkeypatch
+) -> None:
+    """A local model behind an OpenAI-compatible server (no entry in conf/prices.yaml)."""
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with FakeOpenAIServer(api_key="sk-test", models=("local-judge",)) as server:
+        judge = [
+            "judge=openai",
+            "judge.model=local-judge",
+            f"judge.base_url={server.base_url}",
+            f"judge.api_key_env={KEY_ENV}",
+        ]
+        result = evaluate(demo_config(*SMALL_EVAL, f"model_path={adapter}", *judge))
+    run = store.get_run(result.run_id).data
+    local = "judge/openai_local-judge/"
+    assert run.metrics[f"{local}tokens_prompt"] > 0
+    assert f"{local}cost_usd" not in run.metrics  # unknown, not 0
+    assert "unknown: no price for model 'local-judge'" in run.tags[f"{local}cost"]
+
+    totals, tags = sweep_total([store.get_run(result.run_id)])
+    assert contract.SWEEP_JUDGE_COST_USD not in totals
+    assert totals[contract.SWEEP_JUDGE_TOKENS] == (
+        run.metrics[f"{local}tokens_prompt"] + run.metrics[f"{local}tokens_completion"]
+    )
+    assert tags[contract.TAG_SWEEP_JUDGE_COST].startswith("unknown: 1 of 1 judge ledgers")
+
+
+def test_the_offline_judge_costs_nothing_and_says_so(
+    demo_config, adapter: Path, store: MlflowClient
+) -> None:
+    result = evaluate(demo_config(*SMALL_EVAL, f"model_path={adapter}"))
+    run = store.get_run(result.run_id).data
+    assert run.metrics["judge/reference_f1/cost_usd"] == 0
+    assert run.metrics["judge/reference_f1/tokens_prompt"] == 0
+    assert run.tags["judge/reference_f1/cost"] == OFFLINE_NOTE
