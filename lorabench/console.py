@@ -5,7 +5,8 @@ it (`conf/hydra/job_logging/quiet.yaml`), and the metrics to MLflow.
 
 Each row of a sweep ends with its summary line (`outcome_line`): its name, what happened, its
 final training loss, its score with the 95% interval, and its time; the sweep ends with its
-counts by outcome, a plan's total GPU hours, and the points that failed (`sweep_summary`).
+counts by outcome, a plan's total GPU hours and judge cost, and the points that failed
+(`sweep_summary`).
 """
 
 from __future__ import annotations
@@ -79,15 +80,40 @@ def sweep_summary(outcomes: Sequence[PointOutcome], plan: bool) -> str:
     lines = [f"{len(outcomes)} {points}: {shown or 'none'}"]
     if plan:
         planned = [o for o in outcomes if not o.failed]
-        hours = [o.gpu_hours for o in planned if o.gpu_hours is not None and o.status != "skip"]
+        trained = [o for o in planned if o.status not in ("skip", "evaluate")]
+        hours = [o.gpu_hours for o in trained if o.gpu_hours is not None]
         unfit = [o.run_name for o in planned if o.fits is False]
         total = f"total: {sum(hours):.4g} GPU hours to train or resume"
-        if len(hours) < len([o for o in planned if o.status != "skip"]):
+        if len(hours) < len(trained):
             total += " (points without a GPU type not counted)"
         lines.append(total)
+        lines += judging_total(planned)
         if unfit:
             lines.append(f"do not fit as configured: {', '.join(unfit)}")
     failed = [o.run_name for o in outcomes if o.failed]
     if failed:
         lines.append(f"{'could not be planned' if plan else 'failed'}: {', '.join(failed)}")
     return "\n".join(lines)
+
+
+def judging_total(outcomes: Sequence[PointOutcome]) -> list[str]:
+    """A plan's judge-cost lines: the calls, tokens and cost of judging every point it would
+    evaluate, and why a part is unknown."""
+    estimates = [o.judging for o in outcomes if o.judging is not None]
+    if not estimates:
+        return []
+    unknown = sorted({e for e in estimates if isinstance(e, str)})
+    known = [e for e in estimates if not isinstance(e, str)]
+    tokens = sum(e.prompt_tokens + e.completion_tokens for e in known) / 1e6
+    head = f"judge: {sum(e.calls for e in known):,} calls, {tokens:.2f}M tokens"
+    unpriced = sorted({e.cost.note for e in known if e.cost.usd is None})
+    if unknown or unpriced:
+        lines = [f"{head} for {len(known)} of {len(estimates)} evaluations; cost unknown:"]
+        return lines + [f"  {reason}" for reason in [*unknown, *unpriced]]
+    usd = sum(e.cost.usd or 0.0 for e in known)
+    notes = "; ".join(sorted({e.cost.note for e in known}))
+    line = f"{head}, ${usd:,.2f} ({notes})"
+    in_batch = [e.batch_usd for e in known if e.batch_usd is not None]
+    if len(in_batch) == len(known) and sum(in_batch) != usd:  # not judged in batches already
+        line += f"; through the Batch API (judge.batch=true): ${sum(in_batch):,.2f}"
+    return [line, "  (answers assumed as long as the eval set's gold answers)"]

@@ -4,12 +4,15 @@ server on 127.0.0.1 counted, the cache counted apart, an unpriced model's cost u
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
+from lorabench.analysis.cost_section import costs_markdown, load_judge_costs
 from lorabench.config import compose, validate
 from lorabench.config.schema import PriceConfig
 from lorabench.errors import ConfigError
@@ -17,6 +20,7 @@ from lorabench.evaluation import evaluate
 from lorabench.judging.base import JudgeStats
 from lorabench.judging.costs import OFFLINE_NOTE, cost_of, sweep_total
 from lorabench.training import train
+from tests.helpers.cli import run_cli
 from tests.helpers.fake_openai_server import DEFAULT_REPLY, FakeOpenAIServer
 
 KEY_ENV = "LORABENCH_TEST_COST_KEY"
@@ -140,3 +144,90 @@ def test_the_offline_judge_costs_nothing_and_says_so(
     assert run.metrics["judge/reference_f1/cost_usd"] == 0
     assert run.metrics["judge/reference_f1/tokens_prompt"] == 0
     assert run.tags["judge/reference_f1/cost"] == OFFLINE_NOTE
+
+
+def _judge_part(line: str) -> tuple[int, float, float]:
+    """(calls, M tokens, USD) of a plan line's judge part."""
+    found = re.search(r"judge: ([\d,]+) calls, ([\d.]+)M tokens, \$([\d.,]+)", line)
+    assert found, line
+    return int(found[1].replace(",", "")), float(found[2]), float(found[3].replace(",", ""))
+
+
+@pytest.mark.slow
+def test_the_plan_prices_judging_the_paper_grid_at_gpt35_prices(
+    tmp_path: Path, isolated: list[str], belle_dir: Path
+) -> None:
+    """Table 4's 8 rows and its 2 base rows, each 1,000 BELLE items judged once by
+    gpt-3.5-turbo with BELLE's prompts (local copies: a plan downloads nothing)."""
+    result = run_cli(
+        "sweep.py",
+        "experiment=paper_table4",
+        "sweep.plan=true",
+        f"eval.path={belle_dir / 'eval_set.json'}",
+        f"judge.prompts={belle_dir / 'eval_prompt.json'}",
+        *isolated,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    points = [_judge_part(line) for line in lines if " | judge: " in line]
+    assert len(points) == 10 and all(p == points[0] for p in points)
+    calls, tokens, usd = points[0]
+    assert calls == 1000
+    # Each call's reply is assumed at 100 tokens; the rest of its tokens are the prompt's.
+    completion = calls * 100 / 1e6
+    assert usd == pytest.approx((tokens - completion) * 0.5 + completion * 1.5, abs=0.01)
+    (total,) = [line for line in lines if line.startswith("judge: 10,000 calls")]
+    grid_calls, grid_tokens, grid_usd = _judge_part(total)
+    assert grid_tokens == pytest.approx(10 * tokens, abs=0.05)
+    assert grid_usd == pytest.approx(10 * usd, abs=0.05)
+    assert "gpt-3.5-turbo at $0.5 / $1.5 per 1M" in total and "read 2026-12-03" in total
+    batch = float(re.search(r"Batch API \(judge.batch=true\): \$([\d.]+)", total)[1])
+    assert batch == pytest.approx(grid_usd / 2, abs=0.01)
+
+
+def _ledgered_run(client: MlflowClient, experiment: str, name: str, judge: str, **values) -> str:
+    run = client.create_run(experiment, run_name=name)
+    for measure, value in values.items():
+        if measure != "note":
+            client.log_metric(run.info.run_id, f"judge/{judge}/{measure}", value)
+    client.set_tag(run.info.run_id, f"judge/{judge}/cost", values["note"])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_the_report_section_lists_each_ledger_and_totals_them(tmp_path: Path) -> None:
+    """Two priced runs and a sweep parent's head-to-head judge, then an unpriced run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("costs", artifact_location=str(tmp_path / "a"))
+    priced = {"tokens_batch": 0, "tokens_cached": 0, "note": "gpt-3.5-turbo at ..."}
+    a = _ledgered_run(
+        client, experiment, "a", JUDGE,
+        tokens_prompt=1000, tokens_completion=100, cost_usd=0.0006, **priced,
+    )  # fmt: skip
+    b = _ledgered_run(
+        client, experiment, "b", JUDGE,
+        tokens_prompt=3000, tokens_completion=300, cost_usd=0.0021,
+        **{**priced, "tokens_cached": 500},
+    )  # fmt: skip
+    parent = _ledgered_run(
+        client, experiment, "sweep", "openai-pairwise_gpt-3.5-turbo",
+        tokens_prompt=2000, tokens_completion=200, cost_usd=0.0013, **priced,
+    )  # fmt: skip
+    client.set_tag(parent, contract.TAG_SWEEP, "true")
+    runs = pd.DataFrame({"run_id": [a, b]})
+
+    costs = load_judge_costs(uri, "costs", runs)
+    assert list(costs["run"]) == ["a", "b", "sweep (head to head)"]
+    section = costs_markdown(costs)
+    assert "| b | openai_gpt-3.5-turbo | 3,000 | 300 | 0 | 500 | $0.0021 |" in section
+    assert "**Total**: $0.0040 for 6,600 tokens bought." in section  # 0.0006 + 0.0021 + 0.0013
+
+    unpriced = {"tokens_batch": 0, "tokens_cached": 0, "note": "unknown: no price for 'local'"}
+    c = _ledgered_run(
+        client, experiment, "c", "openai_local", tokens_prompt=10, tokens_completion=1, **unpriced
+    )
+    section = costs_markdown(load_judge_costs(uri, "costs", pd.DataFrame({"run_id": [a, b, c]})))
+    assert "| c | openai_local | 10 | 1 | 0 | 0 | unknown |" in section
+    assert "**Total**: unknown: 1 of 4 ledgers unpriced (the rest $0.0040)" in section

@@ -26,7 +26,7 @@ from lorabench.analysis.pairwise_judging import (
 from lorabench.analysis.replicates import replicate_groups
 from lorabench.analysis.runs import run_frame
 from lorabench.analysis.sweep_records import record_pairwise
-from lorabench.config.schema import JudgeConfig, PairwiseConfig, StatsConfig
+from lorabench.config.schema import JudgeConfig, PairwiseConfig, PriceConfig, StatsConfig
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.judging.pairwise import ReferencePairwiseJudge
 from lorabench.tracking.parents import PairwiseStage
@@ -229,7 +229,9 @@ def _stage(server: FakeOpenAIServer, tmp_path: Path, **pairwise: Any) -> Pairwis
         concurrency=4,
         timeout=5.0,
     )
-    return PairwiseStage(judge, PairwiseConfig(**pairwise), str(tmp_path / "cache"))
+    price = PriceConfig(input=0.5, output=1.5, batch_discount=0.5, read_on="2026-12-03")
+    prices = {"gpt-3.5-turbo": price}
+    return PairwiseStage(judge, PairwiseConfig(**pairwise), str(tmp_path / "cache"), prices)
 
 
 def test_a_sweeps_stage_uses_the_configured_judge_and_a_rerun_sends_nothing(
@@ -246,9 +248,27 @@ def test_a_sweeps_stage_uses_the_configured_judge_and_a_rerun_sends_nothing(
         calls = 1 + 2 * len(ITEMS) - 10
         assert server.chat_calls == calls
         assert "Verdict" in server.chat_requests[-1].body["messages"][0]["content"]
+        bought = store.get_run(parent).data.metrics
         record_pairwise(store, parent, runs, stage, STATS)
         assert server.chat_calls == calls  # all cached: not even a preflight
+    # The pairwise judge's ledger on the parent: what it bought (the fake server bills a
+    # character a token), then nothing bought.
+    sent = [r for r in server.chat_requests if r.body.get("max_tokens") != 1]
+    prompt = sum(len(m["content"]) for r in sent for m in r.body["messages"])
+    ledger = "judge/openai-pairwise_gpt-3.5-turbo/"
+    completion = len(sent) * len(first_wins.content)
+    assert (bought[f"{ledger}tokens_prompt"], bought[f"{ledger}tokens_completion"]) == (
+        prompt,
+        completion,
+    )
+    assert bought[f"{ledger}cost_usd"] == pytest.approx((prompt * 0.5 + completion * 1.5) / 1e6)
     run = store.get_run(parent)
+    assert run.data.metrics[f"{ledger}tokens_prompt"] == 0
+    # Every judgement now came from the cache: those bought, and the in-batch duplicates the
+    # first judging already counted as cached.
+    duplicates = bought[f"{ledger}tokens_cached"]
+    assert duplicates > 0  # the 10 items whose two orders show the same prompt
+    assert run.data.metrics[f"{ledger}tokens_cached"] == prompt + completion + duplicates
     assert run.data.tags[contract.TAG_PAIRWISE_JUDGE] == "openai-pairwise:gpt-3.5-turbo"
     # A judge that always prefers the answer shown first: every item a tie, none consistent.
     assert run.data.metrics[contract.pairwise_win_rate(f"{LORA} vs {FT}")] == 0.5

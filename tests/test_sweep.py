@@ -170,10 +170,13 @@ def test_plan_lists_points_without_running_them(tmp_path: Path, isolated, store)
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+lora(math_0.25m)")
     assert names.index("tiny+ft(2m)") < names.index("tiny+ft(2m)+ft(math_0.25m)")
     assert "tiny-13b+lora(2m)" in names
-    assert "8 grid points: 8 train" in result.stdout
+    assert "10 grid points: 2 evaluate, 8 train" in result.stdout
     # The untuned bases the rows are read against come first, as base rows.
     assert result.stdout.index("tiny (base): evaluate") < result.stdout.index(lines[0])
     assert "tiny-13b (base): evaluate" in result.stdout
+    # The demo's offline judge calls nothing and costs nothing, and the plan says so.
+    assert all(line.endswith("| judge: 0 calls, 0.00M tokens, $0.00") for line in lines)
+    assert "judge: 0 calls, 0.00M tokens, $0.00 (offline judge: calls no API" in result.stdout
     assert runs_of(store) == []
 
 
@@ -214,6 +217,9 @@ def test_plan_prints_each_paper_rows_memory_hours_learning_rate_and_epochs(
     assert "lr=5e-07 epochs=2" in rows["llama-7b+ft(2m)+ft(math_0.25m)"]  # §4.5
     assert "lr=5e-06 epochs=3" in rows["llama-7b+ft(2m)"]  # Table 2
     assert "lr=0.0002 epochs=4" in rows["llama-7b+ft(2m)+lora(math_0.25m)"]  # Table 3
+    # Nothing is downloaded by a plan: without BELLE's eval set here, its judge cost is unknown.
+    assert all(line.endswith("| judge: cost unknown (see below)") for line in rows.values())
+    assert "cost unknown:\n  the eval set is not on this machine yet" in result.stdout
 
 
 def test_a_point_that_cannot_be_planned_says_why_once(demo_config, capsys) -> None:

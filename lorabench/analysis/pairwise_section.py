@@ -38,7 +38,7 @@ from lorabench.analysis.pairwise import (
     position_consistency,
     win_rates,
 )
-from lorabench.analysis.runs import AnalysisError, open_experiment, search_all, sort_runs
+from lorabench.analysis.runs import AnalysisError, open_experiment, sort_runs, sweep_parents
 from lorabench.config.schema import StatsConfig
 
 FIGURE_TITLES = {
@@ -69,11 +69,7 @@ def load_pairwise_verdicts(
     `attrs["parents"]` lists the parents read, oldest first. AnalysisError when the store or
     the experiment is missing."""
     client, experiment_id = open_experiment(tracking_uri, experiment)
-    if parent_run_id is not None:
-        parents = [client.get_run(parent_run_id)]
-    else:
-        parents = list(search_all(client, experiment_id, f"tags.`{contract.TAG_SWEEP}` = 'true'"))
-    parents.sort(key=lambda run: run.info.start_time or 0)
+    parents = sweep_parents(client, experiment_id, parent_run_id)
     frames, read = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for parent in parents:

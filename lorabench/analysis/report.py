@@ -14,7 +14,8 @@ directory receives `report.md` (tables and figures in one page), `table4.{md,csv
 `"pairs=['A vs B','C vs D']"` adds comparisons to the paper's) and, for runs whose weight
 update was measured (`anatomy/layers.csv`), the anatomy section with `figures/anatomy_*`; for
 sweeps that judged their runs head to head (`sweep.pairwise=true`: `pairwise/verdicts.csv` on
-the sweep's parent), the head-to-head section with `figures/pairwise_*`; with
+the sweep's parent), the head-to-head section with `figures/pairwise_*`; the judge-cost section
+from the runs' and the sweeps' cost ledgers (`judge/<judge>/*`); with
 `parent_run` it is also logged as artifacts (`analysis/`) of that run, the sweep's parent
 (`log_to=none` to skip).
 """
@@ -30,6 +31,7 @@ import pandas as pd
 
 from lorabench.analysis.anatomy import load_anatomy_layers
 from lorabench.analysis.anatomy_section import write_anatomy
+from lorabench.analysis.cost_section import costs_markdown, load_judge_costs
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
 from lorabench.analysis.items import load_item_scores
@@ -79,6 +81,7 @@ def write_report(
     stats: StatsConfig | None = None,
     anatomy: pd.DataFrame | None = None,
     pairwise: pd.DataFrame | None = None,
+    costs: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write every table and figure of `runs` (runs.load_runs or paper_runs.paper_frame) into
     `out_dir`, with `report.md` gathering them in one page; with `items` (the runs' item
@@ -86,7 +89,8 @@ def write_report(
     per-matrix weight-update measurements, `anatomy.load_anatomy_layers`) and rows in it, the
     anatomy section and its figures; with `pairwise` (head-to-head item verdicts,
     `pairwise_section.load_pairwise_verdicts`) the head-to-head section (saying none was judged
-    when it is empty), its figures, and the pairs' win rates under the findings."""
+    when it is empty), its figures, and the pairs' win rates under the findings; with `costs`
+    (the runs' judge cost ledgers, `cost_section.load_judge_costs`) the judge-cost section."""
     out = Path(out_dir)
     tables = write_tables(runs, out, paper_model=paper_model)
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
@@ -113,6 +117,8 @@ def write_report(
         # figures section above is written: the anatomy section shows its figures itself.
         figures.files += part.figures.files
         figures.skipped.update(part.figures.skipped)
+    if costs is not None:
+        lines += ["", costs_markdown(costs)]
     statistics = None
     if items is not None:
         statistics = write_statistics(runs, items, out, stats or StatsConfig())
@@ -196,4 +202,5 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
         stats=StatsConfig(pairs=list(options.pairs)),
         anatomy=load_anatomy_layers(uri, tuned["run_id"]),
         pairwise=load_pairwise_verdicts(uri, options.experiment, options.parent_run),
+        costs=load_judge_costs(uri, options.experiment, ours, options.parent_run),
     )

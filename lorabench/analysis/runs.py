@@ -253,6 +253,16 @@ def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
 
 
+def sweep_parents(client: MlflowClient, experiment_id: str, parent_run_id: str | None) -> list[Run]:
+    """The experiment's sweep parent runs (tag `sweep=true`), or only `parent_run_id` when
+    given; oldest first."""
+    if parent_run_id is not None:
+        parents = [client.get_run(parent_run_id)]
+    else:
+        parents = list(search_all(client, experiment_id, f"tags.`{contract.TAG_SWEEP}` = 'true'"))
+    return sorted(parents, key=lambda run: run.info.start_time or 0)
+
+
 def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
     """Every run of the experiment that `filter_string` selects, oldest first, page by page."""
     token = None

@@ -98,9 +98,7 @@ def load_items(eval_cfg: EvalConfig, cache_dir: str | Path) -> list[EvalItem]:
     if eval_cfg.path is not None:
         path = Path(eval_cfg.path)
     elif eval_cfg.url is not None:
-        path = download(
-            eval_cfg.url, Path(cache_dir) / "eval" / f"{eval_cfg.name}.json", eval_cfg.sha256
-        )
+        path = download(eval_cfg.url, download_path(eval_cfg, cache_dir), eval_cfg.sha256)
     else:
         path = write_jsonl(
             generate_eval_set(eval_cfg.demo_per_class),
@@ -108,6 +106,11 @@ def load_items(eval_cfg: EvalConfig, cache_dir: str | Path) -> list[EvalItem]:
         )
     items = load_eval_set(path)
     return items[: eval_cfg.limit] if eval_cfg.limit else items
+
+
+def download_path(eval_cfg: EvalConfig, cache_dir: str | Path) -> Path:
+    """Where an eval set given by `eval.url` is downloaded to (and found again)."""
+    return Path(cache_dir) / "eval" / f"{eval_cfg.name}.json"
 
 
 def jsonl_rows(text: str, source: str | Path) -> Iterator[tuple[str, Any]]:

@@ -282,9 +282,15 @@ class OpenAIJudge(Judge):
         """
         _, prompts, cached = self._plan(requests)
         to_call = [p for k, p in prompts.items() if k not in cached]
-        reply = min(EXPECTED_REPLY_TOKENS, self.max_tokens or EXPECTED_REPLY_TOKENS)
+        reply = self.expected_reply_tokens
         count = _token_counter(self.model)
         return CostEstimate(len(to_call), sum(count(p) + 8 + reply for p in to_call))
+
+    @property
+    def expected_reply_tokens(self) -> int:
+        """Completion tokens an estimate assumes per call: `EXPECTED_REPLY_TOKENS`, or
+        `max_tokens` if lower."""
+        return min(EXPECTED_REPLY_TOKENS, self.max_tokens or EXPECTED_REPLY_TOKENS)
 
     # ---- judging -----------------------------------------------------------------------------
 

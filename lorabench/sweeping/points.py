@@ -29,6 +29,7 @@ from lorabench.launching.topology import DistEnv, launch_ranks, needs_launcher, 
 from lorabench.locking import DirectoryBusy, directory_lock
 from lorabench.modeling.trained import training_hash
 from lorabench.planning import PointEstimate, estimate_point
+from lorabench.planning.judging import JudgingEstimate, estimate_judging
 from lorabench.tracking.runs import client_for
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class PointOutcome:
     """Run: how long the row took."""
     metrics: Mapping[str, float] = field(default_factory=dict)
     """Run: the row's run's metrics (training loss, scores); empty when it has none."""
+    judging: JudgingEstimate | str | None = None
+    """Planned: what judging its answers would cost, or why that is unknown; None when it
+    would not be evaluated."""
 
     @property
     def failed(self) -> bool:
@@ -154,14 +158,41 @@ def print_plan(cfg: Config) -> PointOutcome:
             metrics = client_for(cfg.tracking).get_run(run_id).data.metrics
             estimate = replace(estimate, measured_mfu=metrics.get(contract.TRAIN_MFU))
     head = f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g}"
-    print(f"{head} | {estimate.describe()}")
+    judging = planned_judging(cfg) if cfg.sweep.evaluate and p.action != "skip" else None
+    print(f"{head} | {estimate.describe()}{judging_part(judging)}")
     time = estimate.time
     return PointOutcome(
         p.run_name,
         p.action,
         gpu_hours=None if time is None else time.gpu_hours,
         fits=estimate.memory.fits,
+        judging=judging,
     )
+
+
+def planned_judging(cfg: Config) -> JudgingEstimate | str:
+    """What judging the point's answers would cost, or why that cannot be said yet."""
+    try:
+        return estimate_judging(cfg)
+    except LorabenchError as err:
+        return str(err)
+
+
+def judging_part(judging: JudgingEstimate | str | None) -> str:
+    """A plan line's judge part: ` | judge: 1,000 calls, 0.91M tokens, $0.52`."""
+    if judging is None:
+        return ""
+    if isinstance(judging, str):
+        return " | judge: cost unknown (see below)"
+    return f" | {judging.describe()}"
+
+
+def plan_base_row(cfg: Config) -> PointOutcome:
+    """Print a base row's plan line (an evaluation of the untuned base, nothing to train)."""
+    judging = planned_judging(cfg) if cfg.sweep.evaluate else None
+    name = f"{cfg.model.name} (base)"
+    print(f"{name}: evaluate the untuned base (no training){judging_part(judging)}")
+    return PointOutcome(name, "evaluate", judging=judging)
 
 
 def _outcome(cfg: Config, name: str, status: str, run_id: str | None, start: float) -> PointOutcome:

@@ -17,6 +17,7 @@ from lorabench.errors import ConfigError, LorabenchError
 from lorabench.sweeping.points import (
     FAILED,
     PointOutcome,
+    plan_base_row,
     print_plan,
     run_base_row,
     run_point,
@@ -74,9 +75,8 @@ def run_rows(cfg: Config, overrides: Sequence[str], train_script: str) -> list[P
     names = [c.run_name for c in configs]
     order = ordered_rows(names, [c.base_run for c in configs])
     if cfg.sweep.plan:
-        for config in bases:
-            print(f"{config.model.name} (base): evaluate the untuned base (no training)")
-        return [*invalid, *(print_plan(configs[i]) for i in order)]
+        planned = [plan_base_row(config) for config in bases]
+        return [*planned, *invalid, *(print_plan(configs[i]) for i in order)]
     parent = open_parent(cfg.tracking, overrides)
     outcomes = []
     try:
