@@ -27,6 +27,7 @@ from lorabench.planning.memory import QuantisedBase, ZeroSettings, largest_layer
 from lorabench.training import dry_run, meta_model
 
 A100_40GB = 39.4 * GIB
+FLASH = "model.attn_implementation=flash_attention_2"
 
 
 def plan_of(*overrides: str):
@@ -252,10 +253,10 @@ def test_a_kernel_option_scales_the_assumed_mfu_by_its_speedup() -> None:
 
     sdpa = time_of()
     assert sdpa.mfu == 0.35 and sdpa.kernels == ""  # plan.mfu's figure is the default kernels'
-    flash = time_of("model.attn_implementation=flash_attention_2")
+    flash = time_of(FLASH)
     assert flash.mfu == pytest.approx(0.35 * 1.235)  # LLaMA-Factory's 2,954 / 2,392 tokens/s
     assert flash.hours == pytest.approx(sdpa.hours / 1.235)
-    both = time_of("model.attn_implementation=flash_attention_2", "training.liger_kernel=true")
+    both = time_of(FLASH, "training.liger_kernel=true")
     assert both.mfu == pytest.approx(0.35 * 1.235 * 1.2)
     assert both.kernels == "1.24 flash_attention_2 × 1.2 liger_kernel"
     with pytest.raises(PlanError, match=r"\+plan\.attention_speedup\.eager=<its tokens/s"):
@@ -267,7 +268,7 @@ def test_a_kernel_option_scales_the_assumed_mfu_by_its_speedup() -> None:
 
 
 def test_the_plan_line_shows_what_the_kernels_add_to_the_mfu() -> None:
-    line = plan_of("model.attn_implementation=flash_attention_2").describe()
+    line = plan_of(FLASH).describe()
     assert "MFU 0.43 (plan.mfu × 1.24 flash_attention_2) × 312 TFLOP/s" in line
 
 
@@ -337,3 +338,13 @@ def test_a_finished_runs_measured_mfu_shows_beside_the_assumed_one(isolated, sto
     line = capsys.readouterr().out
     assert outcome.status == "skip"
     assert "MFU 0.40 (measured 0.31 by the finished run) × 312 TFLOP/s" in line
+
+    # Planned with FlashAttention-2: the run (logged before the option: sdpa) measured another
+    # kernel's MFU, so none is shown; a run that ran the planned kernels shows its own.
+    flash = validate(compose(["method=ft", "sweep.evaluate=false", *isolated, FLASH]))
+    print_plan(flash)
+    line = capsys.readouterr().out
+    assert "MFU 0.49 (plan.mfu × 1.24 flash_attention_2) × 312" in line and "measured" not in line
+    store.log_param(run_id, "model.attn_implementation", "flash_attention_2")
+    print_plan(flash)
+    assert "flash_attention_2) (measured 0.31 by the finished run)" in capsys.readouterr().out

@@ -12,10 +12,11 @@ CUDA builds of torch ship with.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 
 from transformers.utils import is_flash_attn_2_available, is_liger_kernel_available
 
-from lorabench.config.schema import FLASH_ATTENTION, Config
+from lorabench.config.schema import FLASH_ATTENTION, Config, ModelConfig, TrainingConfig
 
 FLASH_ATTN_INSTALL = "pip install flash-attn --no-build-isolation"
 """Builds against the installed torch (prebuilt wheels: the flash-attn GitHub releases)."""
@@ -53,3 +54,22 @@ def kernel_problems(cfg: Config) -> list[str]:
     if cfg.training.liger_kernel:
         problems.append(liger_unavailable())
     return [p for p in problems if p is not None]
+
+
+def _kernel_params(
+    model: ModelConfig | type[ModelConfig], training: TrainingConfig | type[TrainingConfig]
+) -> dict[str, str]:
+    # As a run's MLflow params hold them (the flattened config, values as text).
+    return {
+        "model.attn_implementation": str(model.attn_implementation),
+        "training.liger_kernel": str(training.liger_kernel),
+    }
+
+
+def same_kernels(cfg: Config, params: Mapping[str, str]) -> bool:
+    """Whether the run whose MLflow params are `params` trained with `cfg`'s kernel options (a
+    run logged before the options existed trained with their defaults: sdpa, no Liger)."""
+    # The dataclasses' class attributes are their fields' defaults.
+    defaults = _kernel_params(ModelConfig, TrainingConfig)
+    wanted = _kernel_params(cfg.model, cfg.training)
+    return all(params.get(key, defaults[key]) == value for key, value in wanted.items())
