@@ -14,6 +14,7 @@ from lorabench.config import Config, compose, validate
 from lorabench.errors import ConfigError
 from lorabench.launching.preflight import PreflightError, preflight
 from lorabench.modeling.kernels import FLASH_ATTN_INSTALL, LIGER_INSTALL, kernel_problems
+from lorabench.modeling.trained import ModelSpec
 from lorabench.training.recipe import TrainingRecipe
 from tests.helpers.cli import run_cli
 from tests.helpers.runs import runs_of
@@ -74,6 +75,16 @@ def test_train_py_refuses_a_missing_kernel_before_building_anything(
     assert result.returncode == 1
     assert problems[0] in result.stderr
     assert not (tmp_path / "out").exists() and runs_of(store, "lorabench-demo") == []
+
+
+def test_kept_answers_do_not_depend_on_the_training_kernels(demo_config) -> None:
+    # Generation keys hash the weights' spec; the attention kernels are no part of the weights.
+    specs = [
+        ModelSpec(base=demo_config(f"model.attn_implementation={a}").model)
+        for a in ("sdpa", "eager")
+    ]
+    assert specs[0].base != specs[1].base
+    assert specs[0].fingerprint() == specs[1].fingerprint()
 
 
 def trained(cfg: Config) -> tuple[list[float], torch.nn.Module]:
