@@ -4,9 +4,8 @@ torchrun has spawned them.
 
 Checked: the GPUs the hardware asks for are present, the kernel options' packages are installed
 (`lorabench.modeling.kernels`), and the model's config and tokenizer resolve (for a chained run:
-its base run's model is on this machine). Nothing is trained or
-prepared; a Hub model not in the local cache is looked up as training would (offline with
-HF_HUB_OFFLINE=1).
+its base run's model is on this machine). Nothing is trained or prepared; a Hub model not in the
+local cache is looked up as training would (offline with HF_HUB_OFFLINE=1).
 """
 
 from __future__ import annotations
