@@ -4,20 +4,24 @@ model, and answers/s of generation, on one GPU, the way the project trains and g
     python bench/gpu_check.py [--gpu h200-141gb] [--micro-batch 4] [--warmup 3] [--steps 5]
         [--items 64] [--new-tokens 256] [--smoke]
 
-Run it on a GPU machine from the repository root, in the project's environment (flash-attn and
-vLLM are optional: each is measured when present). Nothing is downloaded and nothing is kept:
-the model is TinyLlama-1.1B's shape (hidden 2,048, 22 layers, 32 heads with 4 key-value heads,
-MLP 5,632, vocabulary 32,000) built from its config with random weights; the tokenizer is the
-demo's own (made locally in a second); every file goes to a temporary directory, removed at the
-end. About 3-5 minutes on one H200 (well within 8): a minute of imports and model builds, a few
-seconds per training measurement, under a minute of HF generation, and up to two minutes for
-vLLM to start.
+Run it on a GPU machine from the repository root, in the project's environment (flash-attn,
+liger-kernel and vLLM are optional: each is measured when present). Nothing is downloaded and
+nothing is kept: the model is TinyLlama-1.1B's shape (hidden 2,048, 22 layers, 32 heads with 4
+key-value heads, MLP 5,632, vocabulary 32,000) built from its config with random weights; the
+tokenizer is the demo's own (made locally in a second); every file goes to a temporary
+directory, removed at the end. About 4-6 minutes on one H200 (within 8): a minute of imports and
+model builds, under half a minute per training measurement, under a minute of HF generation, and
+up to two minutes for vLLM to start.
 
 Training, for `method=lora` and `method=ft` (the paper's presets: LoRA r=8 on q, k, v and the
 MLP; their global batches, 128 and 32 sequences an optimiser step) at 1,024 tokens a sequence,
-bf16, without activation checkpointing, once per attention implementation available (`sdpa`;
-`flash_attention_2` when the `flash_attn` package imports): the model as `train.py` builds it
-(`build_model`, the method's load dtype and `wrap`, `count_parameters`), trained by the HF
+bf16, without activation checkpointing, once per kernel option: `model.attn_implementation`
+`sdpa` and `eager`, then `flash_attention_2` and `training.liger_kernel=true` (with sdpa) where
+the config accepts them and their packages are installed (train.py's own validation and
+preflight, `lorabench.modeling.kernels`); their tokens/s over sdpa's are what
+`plan.attention_speedup` and `plan.liger_speedup` assume. The model is built as `train.py`
+builds it (`build_model` with the run's attention implementation, the method's load dtype and
+`wrap`, `count_parameters`) and trained by the HF
 Trainer with the project's TrainingArguments (`training_arguments`) and optimiser
 (`Method.optimizer`) on random full-length sequences (no padding), `--warmup` optimiser steps,
 then `--steps` timed ones (the GPU synchronised at both ends; no checkpoint written). The MFU is
@@ -34,15 +38,18 @@ tokenizer lacks are zeroed, so no answer holds an id it cannot decode (the matmu
 
 Prints `name=value` lines: the settings (`device=`, `gpu=`, `peak_tflops=`, `precision=`,
 `seq_len=`, `micro_batch=`, `warmup_steps=`, `measured_steps=`), per method `<method>_params=`
-(all parameters, as the MFU counts them), per method and attention implementation
-`<method>_<attention>_tokens_per_second_per_gpu=`, `_mfu=`, `_step_seconds=` and
-`_peak_memory_gb=` (or `_error=`), `flash_attention_2_skipped=<reason>` without flash-attn,
+(all parameters, as the MFU counts them), per method and kernel option
+`<method>_<attention>[_liger]_tokens_per_second_per_gpu=`, `_mfu=`, `_step_seconds=` and
+`_peak_memory_gb=` (or `_error=`), `flash_attention_2_skipped=<reason>` and
+`liger_kernel_skipped=<reason>` where an option cannot run (the config's or the preflight's
+message),
 `hf_items=`, `hf_new_tokens=`, `hf_seconds=`, `hf_answers_per_second=`, then
 `vllm_startup_seconds=`, `vllm_seconds=`, `vllm_answers_per_second=` or `vllm_skipped=<reason>`,
 and `total_seconds=`. A measurement that fails prints its error and the others still run; the
 exit status is then 1. Expected on one H200 (989 dense bf16 TFLOP/s): FT 35-55k tokens/s at an
 MFU of 0.25-0.40, LoRA more tokens/s at a lower MFU (0.2-0.3; its FLOPs count 4 a token and
-parameter against FT's 6); flash-attention within a few percent of sdpa at 1,024 tokens.
+parameter against FT's 6); flash-attention within a few percent of sdpa at 1,024 tokens, eager
+slower than both.
 
 `--smoke` runs it in seconds on a CPU (a tiny model of the same architecture, short sequences,
 two steps; the same lines, whose values mean nothing: the MFU is against `--gpu`'s peak).
@@ -53,7 +60,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib
 import logging
 import shutil
 import sys
@@ -72,7 +78,12 @@ from benchutil import parse_with_smoke  # noqa: E402
 from transformers import Trainer, TrainerCallback, default_data_collator  # noqa: E402
 
 from lorabench.config import Config, compose, validate  # noqa: E402
-from lorabench.config.schema import DecodingConfig, ServerConfig, VllmConfig  # noqa: E402
+from lorabench.config.schema import (  # noqa: E402
+    FLASH_ATTENTION,
+    DecodingConfig,
+    ServerConfig,
+    VllmConfig,
+)
 from lorabench.demo.corpus import generate_eval_set  # noqa: E402
 from lorabench.errors import ConfigError  # noqa: E402
 from lorabench.evaluation.generation import generate_answers  # noqa: E402
@@ -86,6 +97,7 @@ from lorabench.modeling.base import (  # noqa: E402
     build_tokenizer,
     count_parameters,
 )
+from lorabench.modeling.kernels import kernel_problems  # noqa: E402
 from lorabench.modeling.trained import ModelSpec  # noqa: E402
 from lorabench.planning import Utilisation, flops_per_position, peak_flops  # noqa: E402
 from lorabench.training import training_arguments  # noqa: E402
@@ -118,7 +130,8 @@ ARCHITECTURES = {"tinyllama": TINYLLAMA, "smoke": SMOKE_ARCHITECTURE}
 NO_SAVE = 1_000_000
 """`training.save_steps` past the check's steps (its final save is cancelled too)."""
 METHODS = ("lora", "ft")
-FLASH = "flash_attention_2"
+KERNEL_OPTIONS = (("sdpa", False), ("eager", False), (FLASH_ATTENTION, False), ("sdpa", True))
+"""(`model.attn_implementation`, `training.liger_kernel`) pairs measured where they can run."""
 SERVED_NAME = "gpu-check"
 SMOKE = {
     "architecture": "smoke",
@@ -161,9 +174,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def compose_config(args: argparse.Namespace, method: str, workdir: Path) -> Config:
+def compose_config(
+    args: argparse.Namespace,
+    method: str,
+    workdir: Path,
+    attention: str = "sdpa",
+    liger: bool = False,
+) -> Config:
     """The project's config of one training measurement: the method preset on one GPU (or the
-    CPU in smoke mode), the check's model, sizes and steps, no tracking and no saving."""
+    CPU in smoke mode) with the kernel option (`attention`, `liger`), the check's model, sizes
+    and steps, no tracking and no saving (ConfigError where the option cannot run)."""
     hardware = [
         "hardware=gpu8",
         "hardware.num_processes=1",
@@ -176,6 +196,8 @@ def compose_config(args: argparse.Namespace, method: str, workdir: Path) -> Conf
     overrides = [
         *hardware,
         "model=tiny",  # for its tokenizer, made locally; the architecture is replaced below
+        f"model.attn_implementation={attention}",
+        f"training.liger_kernel={str(liger).lower()}",
         f"method={method}",
         "hardware.activation_checkpointing=false",
         f"hardware.micro_batch_size={args.micro_batch}",
@@ -201,12 +223,6 @@ def compose_config(args: argparse.Namespace, method: str, workdir: Path) -> Conf
         architecture=dict(ARCHITECTURES[args.architecture]),
     )
     return replace(cfg, model=model)
-
-
-def with_attention(cfg: Config, attention: str) -> Config:
-    """`cfg` whose model uses the attention implementation `attention`."""
-    architecture = {**cfg.model.architecture, "attn_implementation": attention}
-    return replace(cfg, model=replace(cfg.model, architecture=architecture))
 
 
 def synchronize(device: str) -> None:
@@ -253,7 +269,12 @@ def trained_model(cfg: Config, device: str) -> tuple[torch.nn.Module, int]:
     """The model as training builds it (the method's load dtype, wrapped), on `device`; and
     all its parameters, as the MFU counts them."""
     method = method_for(cfg.method)
-    model = build_model(cfg.model, None, dtype=method.load_dtype(DTYPES[cfg.precision], False))
+    model = build_model(
+        cfg.model,
+        None,
+        dtype=method.load_dtype(DTYPES[cfg.precision], False),
+        attn_implementation=cfg.model.attn_implementation,
+    )
     method.check(model)
     torch.manual_seed(cfg.training.seed)
     model = method.wrap(model.to(device))
@@ -290,18 +311,21 @@ def measure_training(cfg: Config, args: argparse.Namespace, prefix: str) -> int:
     return params
 
 
-def attentions(device: str) -> list[str]:
-    """The attention implementations to measure; prints why flash-attention is skipped."""
-    found = ["sdpa"]
-    if device != "cuda":
-        print(f"{FLASH}_skipped=needs a CUDA GPU (device {device})")
-        return found
-    try:
-        importlib.import_module("flash_attn")
-    except Exception as err:  # noqa: BLE001 - any failure to import it means: not available
-        print(f"{FLASH}_skipped=the flash_attn package does not import ({err})")
-        return found
-    return [*found, FLASH]
+def kernel_options(args: argparse.Namespace, workdir: Path) -> list[tuple[str, bool]]:
+    """The kernel options to measure: those the config accepts here and whose packages are
+    installed (what train.py's validation and preflight check); prints why any other is
+    skipped."""
+    found = []
+    for attention, liger in KERNEL_OPTIONS:
+        try:
+            problems = kernel_problems(compose_config(args, "ft", workdir, attention, liger))
+        except ConfigError as err:
+            problems = [str(err)]
+        if problems:
+            print(f"{'liger_kernel' if liger else attention}_skipped={'; '.join(problems)}")
+        else:
+            found.append((attention, liger))
+    return found
 
 
 def free_memory() -> None:
@@ -326,15 +350,15 @@ def guarded(prefix: str, errors: list[str], fn: Callable[[], object]) -> object 
 
 
 def training_checks(args: argparse.Namespace, workdir: Path, errors: list[str]) -> None:
-    """Both methods under every attention implementation available."""
-    for attention in attentions(args.device):
+    """Both methods under every kernel option that can run here."""
+    for attention, liger in kernel_options(args, workdir):
         for method in METHODS:
-            cfg = with_attention(compose_config(args, method, workdir), attention)
-            prefix = f"{method}_{attention}"
+            cfg = compose_config(args, method, workdir, attention, liger)
+            prefix = f"{method}_{attention}{'_liger' if liger else ''}"
             params = guarded(
                 prefix, errors, lambda cfg=cfg, p=prefix: measure_training(cfg, args, p)
             )
-            if params is not None and attention == "sdpa":
+            if params is not None and (attention, liger) == KERNEL_OPTIONS[0]:
                 print(f"{method}_params={params}", flush=True)
 
 
@@ -342,8 +366,9 @@ def generation_model(cfg: Config, device: str, vocab_used: int) -> torch.nn.Modu
     """The check's model for generation (the run's precision, sdpa) on `device`, its head's
     rows past `vocab_used` zeroed: a random model then never picks an id the stand-in
     tokenizer lacks (the matmul keeps every row)."""
-    cfg = with_attention(cfg, "sdpa")
-    model = build_model(cfg.model, None, dtype=DTYPES[cfg.precision]).to(device)
+    model = build_model(
+        cfg.model, None, dtype=DTYPES[cfg.precision], attn_implementation="sdpa"
+    ).to(device)
     with torch.no_grad():
         model.get_output_embeddings().weight[vocab_used:] = 0
     return model.eval()

@@ -38,9 +38,15 @@ IDENTITY_KEYS = (
     "hardware.precision",
 )
 """Config keys (and everything below them) that define what a training computes."""
-NOT_IDENTITY = ("data.num_proc", "data.max_bad_fraction", "method.usual_learning_rates")
+NOT_IDENTITY = (
+    "data.num_proc",
+    "data.max_bad_fraction",
+    "method.usual_learning_rates",
+    "model.attn_implementation",
+)
 """Below `IDENTITY_KEYS` but not what is trained: preparation's processes, its failure
-threshold, and the learning rates a method is compared at (a reporting range)."""
+threshold, the learning rates a method is compared at (a reporting range), and the attention
+kernels (the same model, computed another way, as on other hardware)."""
 UNNAMED_AXES = ("model.pretrained", "model.tokenizer.name_or_path", "model.name", "base_run")
 """Identity keys never spelt out in a name: the name's head already shows the model and base
 run, and pointing a preset at a local copy of its weights should keep the preset's name (a

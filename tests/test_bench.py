@@ -56,10 +56,15 @@ FIGURES = {
     "gpu_check.py": [
         *("device", "gpu", "peak_tflops", "precision", "architecture", "seq_len", "micro_batch"),
         *("warmup_steps", "measured_steps", "lora_params", "ft_params"),
-        *(f"{m}_sdpa_{f}" for m in ("lora", "ft") for f in GPU_CHECK_TRAINING),
+        *(
+            f"{m}_{a}_{f}"
+            for m in ("lora", "ft")
+            for a in ("sdpa", "eager")
+            for f in GPU_CHECK_TRAINING
+        ),
         *("hf_items", "hf_new_tokens", "hf_batch_size", "hf_seconds", "hf_answers_per_second"),
-        # On a GPU with flash-attn and vLLM: their figures in place of these two reasons.
-        *("flash_attention_2_skipped", "vllm_skipped", "total_seconds"),
+        # On a GPU with flash-attn, liger-kernel and vLLM: their figures in place of these reasons.
+        *("flash_attention_2_skipped", "liger_kernel_skipped", "vllm_skipped", "total_seconds"),
     ],
     "sweep_overhead.py": [
         *("repeats", "steps", "cpus", "load_average_start"),

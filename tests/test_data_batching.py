@@ -129,6 +129,31 @@ def test_packed_forward_equals_separate_unpadded_forwards(tiny_model, attention:
         assert not torch.allclose(leaky[start - n :], logits[start - n :], atol=1e-4)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "flash_attention_2"])
+def test_packed_batches_restart_positions_per_sample_and_tell_flash_the_boundaries(
+    attention: str,
+) -> None:
+    rows = samples()
+    lengths = [len(row["input_ids"]) for row in rows]
+    batch = make_collator("packed", tiny_tokenizer(), MAX_LENGTH, attn_implementation=attention)(
+        rows
+    )
+    expected = torch.tensor([i for n in lengths for i in range(n)])
+    assert torch.equal(batch["position_ids"][0], expected)  # no position runs across samples
+    assert batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in batch
+    boundaries = {"cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k"}
+    if attention == "sdpa":
+        assert not boundaries & set(batch)  # sdpa and eager find the samples in the positions
+        return
+    # FlashAttention's variable-length kernel attends within [cu[i], cu[i+1]) only.
+    starts = np.cumsum([0, *lengths]).tolist()
+    for key in ("cu_seq_lens_q", "cu_seq_lens_k"):
+        assert batch[key].dtype == torch.int32 and batch[key].tolist() == starts
+    assert batch["max_length_q"] == batch["max_length_k"] == max(lengths)
+    # Each sample's first label is the separator: no sample predicts the next one's start.
+    assert batch["labels"][0, starts[:-1]].eq(IGNORE_INDEX).all()
+
+
 def test_packed_and_padded_batches_give_the_same_loss(tiny_model) -> None:
     tiny_model.set_attn_implementation("sdpa")
     rows = samples()

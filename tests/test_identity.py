@@ -109,6 +109,8 @@ def test_config_hash_tracks_what_is_computed_not_where_or_how_it_runs() -> None:
             "tracking.tracking_uri=http://elsewhere:5000",
             "training.logging_steps=7",
             "hardware.micro_batch_size=2",
+            "model.attn_implementation=eager",  # the same model, computed another way
+            "training.liger_kernel=true",
         ]
     )
     other = compose(["profile=demo", "method.learning_rate=0.5"])

@@ -27,6 +27,7 @@ from lorabench.planning.memory import QuantisedBase, ZeroSettings, largest_layer
 from lorabench.training import dry_run, meta_model
 
 A100_40GB = 39.4 * GIB
+FLASH = "model.attn_implementation=flash_attention_2"
 
 
 def plan_of(*overrides: str):
@@ -245,6 +246,32 @@ def test_a_variant_takes_its_familys_mfu_unless_it_has_its_own() -> None:
         estimate_time(none, 1, gpu)
 
 
+def test_a_kernel_option_scales_the_assumed_mfu_by_its_speedup() -> None:
+    def time_of(*overrides: str):
+        cfg = validate(compose(["method=lora", *overrides]))
+        return estimate_time(cfg, dry_run(cfg).total, cfg.gpus["a100-40gb"])
+
+    sdpa = time_of()
+    assert sdpa.mfu == 0.35 and sdpa.kernels == ""  # plan.mfu's figure is the default kernels'
+    flash = time_of(FLASH)
+    assert flash.mfu == pytest.approx(0.35 * 1.235)  # LLaMA-Factory's 2,954 / 2,392 tokens/s
+    assert flash.hours == pytest.approx(sdpa.hours / 1.235)
+    both = time_of(FLASH, "training.liger_kernel=true")
+    assert both.mfu == pytest.approx(0.35 * 1.235 * 1.2)
+    assert both.kernels == "1.24 flash_attention_2 × 1.2 liger_kernel"
+    with pytest.raises(PlanError, match=r"\+plan\.attention_speedup\.eager=<its tokens/s"):
+        time_of("model.attn_implementation=eager")
+    with pytest.raises(PlanError, match="plan.liger_speedup=null"):
+        time_of("training.liger_kernel=true", "plan.liger_speedup=null")
+    with pytest.raises(PlanError, match="the assumed MFU is 1.19 .*above 1"):
+        time_of("+plan.attention_speedup.eager=3.4", "model.attn_implementation=eager")
+
+
+def test_the_plan_line_shows_what_the_kernels_add_to_the_mfu() -> None:
+    line = plan_of(FLASH).describe()
+    assert "MFU 0.43 (plan.mfu × 1.24 flash_attention_2) × 312 TFLOP/s" in line
+
+
 @pytest.mark.slow
 def test_hours_per_epoch_against_table_4(isolated: list[str]) -> None:
     """Table 4's FT hours are those of padding every sample to 1,024 tokens (BELLE's scripts);
@@ -311,3 +338,13 @@ def test_a_finished_runs_measured_mfu_shows_beside_the_assumed_one(isolated, sto
     line = capsys.readouterr().out
     assert outcome.status == "skip"
     assert "MFU 0.40 (measured 0.31 by the finished run) × 312 TFLOP/s" in line
+
+    # Planned with FlashAttention-2: the run (logged before the option: sdpa) measured another
+    # kernel's MFU, so none is shown; a run that ran the planned kernels shows its own.
+    flash = validate(compose(["method=ft", "sweep.evaluate=false", *isolated, FLASH]))
+    print_plan(flash)
+    line = capsys.readouterr().out
+    assert "MFU 0.49 (plan.mfu × 1.24 flash_attention_2) × 312" in line and "measured" not in line
+    store.log_param(run_id, "model.attn_implementation", "flash_attention_2")
+    print_plan(flash)
+    assert "flash_attention_2) (measured 0.31 by the finished run)" in capsys.readouterr().out

@@ -26,6 +26,10 @@ TOKENIZER_KINDS = ("pretrained", "tiny")
 DATA_FORMATS = ("instruction", "conversations")
 DATA_DOMAINS = ("general", "math")
 BATCHING_MODES = ("padded", "grouped", "packed")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+"""`model.attn_implementation`: transformers' attention implementations a run may train with."""
+FLASH_ATTENTION = "flash_attention_2"
+HALF_PRECISIONS = ("fp16", "bf16")
 JUDGES = ("openai", "reference")
 REFERENCE_METRICS = ("f1", "rouge_l")
 BELLE_TRANSLATIONS = ("paper", "current")
@@ -109,6 +113,12 @@ class ModelConfig:
     pretrain: PretrainConfig | None = None
     """How a base built from `architecture` is pretrained first; None: random weights. Ignored
     when `pretrained` names weights."""
+    attn_implementation: str = "sdpa"
+    """The attention kernels training runs (`lorabench.modeling.kernels`): `sdpa` (PyTorch's
+    scaled_dot_product_attention), `eager` (plain matmuls, the reference) or `flash_attention_2`
+    (the flash-attn package, CUDA and fp16/bf16 only; with `data.batching=packed`, padding-free
+    through its variable-length kernel). How the run computes, not what: not part of its
+    identity, so a run may resume under another."""
 
 
 @dataclass
@@ -317,6 +327,10 @@ class TrainingConfig:
     resume: bool = True
     """Resume from the last checkpoint in `output_dir`, into the same MLflow run."""
     progress_bar: bool = True
+    liger_kernel: bool = False
+    """Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the
+    logits) patched into the model by transformers (`use_liger_kernel`); CUDA only, needs the
+    liger-kernel package (`lorabench.modeling.kernels`)."""
 
 
 @dataclass
@@ -508,7 +522,15 @@ class PlanConfig:
     """Assumed model FLOPs utilisation by method name (or, for a variant without an entry of its
     own, its family: `ft` or `lora`) and precision: the share of the GPU's peak FLOP/s
     (`gpus.<type>.peak_tflops`) the FLOPs a step executes run at (activation checkpointing's
-    recomputed forward counted as executed)."""
+    recomputed forward counted as executed), with the default kernels (sdpa, no Liger)."""
+    attention_speedup: dict[str, float] = field(default_factory=dict)
+    """Tokens per second of each attention implementation (`model.attn_implementation`) over
+    the default's (sdpa, 1): the plan's MFU is `mfu` × this (the same FLOPs in less time);
+    `conf/config.yaml` gives the figures and where they come from. An implementation without an
+    entry cannot be planned (the plan says which key to set)."""
+    liger_speedup: float | None = None
+    """Tokens per second with `training.liger_kernel` over without: a further factor of the
+    plan's MFU; null: a plan with Liger asks for it."""
     memory_overhead_gib: float = 1.0
     """Memory per GPU outside the tensors it estimates: CUDA context, cuBLAS workspaces, NCCL
     and DeepSpeed's communication buckets."""
@@ -705,6 +727,7 @@ class Config:
         _check_prices(self.prices)
         self.deepspeed_config_path()  # existence check
         _check_training(self.training)
+        _check_kernels(self)
         _check_eval(self.eval)
         _check_judge(self.judge)
         check_stats(self.stats)
@@ -784,6 +807,32 @@ def _check_model(m: ModelConfig) -> None:
     if m.tokenizer.kind == "pretrained" and not (m.tokenizer.name_or_path or m.pretrained):
         _fail("model.tokenizer.name_or_path", None, "a pretrained tokenizer needs a Hub id or path")
     _positive("model.tokenizer.vocab_size", m.tokenizer.vocab_size)
+    _one_of("model.attn_implementation", m.attn_implementation, ATTN_IMPLEMENTATIONS)
+
+
+def _check_kernels(cfg: Config) -> None:
+    # What the kernels need of the run; whether this machine has them is the preflight's
+    # (`lorabench.modeling.kernels`), so a plan or dry run works anywhere.
+    attention, device = cfg.model.attn_implementation, cfg.hardware.device
+    if attention == FLASH_ATTENTION and device != "cuda":
+        _fail(
+            "model.attn_implementation",
+            attention,
+            f"runs on CUDA GPUs only, not hardware.device={device}: use sdpa there",
+        )
+    if attention == FLASH_ATTENTION and cfg.precision not in HALF_PRECISIONS:
+        _fail(
+            "model.attn_implementation",
+            attention,
+            f"computes in fp16 or bf16 only, not {cfg.precision}: set hardware.precision=bf16, "
+            "or model.attn_implementation=sdpa",
+        )
+    if cfg.training.liger_kernel and device != "cuda":
+        _fail(
+            "training.liger_kernel",
+            True,
+            f"Liger's Triton kernels run on CUDA GPUs only, not hardware.device={device}",
+        )
 
 
 def _check_pretrain(p: PretrainConfig) -> None:
@@ -1058,5 +1107,10 @@ def _check_plan(p: PlanConfig) -> None:
             _one_of(f"plan.mfu.{method} key", precision, PRECISIONS)
             if not 0 < share <= 1:
                 _fail(f"plan.mfu.{method}.{precision}", share, "must be in (0, 1]")
+    for attention, speedup in p.attention_speedup.items():
+        _one_of("plan.attention_speedup key", attention, ATTN_IMPLEMENTATIONS)
+        _positive(f"plan.attention_speedup.{attention}", speedup)
+    if p.liger_speedup is not None:
+        _positive("plan.liger_speedup", p.liger_speedup)
     _non_negative("plan.memory_overhead_gib", p.memory_overhead_gib)
     _non_negative("plan.fragmentation", p.fragmentation)

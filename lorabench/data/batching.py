@@ -9,7 +9,10 @@ the positions in them that are real tokens rather than padding.
   at 0 for every sample, from which transformers' attention masks (sdpa, eager, flash) keep
   samples from attending to each other, and the label at each sample's start is IGNORE_INDEX so
   no sample is trained to predict the next one's first token. Loss and gradients equal those of
-  the padded batch.
+  the padded batch. Under FlashAttention-2 (`model.attn_implementation=flash_attention_2`) the
+  batch also carries the samples' boundaries (`cu_seq_lens_q`/`_k`, `max_length_q`/`_k`), so
+  its variable-length kernel attends within each sample with no mask and no padding, without
+  recomputing the boundaries from the position ids in every layer.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from lorabench.config.schema import BATCHING_MODES, Config
+from lorabench.config.schema import BATCHING_MODES, FLASH_ATTENTION, Config
 from lorabench.data.encoding import LENGTH_COLUMN
 from lorabench.data.prompts import IGNORE_INDEX
 from lorabench.errors import ConfigError
@@ -54,12 +57,20 @@ class ModelInputsCollator:
 
 
 def make_collator(
-    batching: str, tokenizer: PreTrainedTokenizerBase, max_length: int
+    batching: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    *,
+    attn_implementation: str | None = None,
 ) -> ModelInputsCollator:
-    """The Trainer's data collator for a batching mode."""
+    """The Trainer's data collator for a batching mode (packed batches carry FlashAttention's
+    variable-length arguments when the model's `attn_implementation` is FlashAttention-2)."""
     _check_mode(batching)
     if batching == "packed":
-        return ModelInputsCollator(DataCollatorWithFlattening(separator_id=IGNORE_INDEX))
+        varlen = attn_implementation == FLASH_ATTENTION
+        return ModelInputsCollator(
+            DataCollatorWithFlattening(separator_id=IGNORE_INDEX, return_flash_attn_kwargs=varlen)
+        )
     padding: dict[str, Any] = (
         {"padding": "max_length", "max_length": max_length}
         if batching == "padded"

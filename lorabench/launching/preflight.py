@@ -2,10 +2,10 @@
 the user started, with every problem found and how to fix it, instead of once per rank after
 torchrun has spawned them.
 
-Checked: the GPUs the hardware asks for are present, and the model's config and tokenizer
-resolve (for a chained run: its base run's model is on this machine). Nothing is trained or
-prepared; a Hub model not in the local cache is looked up as training would (offline with
-HF_HUB_OFFLINE=1).
+Checked: the GPUs the hardware asks for are present, the kernel options' packages are installed
+(`lorabench.modeling.kernels`), and the model's config and tokenizer resolve (for a chained run:
+its base run's model is on this machine). Nothing is trained or prepared; a Hub model not in the
+local cache is looked up as training would (offline with HF_HUB_OFFLINE=1).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from transformers import AutoConfig
 from lorabench.config.schema import Config
 from lorabench.errors import LorabenchError, ModelLoadError
 from lorabench.modeling.base import build_tokenizer
+from lorabench.modeling.kernels import kernel_problems
 
 DEMO_HINT = "Or try everything offline on the CPU first: profile=demo (the tiny model)."
 
@@ -26,7 +27,7 @@ class PreflightError(LorabenchError):
 
 def preflight(cfg: Config) -> None:
     """Raise PreflightError naming every problem that would stop `cfg` from training here."""
-    problems = [*_gpu_problems(cfg), *_model_problems(cfg)]
+    problems = [*_gpu_problems(cfg), *kernel_problems(cfg), *_model_problems(cfg)]
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
         raise PreflightError(f"cannot start on this machine:\n{listed}\n{DEMO_HINT}")

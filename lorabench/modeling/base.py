@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import (
@@ -116,6 +116,7 @@ def build_model(
     quantization: BitsAndBytesConfig | None = None,
     device_map: str | dict[str, int | str] | None = None,
     offline: bool = False,
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """Load pretrained weights, or initialise from the architecture (seeded, so every rank agrees).
 
@@ -125,38 +126,54 @@ def build_model(
     With `meta=True` no weights are allocated or downloaded: the model lives on the meta device,
     which is enough to count parameters (of the unquantised weights; `offline`: nor is its
     config, see `model_config`). `quantization` loads the weights quantised (QLoRA) onto
-    `device_map`, where bitsandbytes places them itself.
+    `device_map`, where bitsandbytes places them itself. `attn_implementation` is
+    `model.attn_implementation` for training (None: transformers' choice, sdpa where the
+    architecture has it; the meta device takes none, so planning needs no flash-attn).
     """
     if meta:
         with torch.device("meta"):
             config = model_config(model_cfg, offline=offline)
             return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    loading = {
+        "dtype": dtype,
+        "quantization_config": quantization,
+        "device_map": device_map,
+        "attn_implementation": attn_implementation,
+    }
     if model_cfg.pretrained is None:
-        if model_cfg.pretrain is not None:
-            # Never random weights in place of a pretrained base: resolve it first.
-            raise ValueError(
-                f"model {model_cfg.name} is pretrained (model.pretrain): load it through "
-                "lorabench.demo.pretraining.resolved_model, which points model.pretrained at it"
-            )
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(model_config(model_cfg, tokenizer), dtype=dtype)
-        if quantization is None:
-            return model
-        # transformers quantises while loading weights only: round-trip the initialised model.
-        with tempfile.TemporaryDirectory(prefix="lorabench-quantise-") as folder:
-            model.save_pretrained(folder)
-            return AutoModelForCausalLM.from_pretrained(
-                folder, dtype=dtype, quantization_config=quantization, device_map=device_map
-            )
+        return _initialised(model_cfg, tokenizer, seed, loading)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            model_cfg.pretrained,
-            dtype=dtype,
-            quantization_config=quantization,
-            device_map=device_map,
-        )
+        return AutoModelForCausalLM.from_pretrained(model_cfg.pretrained, **loading)
     except (OSError, ValueError) as err:
         raise _load_hint("model.pretrained", model_cfg.pretrained, err) from err
+
+
+def _initialised(
+    model_cfg: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase | None,
+    seed: int,
+    loading: dict[str, Any],
+) -> PreTrainedModel:
+    """A model of the architecture initialised with `seed`, loaded as `loading` (from_pretrained's
+    arguments) says."""
+    if model_cfg.pretrain is not None:
+        # Never random weights in place of a pretrained base: resolve it first.
+        raise ValueError(
+            f"model {model_cfg.name} is pretrained (model.pretrain): load it through "
+            "lorabench.demo.pretraining.resolved_model, which points model.pretrained at it"
+        )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(
+        model_config(model_cfg, tokenizer),
+        dtype=loading["dtype"],
+        attn_implementation=loading["attn_implementation"],
+    )
+    if loading["quantization_config"] is None:
+        return model
+    # transformers quantises while loading weights only: round-trip the initialised model.
+    with tempfile.TemporaryDirectory(prefix="lorabench-quantise-") as folder:
+        model.save_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder, **loading)
 
 
 def count_parameters(model: torch.nn.Module, method: Method) -> ParameterCounts:

@@ -93,6 +93,8 @@ class ModelSpec:
     def fingerprint(self) -> str:
         """Equal for two specs that load the same weights (part of generation and eval keys)."""
         base = OmegaConf.to_container(OmegaConf.structured(self.base), resolve=True)
+        # How the model computes, not which weights it has: keys from before the option stay.
+        base.pop("attn_implementation")
         values = [base, self.seed, None if self.saved is None else str(self.saved.resolve())]
         if self.base_weights is not None:  # only chained runs: the keys of others stay as they were
             values.append(self.base_weights)

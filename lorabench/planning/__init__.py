@@ -130,8 +130,14 @@ class PointEstimate:
             f"{tokens.samples:,} samples × {tokens.mean_length:.0f} tokens, "
             f"{tokens.nonpad_share:.0%} of positions real ({tokens.source}), "
             f"{t.flops_per_position / 1e9:.3g} GFLOP/position{recompute}, "
-            f"MFU {t.mfu:.2f}{self._measured()} × {t.peak_flops / 1e12:.4g} TFLOP/s"
+            f"MFU {t.mfu:.2f}{self._kernels()}{self._measured()} × "
+            f"{t.peak_flops / 1e12:.4g} TFLOP/s"
         )
+
+    def _kernels(self) -> str:
+        # The kernel options' share of the assumed MFU: plan.mfu's figure is the default's.
+        kernels = self.time.kernels if self.time is not None else ""
+        return f" (plan.mfu × {kernels})" if kernels else ""
 
     def _measured(self) -> str:
         # Beside the assumption it checks: an assumed MFU far from the measured one skews hours.

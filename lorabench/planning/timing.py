@@ -15,6 +15,7 @@ turns its tokens per second into model FLOP/s over the GPUs' peak.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lorabench.config.schema import Config, GpuConfig
@@ -95,9 +96,17 @@ class TimeEstimate:
     peak_flops: float
     """FLOP/s of one GPU at the run's precision."""
     mfu: float
+    """The assumed MFU: `plan.mfu`'s × the kernel options' speedups."""
     world_size: int
     epochs: float
     """Epochs the run trains (fewer when `training.max_steps` stops it early)."""
+    kernel_speedups: tuple[tuple[str, float], ...] = ()
+    """The kernel options that scale `plan.mfu`'s figure, and by how much (none: 1)."""
+
+    @property
+    def kernels(self) -> str:
+        """`kernel_speedups` as text, `1.24 flash_attention_2 × 1.2 liger_kernel` (empty: none)."""
+        return _listed(self.kernel_speedups)
 
     @property
     def hours_per_epoch(self) -> float:
@@ -168,7 +177,13 @@ def estimate_time(cfg: Config, total_params: int, gpu: GpuConfig) -> TimeEstimat
         raise PlanError(
             f"gpus.{cfg.hardware.gpu}.peak_tflops has no {precision} entry; add it (conf/gpus.yaml)"
         )
-    mfu = _assumed_mfu(cfg, method.family)
+    speedups = _kernel_speedups(cfg)
+    mfu = _assumed_mfu(cfg, method.family) * math.prod(speedups.values())
+    if mfu > 1:
+        raise PlanError(
+            f"the assumed MFU is {mfu:.2f} (plan.mfu × {_listed(speedups.items())}), above 1: "
+            "lower plan.mfu or the kernel speedups"
+        )
     tokens = count_tokens(cfg)
     epochs = cfg.method.epochs
     if cfg.training.max_steps > 0:
@@ -181,7 +196,34 @@ def estimate_time(cfg: Config, total_params: int, gpu: GpuConfig) -> TimeEstimat
         mfu=mfu,
         world_size=cfg.hardware.world_size,
         epochs=epochs,
+        kernel_speedups=tuple((k, v) for k, v in speedups.items() if v != 1),
     )
+
+
+def _kernel_speedups(cfg: Config) -> dict[str, float]:
+    """Tokens per second of the run's kernel options over the default kernels', by option
+    (`plan.attention_speedup`, `plan.liger_speedup`); PlanError naming the key when the config
+    gives none for an option the run uses."""
+    plan, attention = cfg.plan, cfg.model.attn_implementation
+    speedups = {attention: plan.attention_speedup.get(attention)}
+    if speedups[attention] is None:
+        raise PlanError(
+            f"plan.attention_speedup has no entry for model.attn_implementation={attention}: add "
+            f"+plan.attention_speedup.{attention}=<its tokens/s over sdpa's> "
+            "(bench/gpu_check.py measures both)"
+        )
+    if cfg.training.liger_kernel:
+        if plan.liger_speedup is None:
+            raise PlanError(
+                "plan.liger_speedup=null, and training.liger_kernel=true: set it to Liger's "
+                "tokens/s over the run's without (bench/gpu_check.py measures both)"
+            )
+        speedups["liger_kernel"] = plan.liger_speedup
+    return speedups
+
+
+def _listed(speedups: Iterable[tuple[str, float]]) -> str:
+    return " × ".join(f"{speedup:.3g} {option}" for option, speedup in speedups)
 
 
 def _assumed_mfu(cfg: Config, family: str) -> float:

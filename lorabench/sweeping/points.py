@@ -27,6 +27,7 @@ from lorabench.errors import LorabenchError
 from lorabench.launching.preflight import preflight
 from lorabench.launching.topology import DistEnv, launch_ranks, needs_launcher, training_process
 from lorabench.locking import DirectoryBusy, directory_lock
+from lorabench.modeling.kernels import same_kernels
 from lorabench.modeling.trained import training_hash
 from lorabench.planning import PointEstimate, estimate_point
 from lorabench.planning.judging import JudgingEstimate, estimate_judging
@@ -151,12 +152,14 @@ def print_plan(cfg: Config) -> PointOutcome:
         print(f"{cfg.run_name}: error: {err}")
         return PointOutcome(cfg.run_name, FAILED)
     estimate = p.estimate
-    # A point with a finished run: the MFU it measured beside the plan's assumption. `plan`
-    # found no finished run for a point it trains, unless sweep.force trains it again.
+    # A point with a finished run: the MFU it measured beside the plan's assumption, when it
+    # ran the kernels planned (they are no part of its identity). `plan` found no finished run
+    # for a point it trains, unless sweep.force trains it again.
     if estimate.time is not None and (p.action == "skip" or cfg.sweep.force):
         if (run_id := finished_run(cfg)) is not None:
-            metrics = client_for(cfg.tracking).get_run(run_id).data.metrics
-            estimate = replace(estimate, measured_mfu=metrics.get(contract.TRAIN_MFU))
+            data = client_for(cfg.tracking).get_run(run_id).data
+            if same_kernels(cfg, data.params):
+                estimate = replace(estimate, measured_mfu=data.metrics.get(contract.TRAIN_MFU))
     head = f"{p.run_name}: {p.action} lr={p.learning_rate:g} epochs={p.epochs:g}"
     judging = planned_judging(cfg) if cfg.sweep.evaluate and p.action != "skip" else None
     print(f"{head} | {estimate.describe()}{judging_part(judging)}")

@@ -54,6 +54,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         ddp_backend="gloo" if hw.device == "cpu" and hw.world_size > 1 else None,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=not training.progress_bar,
+        use_liger_kernel=training.liger_kernel,
         **trainer_arguments(cfg.data.batching),
     )
 

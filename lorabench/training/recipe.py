@@ -383,6 +383,32 @@ class TrainingRecipe:
             run.client.log_inputs(
                 run.run_id, [training_input(cfg.data, train_set, prepared.report, dev_rows)]
             )
+        model = self._model()
+        self.counts = count_parameters(model, self.method)
+        log.info("parameters: %s", self.counts)
+        self.utilisation = utilisation(cfg, self.counts.total, self.nonpad_share)
+        self.callback = self._callback(run)
+        self.trainer = LengthListTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=self.dev_set,
+            data_collator=make_collator(
+                cfg.data.batching,
+                self.tokenizer,
+                cfg.method.max_length,
+                attn_implementation=cfg.model.attn_implementation,
+            ),
+            processing_class=self.tokenizer,
+            callbacks=[self.callback],
+            optimizers=(self.method.optimizer(model, args), None),
+        )
+        use_stage_progress(self.trainer, f"{cfg.run_name} training", cfg.training.progress_bar)
+
+    def _model(self) -> torch.nn.Module:
+        """The base at the run's precision and kernels, with the method applied (its initial
+        state recorded by rank 0)."""
+        cfg = self.cfg
         precision = DTYPES[cfg.precision]
         dtype = self.method.load_dtype(precision, cfg.hardware.deepspeed is not None)
         quantization = self.method.quantization_config(precision)
@@ -395,6 +421,7 @@ class TrainingRecipe:
             seed=cfg.training.seed,
             quantization=quantization,
             device_map=None if quantization is None else {"": device},
+            attn_implementation=cfg.model.attn_implementation,
         )
         if cfg.hardware.activation_checkpointing:
             self.method.prepare_for_checkpointing(model)
@@ -404,21 +431,7 @@ class TrainingRecipe:
         model = self.method.wrap(model)
         if self.env.is_main:
             self.method.record_initial(model, self.output_dir / self.method.saved_dir)
-        self.counts = count_parameters(model, self.method)
-        log.info("parameters: %s", self.counts)
-        self.utilisation = utilisation(cfg, self.counts.total, self.nonpad_share)
-        self.callback = self._callback(run)
-        self.trainer = LengthListTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_set,
-            eval_dataset=self.dev_set,
-            data_collator=make_collator(cfg.data.batching, self.tokenizer, cfg.method.max_length),
-            processing_class=self.tokenizer,
-            callbacks=[self.callback],
-            optimizers=(self.method.optimizer(model, args), None),
-        )
-        use_stage_progress(self.trainer, f"{cfg.run_name} training", cfg.training.progress_bar)
+        return model
 
     def _callback(self, run: Run | None) -> ContractMetricsCallback:
         """The metrics callback, continuing the run's earlier sessions when resuming: their GPU
