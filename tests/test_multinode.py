@@ -258,7 +258,7 @@ def test_the_multinode_preset_submits_one_task_a_node(tmp_path: Path, isolated: 
     assert len(list((tmp_path / "multirun" / "point_outcomes").glob("*.json"))) == 1
     assert "1 grid point: 1 train" in proc.stdout
     logs = sorted((tmp_path / "multirun" / ".submitit").rglob("*_log.out"))
-    assert [log.name.split("_")[-3] for log in logs] == ["0", "1"]
+    assert [log.name.split("_")[-2] for log in logs] == ["0", "1"]
     for log in logs:  # every node planned the point on the job's 2 × 8 GPUs
         assert "llama-7b+lora(2m): train" in log.read_text()
         assert "on 16×h100-80gb" in log.read_text()
