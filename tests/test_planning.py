@@ -179,6 +179,36 @@ def test_7b_full_fine_tuning_at_1024_without_zero3_does_not_fit_40gb() -> None:
     assert plan_of("method=ft", "hardware.deepspeed=zero2").memory.fits
 
 
+def test_70b_full_fine_tuning_fits_4_nodes_of_h100_and_needs_offload_on_a100_40gb() -> None:
+    h100 = plan_of("model=llama3.1-70b", "method=ft", "hardware=gpu8x4")
+    assert h100.memory.fits, h100.describe()
+    assert h100.time.world_size == 32  # hours and ZeRO-3's partitions over all the nodes' GPUs
+    assert (
+        h100.memory.total
+        < 0.9
+        * plan_of(
+            "model=llama3.1-70b",
+            "method=ft",
+            "hardware=gpu8x4",
+            "hardware.num_nodes=2",
+            "method.global_batch_size=16",
+        ).memory.total
+    )
+    a100 = plan_of("model=llama3.1-70b", "method=ft", "hardware=gpu8x4", "hardware.gpu=a100-40gb")
+    assert not a100.memory.fits
+    assert a100.fix.overrides == ["hardware.deepspeed=zero3_offload"]
+    # ZeRO-3 gathers 141 GB of 16-bit weights twice a micro batch: more than one 400 Gbit/s link
+    # a node carries in the compute of a step; with 8 of them (DGX H100) it comes close.
+    network = h100.network
+    assert network.bytes_per_step == pytest.approx(3 * 2 * 70.6e9 * 31 / 32, rel=0.01)
+    assert network.bound and "WARNING: the network" in h100.describe()
+    fast = plan_of(
+        "model=llama3.1-70b", "method=ft", "hardware=gpu8x4", "plan.internode_gbit_per_s=3200"
+    ).network
+    assert fast.seconds == pytest.approx(network.seconds / 8)
+    assert plan_of("model=llama3.1-70b", "method=ft").network is None  # one node
+
+
 def test_a_point_that_fits_nothing_tried_says_so() -> None:
     # At 64k tokens one sample's activations alone outgrow a 40 GB card.
     plan = plan_of("method=ft", "method.max_length=65536")

@@ -1,6 +1,7 @@
 """Scale-out: grid points in parallel into one MLflow store (the joblib launcher preset), the
 Slurm launcher preset (composed, rendered by submitit, and run end to end against stand-ins for
-sbatch, srun and sacct), and a sqlite store shared by several processes."""
+sbatch, srun and sacct: tests/helpers/fake_slurm.py), and a sqlite store shared by several
+processes."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from lorabench.config.schema import TrackingConfig
 from lorabench.tracking import runs as tracking
 from tests.helpers.checkout import REPO_ROOT
 from tests.helpers.cli import run_cli
+from tests.helpers.fake_slurm import install_fake_slurm
 from tests.helpers.runs import CONTRACT_METRICS, sweep_runs
 
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
@@ -121,69 +123,11 @@ def test_local_parallel_preset_runs_three_jobs_in_processes() -> None:
     assert (launcher.n_jobs, launcher.backend) == (3, "loky")
 
 
-# Stand-ins for Slurm's commands on one machine: sbatch runs the job array's tasks in the
-# background and records their states, sacct reports them, srun runs its command as one task.
-FAKE_SBATCH = """#!{python}
-import os, pathlib, re, subprocess, sys
-state = pathlib.Path(os.environ["FAKE_SLURM_STATE"])
-state.mkdir(exist_ok=True)
-counter = state / "next_id"
-job = int(counter.read_text()) if counter.exists() else 1000
-counter.write_text(str(job + 1))
-script = sys.argv[-1]
-array = re.search(r"#SBATCH --array=(\\d+)-(\\d+)", open(script).read())
-tasks = range(int(array[1]), int(array[2]) + 1) if array else [None]
-for task in tasks:
-    key = str(job) if task is None else f"{{job}}_{{task}}"
-    env = dict(os.environ, SLURM_JOB_ID=str(job), SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1",
-               SLURM_NODEID="0", SLURM_PROCID="0", SLURM_LOCALID="0",
-               SLURM_JOB_NODELIST="localhost")
-    if task is not None:
-        env.update(SLURM_JOB_ID=str(job + 1 + task), SLURM_ARRAY_JOB_ID=str(job),
-                   SLURM_ARRAY_TASK_ID=str(task))
-    (state / key).write_text("RUNNING")
-    record = f"bash {{script}} && s=COMPLETED || s=FAILED; echo $s > {{state}}/{{key}}"
-    subprocess.Popen(["bash", "-c", record], env=env, start_new_session=True,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # sbatch returns now
-print(f"Submitted batch job {{job}}")
-"""
-FAKE_SACCT = """#!{python}
-import os, pathlib, sys
-state = pathlib.Path(os.environ["FAKE_SLURM_STATE"])
-jobs = {{sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "-j"}}
-print("JobID|State|NodeList")
-for p in sorted(state.iterdir()):
-    if p.name.split("_")[0] in jobs:
-        print(f"{{p.name}}|{{p.read_text().strip()}}|localhost")
-"""
-FAKE_SRUN = """#!/bin/bash
-out=/dev/null; err=/dev/null
-while [[ "$1" == -* ]]; do
-  case "$1" in --output) out="$2"; shift 2 ;; --error) err="$2"; shift 2 ;; *) shift ;; esac
-done
-fill() {
-  local s="${1//%A/$SLURM_ARRAY_JOB_ID}"; s="${s//%a/$SLURM_ARRAY_TASK_ID}"
-  s="${s//%j/$SLURM_JOB_ID}"; echo "${s//%t/0}"
-}
-out=$(fill "$out"); err=$(fill "$err"); mkdir -p "$(dirname "$out")"
-exec "$@" >>"$out" 2>>"$err"
-"""
-
-
 @pytest.mark.slow
 def test_slurm_preset_runs_each_point_as_a_job_with_torchrun_inside(
     tmp_path: Path, isolated, store
 ) -> None:
-    bin_dir = tmp_path / "fake-slurm"
-    bin_dir.mkdir()
-    for name, text in [("sbatch", FAKE_SBATCH), ("sacct", FAKE_SACCT), ("srun", FAKE_SRUN)]:
-        path = bin_dir / name
-        path.write_text(text.format(python=sys.executable) if name != "srun" else text)
-        path.chmod(0o755)
-    env = {
-        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin",
-        "FAKE_SLURM_STATE": str(tmp_path / "slurm-state"),
-    }
+    env = install_fake_slurm(tmp_path / "fake-slurm")
     # A job array of two points; a 2-rank CPU job stands in for an 8-GPU one (one task per
     # job, torchrun inside).
     grid = ("method=lora,ft", "data=math_0.25m", "hydra/launcher=slurm_gpu8")

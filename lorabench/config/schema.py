@@ -290,6 +290,16 @@ class HardwareConfig:
     cpu_threads: int | None = None
     """Threads of PyTorch's CPU operations (`torch.set_num_threads`); null: PyTorch's default,
     one per core."""
+    rendezvous_port: int = 29400
+    """Multi-node jobs: the TCP port of the c10d rendezvous on the job's first node (torchrun's
+    own default)."""
+    rendezvous_timeout: float = 600.0
+    """Multi-node jobs: seconds every node waits for all of them to join the rendezvous (and
+    for its host to answer) before its torchrun gives up and the point fails."""
+    shared_path_timeout: float = 60.0
+    """Multi-node jobs: seconds the other nodes wait to see node 0's marker in
+    `training.output_dir` (a network filesystem shows a new file after its attribute cache
+    expires, typically within a minute) before they stop, naming the path."""
 
     @property
     def world_size(self) -> int:
@@ -537,6 +547,11 @@ class PlanConfig:
     fragmentation: float = 0.1
     """Share added to the estimated tensors for memory the caching allocator holds but cannot
     reuse (batches of varying length fragment it)."""
+    internode_gbit_per_s: float = 400.0
+    """Multi-node points: the network bandwidth out of one node, in Gbit/s, that the hours
+    assume hides the collectives between nodes (400: one 400G InfiniBand / RoCE link a node;
+    our choice for a modest cluster, DGX H100 nodes have 8 of them). A plan line of a point
+    whose collectives would take longer than its compute at this bandwidth warns."""
     anatomy_svd_seconds: dict[str, float] = field(default_factory=dict)
     """With `sweep.anatomy`: seconds of one float32 SVD (with its singular vectors) of a
     4096×4096 matrix, by where it runs (`cpu`, `gpu`; `conf/config.yaml` gives the measured
@@ -966,6 +981,17 @@ def _check_hardware(h: HardwareConfig) -> None:
             h.launcher,
             "plain python starts one process without DeepSpeed; use torchrun or deepspeed",
         )
+    if h.num_nodes > 1 and h.launcher != "torchrun":
+        _fail(
+            "hardware.launcher",
+            h.launcher,
+            f"hardware.num_nodes={h.num_nodes}: the nodes meet in torchrun's c10d rendezvous; "
+            "set hardware.launcher=torchrun",
+        )
+    if not 0 < h.rendezvous_port <= 65535:
+        _fail("hardware.rendezvous_port", h.rendezvous_port, "must be a TCP port (1-65535)")
+    _positive("hardware.rendezvous_timeout", h.rendezvous_timeout)
+    _positive("hardware.shared_path_timeout", h.shared_path_timeout)
 
 
 def _check_prices(prices: dict[str, PriceConfig]) -> None:
@@ -1114,3 +1140,4 @@ def _check_plan(p: PlanConfig) -> None:
         _positive("plan.liger_speedup", p.liger_speedup)
     _non_negative("plan.memory_overhead_gib", p.memory_overhead_gib)
     _non_negative("plan.fragmentation", p.fragmentation)
+    _positive("plan.internode_gbit_per_s", p.internode_gbit_per_s)

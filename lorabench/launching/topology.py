@@ -9,11 +9,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from lorabench.config.schema import Config, HardwareConfig
 from lorabench.errors import ConfigError
+from lorabench.launching.nodes import (
+    NodePlacement,
+    check_shared_output,
+    placement_of,
+    run_node,
+    torchrun_node_arguments,
+)
 
 
 @dataclass(frozen=True)
@@ -64,17 +72,13 @@ def check_world_size(cfg: Config, env: DistEnv) -> None:
         )
 
 
-def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
-    """The command that runs `script` with these Hydra overrides under the hardware's launcher.
-
-    Multi-node jobs are started by the cluster (e.g. the Slurm launcher), one launcher per node.
-    """
+def launch_command(
+    cfg: Config, script: str, overrides: list[str], node: NodePlacement | None = None
+) -> list[str]:
+    """The command that runs `script` with these Hydra overrides under the hardware's launcher:
+    this node's part of a multi-node job when `node` is given (torchrun only: validation
+    refuses another launcher with several nodes)."""
     hw = cfg.hardware
-    if hw.num_nodes > 1:
-        raise ConfigError(
-            f"hardware.num_nodes={hw.num_nodes}: start one launcher per node (e.g. through the "
-            "Slurm launcher); train.py only starts single-node jobs itself"
-        )
     if hw.launcher == "deepspeed":
         # --no_local_rank: Hydra would reject the --local_rank argument deepspeed adds.
         return [
@@ -85,11 +89,12 @@ def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
             *overrides,
         ]
     # Validation allows only torchrun here (plain python cannot run several processes).
+    where = ["--standalone"] if node is None else torchrun_node_arguments(hw, node)
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *where,
         f"--nproc_per_node={hw.num_processes}",
         script,
         *overrides,
@@ -98,14 +103,31 @@ def launch_command(cfg: Config, script: str, overrides: list[str]) -> list[str]:
 
 def launch_ranks(cfg: Config, script: str, overrides: list[str]) -> int:
     """Run the training script `script` with these Hydra overrides under the hardware's
-    launcher, one process a rank; returns the launcher's exit code.
+    launcher, one process a rank of this node; returns the launcher's exit code.
 
-    A demo base the ranks load is pretrained here first, once, rather than by every rank.
+    A demo base the ranks load is pretrained here first, once, rather than by every rank. On
+    several nodes (`hardware.num_nodes`), this node's place comes from Slurm, the output
+    directory must be shared (`check_shared_output`) and a rendezvous that fails raises
+    NodesError.
     """
     from lorabench.demo.pretraining import resolved_model  # it trains: only when launching
 
+    node = placement_of(cfg.hardware)
     resolved_model(cfg)
-    return subprocess.call(launch_command(cfg, script, overrides))
+    if node is None:
+        return subprocess.call(launch_command(cfg, script, overrides))
+    check_shared_output(Path(cfg.training.output_dir), node, cfg.hardware.shared_path_timeout)
+    return run_node(launch_command(cfg, script, overrides, node), node, cfg.hardware)
+
+
+def is_first_node(hardware: HardwareConfig) -> bool:
+    """Whether this launching process is a one-node job's or node 0 of a multi-node job (the
+    one that evaluates a trained point and records its outcome)."""
+    try:
+        node = placement_of(hardware)
+    except ConfigError:
+        return True  # outside Slurm this process is the only one (its point failed saying so)
+    return node is None or node.is_first
 
 
 def _terminate_as_interrupt(signum, frame):

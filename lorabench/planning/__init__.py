@@ -8,7 +8,8 @@ What a plan cannot measure it takes from the `plan` config section.
     print(estimate.describe())
 
 `memory` explains the memory model (model states by ZeRO stage and offload, activations measured
-on the meta device), `timing` the time model (measured or assumed tokens, padding, MFU). A point
+on the meta device), `timing` the time model (measured or assumed tokens, padding, MFU),
+`network` a multi-node point's collectives between nodes against its compute. A point
 whose FINISHED run measured its MFU (`train/mfu`, counted as the plan counts) shows it beside the
 assumed one (`PointEstimate.measured_mfu`, which the sweep fills in).
 """
@@ -31,6 +32,7 @@ from lorabench.planning.memory import (
     model_states,
     profile_model,
 )
+from lorabench.planning.network import NetworkEstimate, estimate_network
 from lorabench.planning.timing import (
     TimeEstimate,
     TokenCount,
@@ -47,6 +49,7 @@ __all__ = [
     "Fix",
     "MemoryEstimate",
     "ModelProfile",
+    "NetworkEstimate",
     "PlanError",
     "PointEstimate",
     "Setting",
@@ -55,6 +58,7 @@ __all__ = [
     "Utilisation",
     "count_tokens",
     "estimate_memory",
+    "estimate_network",
     "estimate_point",
     "estimate_time",
     "find_fix",
@@ -79,6 +83,8 @@ class PointEstimate:
     checkpointing: bool
     anatomy: AnatomyEstimate | None = None
     """With `sweep.anatomy`: the weight-update measurement after the point's evaluation."""
+    network: NetworkEstimate | None = None
+    """A multi-node point with a GPU type: its inter-node collectives against its compute."""
     measured_mfu: float | None = None
     """The MFU the point's FINISHED run measured (`train/mfu`), shown beside the assumed one;
     None: no such run, or one that measured none (CPU hardware)."""
@@ -107,7 +113,8 @@ class PointEstimate:
             f"{t.hours_per_epoch:.3g} h/epoch, {t.hours:.3g} h, {t.gpu_hours:.3g} GPU hours "
             f"on {t.world_size}×{self.gpu}"
         )
-        return f"{memory} | {hours} | {self.verdict()} | assumes {self._assumptions()}"
+        network = "" if self.network is None else f" | {self.network.describe()}"
+        return f"{memory} | {hours} | {self.verdict()}{network} | assumes {self._assumptions()}"
 
     def verdict(self) -> str:
         """`fits`, or what would make it fit."""
@@ -164,8 +171,12 @@ def estimate_point(cfg: Config) -> PointEstimate:
     memory = estimate_memory(cfg, profile, Setting.of(cfg), available)
     fix = find_fix(cfg, profile, available) if memory.fits is False else None
     time = None if gpu is None else estimate_time(cfg, profile.counts.total, gpu)
+    network = None
+    if time is not None:
+        step = time.step_seconds(cfg.method.global_batch_size)
+        network = estimate_network(cfg, profile.counts, Setting.of(cfg).zero, step)
     anatomy = None
     if cfg.sweep.anatomy:
         anatomy = estimate_anatomy(cfg, profile.linear_shapes, profile.model_type)
     checkpointing = cfg.hardware.activation_checkpointing
-    return PointEstimate(cfg.hardware.gpu, memory, fix, time, checkpointing, anatomy)
+    return PointEstimate(cfg.hardware.gpu, memory, fix, time, checkpointing, anatomy, network)

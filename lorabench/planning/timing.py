@@ -121,6 +121,12 @@ class TimeEstimate:
     def gpu_hours(self) -> float:
         return self.hours * self.world_size
 
+    def step_seconds(self, global_batch_size: int) -> float:
+        """Seconds of compute of one optimiser step of `global_batch_size` samples."""
+        positions = global_batch_size * self.tokens.mean_length / self.tokens.nonpad_share
+        rate = self.world_size * self.peak_flops * self.mfu
+        return positions * self.flops_per_position / rate
+
 
 def flops_per_position(cfg: Config, total_params: int) -> float:
     """FLOPs a training step executes per position (a token or padding) of a model of

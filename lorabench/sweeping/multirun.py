@@ -31,7 +31,7 @@ from lorabench.config.schema import (
 )
 from lorabench.console import outcome_line, sweep_summary
 from lorabench.errors import LorabenchError
-from lorabench.launching.topology import set_cpu_threads
+from lorabench.launching.topology import is_first_node, set_cpu_threads
 from lorabench.sweeping.points import FAILED, PointOutcome, print_plan, run_point, under_parent
 from lorabench.sweeping.rows import run_rows
 from lorabench.tracking.parents import PairwiseStage, close_parent, open_parent
@@ -157,7 +157,8 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     if parent_file.is_file():
         config = under_parent(config, parent_file.read_text().strip())
     outcome = _point(config, overrides, train_script)
-    record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
+    if is_first_node(config.hardware):  # a multi-node point's other nodes only train
+        record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
     return 0
 
 

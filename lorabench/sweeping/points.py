@@ -25,7 +25,13 @@ from lorabench import contract
 from lorabench.config.schema import Config
 from lorabench.errors import LorabenchError
 from lorabench.launching.preflight import preflight
-from lorabench.launching.topology import DistEnv, launch_ranks, needs_launcher, training_process
+from lorabench.launching.topology import (
+    DistEnv,
+    is_first_node,
+    launch_ranks,
+    needs_launcher,
+    training_process,
+)
 from lorabench.locking import DirectoryBusy, directory_lock
 from lorabench.modeling.kernels import same_kernels
 from lorabench.modeling.trained import training_hash
@@ -207,7 +213,8 @@ def _outcome(cfg: Config, name: str, status: str, run_id: str | None, start: flo
 
 def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
     """Train and evaluate one grid point; its outcome is `skipped`, `finished` (`trained`
-    without evaluation), `busy` or `failed`.
+    without evaluation, and on the other nodes of a multi-node job, whose node 0 evaluates),
+    `busy` or `failed`.
 
     A failure is recorded in MLflow and logged, not raised, so the sweep goes on; a point that
     cannot start here fails its preflight before any rank starts. Ctrl-C (or SIGTERM) stops the
@@ -227,8 +234,8 @@ def run_point(cfg: Config, overrides: Sequence[str], train_script: str) -> Point
     except Exception as err:  # noqa: BLE001 - recorded in MLflow by train/evaluate; sweep goes on
         log.error("%s failed: %s", cfg.run_name, err, exc_info=not isinstance(err, LorabenchError))
         return _outcome(cfg, cfg.run_name, FAILED, None, start)
-    status = "finished" if cfg.sweep.evaluate else "trained"
-    return _outcome(cfg, cfg.run_name, status, run_id, start)
+    evaluated = cfg.sweep.evaluate and is_first_node(cfg.hardware)
+    return _outcome(cfg, cfg.run_name, "finished" if evaluated else "trained", run_id, start)
 
 
 def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str) -> str:
@@ -246,6 +253,8 @@ def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str
             if code := launch_ranks(cfg, train_script, [*overrides, parent]):
                 raise LorabenchError(f"training exited with code {code}")
             run_id = (output_dir / contract.RUN_ID_FILE).read_text().strip()
+            if not is_first_node(cfg.hardware):
+                return run_id  # node 0 of a multi-node job evaluates the point
         else:
             held.enter_context(directory_lock(output_dir))
             with training_process(cfg):
