@@ -32,39 +32,25 @@ from lorabench.analysis.sweep_records import record_forgetting
 from lorabench.config.schema import StatsConfig
 from tests.helpers.analysis import assert_real_image, demo_run, experiment
 from tests.helpers.benchmarks import (
+    N_RETENTION,
+    N_TARGET,
     RETENTION_TASK,
     TARGET_TASK,
     base_row,
+    base_values,
     chained_run,
     in_memory,
     log_benchmarks,
+    planted_results,
     tuned_run,
 )
 
 RET, TGT = contract.BENCH_ROLE_RETENTION, contract.BENCH_ROLE_TARGET
 FAST = StatsConfig(bootstrap_samples=400, seed=3)
-N_RETENTION, N_TARGET, N_DOCS = 300, 200, 40
-BASE_RIGHT = 210  # of the retention items, the base answers the first 210 right
-BASE_TARGET_RIGHT = 20  # of the target items, the first 20
+N_DOCS = 40
 
 
 # Planted results --------------------------------------------------------------------------------
-
-
-def base_values() -> tuple[np.ndarray, np.ndarray]:
-    retention = (np.arange(N_RETENTION) < BASE_RIGHT).astype(float)
-    target = (np.arange(N_TARGET) < BASE_TARGET_RIGHT).astype(float)
-    return retention, target
-
-
-def planted(lost: int, gained: int, seed: int) -> dict:
-    """The base's results with `lost` of its right retention items wrong and `gained` of its
-    wrong target items right, which ones drawn with `seed` (two runs differ item by item)."""
-    retention, target = base_values()
-    rng = np.random.default_rng(seed)
-    retention[rng.choice(BASE_RIGHT, lost, replace=False)] = 0
-    target[BASE_TARGET_RIGHT + rng.choice(N_TARGET - BASE_TARGET_RIGHT, gained, replace=False)] = 1
-    return {RETENTION_TASK: (RET, retention), TARGET_TASK: (TGT, target)}
 
 
 def world(shift: float) -> np.ndarray:
@@ -105,11 +91,11 @@ def planted_store(tmp_path_factory, empty_store_template) -> tuple[str, dict[str
     log_benchmarks(client, ids["base"], BASE, world(0.0))
     for (method, data), (lost, gained, seed) in PLAN.items():
         run_id = tuned_run(client, exp, method, data)
-        log_benchmarks(client, run_id, planted(lost, gained, seed), world(0.05 * lost / 15))
+        log_benchmarks(client, run_id, planted_results(lost, gained, seed), world(0.05 * lost / 15))
         ids[f"{method}({data})"] = run_id
     for method, lost, seed in (("lora", 20, 5), ("ft", 20, 6)):  # §4.5: both forget alike
         run_id = chained_run(client, exp, ids["ft(2m)"], method)
-        start = planted(*PLAN[("ft", "2m")])
+        start = planted_results(*PLAN[("ft", "2m")])
         retention, target = start[RETENTION_TASK][1].copy(), start[TARGET_TASK][1].copy()
         right = np.flatnonzero(retention)
         retention[np.random.default_rng(seed).choice(right, lost, replace=False)] = 0
@@ -118,7 +104,7 @@ def planted_store(tmp_path_factory, empty_store_template) -> tuple[str, dict[str
         ids[f"chained {method}"] = run_id
     ids["unbenchmarked"] = tuned_run(client, exp, "lora", "4m")
     ids["no base row"] = demo_run(client, exp, "ft", "4m", more_tags={"base_model": "/else"})
-    log_benchmarks(client, ids["no base row"], planted(10, 10, 7))
+    log_benchmarks(client, ids["no base row"], planted_results(10, 10, 7))
     return uri, ids
 
 
@@ -277,8 +263,10 @@ def test_lora_forgetting_less_at_equal_learning_is_found(analysed):
 
 def test_nothing_differing_cannot_tell():
     base = in_memory("base", BASE)
-    lora = subject("tiny+lora(2m)", in_memory("tiny+lora(2m)", planted(30, 50, 1)), base)
-    ft = subject("tiny+ft(2m)", in_memory("tiny+ft(2m)", planted(30, 50, 2)), base, method="ft")
+    lora = subject("tiny+lora(2m)", in_memory("tiny+lora(2m)", planted_results(30, 50, 1)), base)
+    ft = subject(
+        "tiny+ft(2m)", in_memory("tiny+ft(2m)", planted_results(30, 50, 2)), base, method="ft"
+    )
     result = analyse([lora, ft], FAST)
     (pair,) = result.pairs
     assert pair.learned.value == pytest.approx(0) and pair.forgotten.value == pytest.approx(0)
@@ -288,8 +276,8 @@ def test_nothing_differing_cannot_tell():
 
 def test_learning_less_and_forgetting_less_is_no_win():
     base = in_memory("base", BASE)
-    lora = subject("tiny+lora(2m)", in_memory("l", planted(10, 20, 1)), base)
-    ft = subject("tiny+ft(2m)", in_memory("f", planted(80, 120, 2)), base, method="ft")
+    lora = subject("tiny+lora(2m)", in_memory("l", planted_results(10, 20, 1)), base)
+    ft = subject("tiny+ft(2m)", in_memory("f", planted_results(80, 120, 2)), base, method="ft")
     (pair,) = analyse([lora, ft], FAST).pairs
     assert (pair.verdict, pair.reading) == (
         CANNOT_TELL,
@@ -328,7 +316,7 @@ def test_a_start_without_results_is_named(tmp_path, store, store_file):
     exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
     base_row(store, exp)  # evaluated, but never benchmarked
     run_id = tuned_run(store, exp, "lora", "2m")
-    log_benchmarks(store, run_id, planted(10, 10, 1))
+    log_benchmarks(store, run_id, planted_results(10, 10, 1))
     runs = load_runs(f"sqlite:///{store_file}", "lorabench-demo")
     (found,) = load_subjects(f"sqlite:///{store_file}", runs[runs["method"] != BASE_METHOD])
     assert found.missing == "its starting run `tiny (base)` has no benchmark results"
@@ -337,7 +325,7 @@ def test_a_start_without_results_is_named(tmp_path, store, store_file):
 def test_a_malformed_item_line_names_run_file_and_line(tmp_path, store, store_file):
     exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
     run_id = tuned_run(store, exp, "lora", "2m")
-    log_benchmarks(store, run_id, planted(10, 10, 1))
+    log_benchmarks(store, run_id, planted_results(10, 10, 1))
     text = '{"item": "a", "value": 1}\n{"item": "b", "value": "high"}\n'
     store.log_text(run_id, text, contract.bench_items_artifact(TARGET_TASK))
     runs = load_runs(f"sqlite:///{store_file}", "lorabench-demo")

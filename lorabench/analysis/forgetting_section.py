@@ -24,6 +24,7 @@ from lorabench.analysis.figures import (
     METHOD_LABELS,
     OTHER_COLOR,
     FigureFiles,
+    _place_labels,
     save_figure,
 )
 from lorabench.analysis.forgetting import (
@@ -56,8 +57,8 @@ def _plotted(forgetting: Forgetting) -> list[RunChange]:
     ]
 
 
-def _point(ax: Axes, change: RunChange, color: str, marker: str, label: str) -> None:
-    """One run with its two intervals, labelled beside it."""
+def _point(ax: Axes, change: RunChange, color: str, marker: str, label: str) -> tuple:
+    """One run with its two intervals; its label as `_place_labels` takes it."""
     x, y = change.learned, change.forgotten
     ax.errorbar(
         x.value,
@@ -71,7 +72,7 @@ def _point(ax: Axes, change: RunChange, color: str, marker: str, label: str) -> 
         capsize=3,
         elinewidth=1,
     )
-    ax.annotate(label, (x.value, y.value), textcoords="offset points", xytext=(6, 5), fontsize=8)
+    return x.value, y.value, label, color
 
 
 def _panel(ax: Axes, changes: Sequence[RunChange]) -> None:
@@ -80,6 +81,7 @@ def _panel(ax: Axes, changes: Sequence[RunChange]) -> None:
     ax.axhline(0, color="#999999", linewidth=0.8, linestyle=":")
     ax.axvline(0, color="#999999", linewidth=0.8, linestyle=":")
     ax.plot(0, 0, "*", color="black", markersize=13, zorder=3)
+    labels = []
     single = [c for c in changes if not c.subject.chained]
     for method in dict.fromkeys(c.subject.method for c in single):
         mine = sorted(
@@ -89,14 +91,14 @@ def _panel(ax: Axes, changes: Sequence[RunChange]) -> None:
         color = METHOD_COLORS.get(method or "", OTHER_COLOR)
         xs, ys = [c.learned.value for c in mine], [c.forgotten.value for c in mine]
         ax.plot(xs, ys, "-", color=color, linewidth=1.2, alpha=0.8)
-        for c in mine:
-            _point(ax, c, color, "o", str(c.subject.data))
+        labels += [_point(ax, c, color, "o", str(c.subject.data)) for c in mine]
     for c in changes:
         if c.subject.chained:
             color = METHOD_COLORS.get(c.subject.method or "", OTHER_COLOR)
-            _point(ax, c, color, "D", _recipe(c.subject))
+            labels.append(_point(ax, c, color, "D", _recipe(c.subject)))
     ax.grid(True, alpha=0.3)
     ax.margins(0.15)
+    _place_labels(ax, labels, fontsize=8)
 
 
 def _recipe(subject: Subject) -> str:
@@ -234,7 +236,7 @@ def _notes(forgetting: Forgetting) -> list[str]:
                 lines.append(f"- `{c.subject.run_name}`: {name}: {dropped}")
     skipped = [c for c in forgetting.changes if c.skipped]
     if skipped:
-        lines += ["", "Not analysed:", ""]
+        lines += [*([""] * bool(lines)), "Not analysed:", ""]
         lines += [f"- `{c.subject.run_name}`: {c.skipped}" for c in skipped]
     return [*lines, ""] if lines else []
 

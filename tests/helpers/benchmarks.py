@@ -21,6 +21,12 @@ TARGET_TASK = "lorabench_target"
 BASE_WEIGHTS = "/pretrained/tiny-abc"
 """The `base_model` tag the synthetic runs and base row share (the weights they loaded)."""
 
+N_RETENTION, N_TARGET = 300, 200
+BASE_RIGHT = 210
+"""Of the retention items, the base answers the first 210 right."""
+BASE_TARGET_RIGHT = 20
+"""Of the target items, the base answers the first 20 right."""
+
 Tasks = Mapping[str, tuple[str, Sequence[float]]]
 """Task → (role, per-item values; item k is keyed `<task>-k`)."""
 
@@ -107,3 +113,22 @@ def chained_run(client: MlflowClient, experiment_id: str, base_run_id: str, meth
     params = {"model.name": "tiny", "method.name": method, "data.name": data, "base_run": base_name}
     name = contract.format_run_name("tiny", method, data, base_run=base_name)
     return log_run(client, experiment_id, name, params=params, tags=tags)
+
+
+def base_values() -> tuple[np.ndarray, np.ndarray]:
+    """The base's retention and target item values (1 right, 0 wrong)."""
+    retention = (np.arange(N_RETENTION) < BASE_RIGHT).astype(float)
+    target = (np.arange(N_TARGET) < BASE_TARGET_RIGHT).astype(float)
+    return retention, target
+
+
+def planted_results(lost: int, gained: int, seed: int) -> dict:
+    """The base's results with `lost` of its right retention items wrong and `gained` of its
+    wrong target items right, which ones drawn with `seed` (two runs differ item by item)."""
+    retention, target = base_values()
+    rng = np.random.default_rng(seed)
+    retention[rng.choice(BASE_RIGHT, lost, replace=False)] = 0
+    wrong = N_TARGET - BASE_TARGET_RIGHT
+    target[BASE_TARGET_RIGHT + rng.choice(wrong, gained, replace=False)] = 1
+    role = contract.BENCH_ROLE_RETENTION, contract.BENCH_ROLE_TARGET
+    return {RETENTION_TASK: (role[0], retention), TARGET_TASK: (role[1], target)}
