@@ -26,10 +26,11 @@ from lorabench.analysis.forgetting import (
     reading,
 )
 from lorabench.analysis.forgetting_section import FIGURE, SECTION_TITLE
-from lorabench.analysis.report import write_report
+from lorabench.analysis.report import run, write_report
 from lorabench.analysis.runs import BASE_METHOD, load_runs
 from lorabench.analysis.sweep_records import record_forgetting
-from lorabench.config.schema import StatsConfig
+from lorabench.config.schema import ReportOptions, StatsConfig
+from lorabench.tracking.parents import close_parent
 from tests.helpers.analysis import assert_real_image, demo_run, experiment
 from tests.helpers.benchmarks import (
     N_RETENTION,
@@ -386,3 +387,34 @@ def test_a_sweep_logs_learned_and_forgotten_to_its_parent(planted_store, planted
     assert metrics[contract.forgetting_ci_high(pair, "forgotten_difference")] < 0
     listed = {f.path for f in client.list_artifacts(parent, contract.ARTIFACT_FORGETTING_DIR)}
     assert listed == {contract.ARTIFACT_FORGETTING_RUNS, contract.ARTIFACT_FORGETTING_COMPARISONS}
+
+
+@pytest.mark.slow
+def test_the_report_command_reads_the_benchmarks_itself(planted_store, tmp_path):
+    """`python -m lorabench.analysis` (its task, in process): the section from the store alone."""
+    uri, _ = planted_store
+    options = ReportOptions(
+        experiment="lorabench-demo", out=str(tmp_path / "out"), tracking_uri=uri,
+        statistics=False, overlay=False, log_to="none",
+    )  # fmt: skip
+    files = run(options)
+    text = files.report.read_text(encoding="utf-8")
+    assert SECTION_TITLE in text and "| `tiny+ft(2m)` | `tiny (base)` | +0.500 [" in text
+    assert (tmp_path / "out" / contract.ARTIFACT_FORGETTING_COMPARISONS) in files.files
+
+
+def test_closing_a_sweep_records_learned_and_forgotten(tmp_path, store):
+    exp = experiment(store, "lorabench-demo", tmp_path / "artifacts")
+    parent = store.create_run(exp, run_name="sweep", tags={"sweep": "true"}).info.run_id
+    log_benchmarks(store, base_row(store, exp), BASE)
+    for method, lost in (("lora", 10), ("ft", 40)):
+        run_id = tuned_run(store, exp, method, "2m", parent=parent)
+        log_benchmarks(store, run_id, planted_results(lost, 50, seed=lost))
+    close_parent(store, parent, stats=FAST)
+    metrics = store.get_run(parent).data.metrics
+    assert metrics[contract.forgetting_metric("tiny+ft(2m)", "forgotten")] == pytest.approx(
+        40 / 300
+    )
+    assert (
+        contract.forgetting_metric("tiny+lora(2m) vs tiny+ft(2m)", "learned_difference") in metrics
+    )

@@ -69,7 +69,10 @@ def _number(value: object, where: str, key: str) -> float:
 def read_summary(path: Path, run: str) -> pd.DataFrame:
     """`summary.csv` with the contract's columns, a known role and one row per task."""
     where = _where(run, contract.ARTIFACT_BENCH_SUMMARY)
-    frame = pd.read_csv(path, dtype={"task": str, "role": str, "metric": str})
+    try:
+        frame = pd.read_csv(path, dtype={"task": str, "role": str, "metric": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BenchmarkError(f"{where}: not a CSV table ({err})") from err
     missing = [c for c in contract.BENCH_SUMMARY_COLUMNS if c not in frame.columns]
     if missing:
         raise BenchmarkError(f"{where}: no column {', '.join(missing)}")

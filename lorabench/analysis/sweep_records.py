@@ -172,7 +172,7 @@ def record_forgetting(
     benchmark results; results that cannot be read are logged and the sweep still closes."""
     try:
         forgetting = analyse(load_subjects(client.tracking_uri, run_frame(runs)), stats)
-    except LorabenchError as err:  # said, and the sweep still closes
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
         log.error("sweep learned/forgotten: %s", err)
         return
     if not has_results(forgetting):
