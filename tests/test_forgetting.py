@@ -25,7 +25,7 @@ from lorabench.analysis.forgetting import (
     perplexity_change,
     reading,
 )
-from lorabench.analysis.forgetting_section import FIGURE, SECTION_TITLE
+from lorabench.analysis.forgetting_section import FIGURE, SECTION_TITLE, forgetting_markdown
 from lorabench.analysis.report import run, write_report
 from lorabench.analysis.runs import BASE_METHOD, load_runs
 from lorabench.analysis.sweep_records import record_forgetting
@@ -273,6 +273,9 @@ def test_nothing_differing_cannot_tell():
     assert pair.learned.value == pytest.approx(0) and pair.forgotten.value == pytest.approx(0)
     assert pair.verdict == CANNOT_TELL and result.finding.verdict == CANNOT_TELL
     assert "no difference in forgetting can be told" in pair.reading
+    # No world documents on either side: no perplexity change, and nothing said about it.
+    assert result.changes[0].world is None
+    assert "no Δ world perplexity" not in forgetting_markdown(result)
 
 
 def test_learning_less_and_forgetting_less_is_no_win():

@@ -35,6 +35,10 @@ scored (both runs and both starts), each with its interval. Reading the two inte
 - both below ("LoRA forgets less but also learns less") or both above: cannot tell at equal
   learning; so is a forgotten interval that holds 0.
 
+The finding agrees when every pair agrees (an intersection-union reading, which needs no
+multiplicity adjustment); the intervals are not adjusted, so one pair disagreeing among many
+may be chance.
+
 Why this paired reading and not a frontier comparison (FT's forgetting interpolated at LoRA's
 learned level along FT's data-size curve): the pair is compared on the very same items from the
 very same starting model, with no model of a curve; the interpolation needs FT's learned to rise
@@ -158,9 +162,12 @@ def _part(sides: Sequence[RunBenchmarks], weights: Sequence[float], role: str, s
     return found if isinstance(found, str) else estimate(*found, stats)
 
 
-def perplexity_change(run: RunBenchmarks, start: RunBenchmarks, stats: StatsConfig) -> Part:
+def perplexity_change(run: RunBenchmarks, start: RunBenchmarks, stats: StatsConfig) -> Part | None:
     """Perplexity over the world documents both scored, run − start, with a paired bootstrap
-    interval over documents; or why there is none."""
+    interval over documents; why there is none; None when neither has world documents (no
+    held-out world text: not the demo's bases)."""
+    if run.world is None and start.world is None:
+        return None
     if run.world is None or start.world is None:
         lacking = run if run.world is None else start
         return f"`{lacking.run_name}` has no world-perplexity items"
@@ -332,6 +339,7 @@ def _columns(prefix: str, part: Part | None) -> dict[str, object]:
             f"{prefix}_ci_high": part.ci_high,
             f"{prefix}_items": part.items,
             f"{prefix}_dropped": part.dropped,
+            f"{prefix}_tasks": " ".join(part.tasks),
             f"{prefix}_note": "",
         }
     return {f"{prefix}_note": part or ""}

@@ -231,7 +231,7 @@ def _notes(forgetting: Forgetting) -> list[str]:
         ):
             if isinstance(part, str):
                 lines.append(f"- `{c.subject.run_name}`: no {name}: {part}")
-            elif part.dropped:
+            elif part is not None and part.dropped:
                 dropped = f"{part.dropped} items scored on one side only, left out"
                 lines.append(f"- `{c.subject.run_name}`: {name}: {dropped}")
     skipped = [c for c in forgetting.changes if c.skipped]
