@@ -231,6 +231,71 @@ def anatomy_metric(module: str, measure: str) -> str:
     return f"{ANATOMY_PREFIX}{module}/{measure}"
 
 
+# Benchmarks (lm-evaluation-harness), per run and per base row: what a run learned and what it forgot.
+BENCH_PREFIX = "bench/"
+BENCH_ROLE_RETENTION = "retention"
+"""A base ability tuning may lose (C-Eval, CMMLU, HellaSwag, ARC, WinoGrande; the demo's world facts)."""
+BENCH_ROLE_TARGET = "target"
+"""The skill the tuning should teach (GSM8K; the demo's held-out math)."""
+BENCH_WORLD_PERPLEXITY_TASK = "world_perplexity"
+BENCH_WORLD_PERPLEXITY = "bench/world_perplexity"
+"""Perplexity on held-out pretraining-style world text: forgetting in loss terms (demo bases)."""
+ARTIFACT_BENCH_DIR = "benchmarks"
+ARTIFACT_BENCH_SUMMARY = "benchmarks/summary.csv"
+BENCH_SUMMARY_COLUMNS = ("task", "role", "metric", "value", "stderr", "items")
+
+
+def bench_metric(task: str, metric: str) -> str:
+    """A benchmark's score on a run: `bench/<lm-eval task>/<metric>`."""
+    return f"{BENCH_PREFIX}{task}/{metric}"
+
+
+def bench_stderr(task: str, metric: str) -> str:
+    """lm-eval's standard error of `bench_metric(task, metric)`."""
+    return f"{bench_metric(task, metric)}_stderr"
+
+
+def bench_items_artifact(task: str) -> str:
+    """Per-item values of a task's primary metric (`{"item", "value"}` rows; the perplexity's
+    rows are `{"item", "nll", "tokens"}`)."""
+    return f"{ARTIFACT_BENCH_DIR}/{task}/items.jsonl"
+
+
+# Learned and forgotten (`lorabench.analysis.forgetting`), logged to a sweep's parent run when
+# it closes: per run against the model it started from, per LoRA-vs-FT pair their differences.
+FORGETTING_PREFIX = "forgetting/"
+FORGETTING_LEARNED = "learned"
+"""Mean over the target tasks of (run − start) on paired items: the skill gained."""
+FORGETTING_FORGOTTEN = "forgotten"
+"""Mean over the retention tasks of (start − run) on paired items: positive = ability lost."""
+FORGETTING_WORLD_PERPLEXITY = "world_perplexity_change"
+"""Perplexity on the held-out world documents, run − start (positive = worse)."""
+FORGETTING_LEARNED_DIFFERENCE = "learned_difference"
+FORGETTING_FORGOTTEN_DIFFERENCE = "forgotten_difference"
+"""Of a pair `LoRA run vs FT run`: LoRA's learned (forgotten) − FT's, paired over items."""
+ARTIFACT_FORGETTING_DIR = "forgetting"
+ARTIFACT_FORGETTING_RUNS = "forgetting/runs.csv"
+"""Per run: learned, forgotten, Δ world perplexity with intervals, or why it was skipped."""
+ARTIFACT_FORGETTING_COMPARISONS = "forgetting/comparisons.csv"
+"""Per LoRA-vs-FT pair: the paired differences with intervals and the verdict."""
+
+
+def forgetting_metric(subject: str, measure: str) -> str:
+    """On a sweep's parent: a run's (or a pair `A vs B`'s) measure, the subject made a path
+    segment as judge ids are: `forgetting/tiny_lora_2m_/learned`."""
+    return f"{FORGETTING_PREFIX}{judge_slug(subject)}/{measure}"
+
+
+def forgetting_ci_low(subject: str, measure: str) -> str:
+    """Lower bound of `forgetting_metric(subject, measure)`'s paired-bootstrap interval."""
+    return f"{forgetting_metric(subject, measure)}_ci_low"
+
+
+def forgetting_ci_high(subject: str, measure: str) -> str:
+    """Upper bound of `forgetting_metric(subject, measure)`'s paired-bootstrap interval."""
+    return f"{forgetting_metric(subject, measure)}_ci_high"
+
+
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
 """Hash of the run's identity (`lorabench.identity`; a chained run's with its base run's weights

@@ -1,6 +1,7 @@
 """analysis/scaling_trends.ipynb runs headless on a demo sweep's runs (nbclient), its
 parameters injected into the cell tagged `parameters`, as papermill would; the sweep's parent
-holds head-to-head verdicts, as the demo's does (`sweep.pairwise=true`)."""
+holds head-to-head verdicts, as the demo's does (`sweep.pairwise=true`), and its runs and their
+base row benchmark results (`eval.benchmarks`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 from lorabench import contract
 from lorabench.analysis.figures import FIGURES
 from tests.helpers.analysis import assert_real_image, demo_sweep
+from tests.helpers.benchmarks import BASE_WEIGHTS, base_row, log_benchmarks, planted_results
 from tests.helpers.stats import pairwise_verdicts
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "scaling_trends.ipynb"
@@ -42,6 +44,11 @@ def test_notebook_on_a_demo_sweep(store, store_file, tmp_path):
     labels = ["B", "B", "tie", "A", "B", "B"]
     verdicts = pairwise_verdicts(labels, labels, run_a="tiny+lora(2m)", run_b="tiny+ft(2m)")
     store.log_text(parent, verdicts.to_csv(index=False), contract.ARTIFACT_PAIRWISE_VERDICTS)
+    experiment_id = store.get_run(parent).info.experiment_id
+    log_benchmarks(store, base_row(store, experiment_id), planted_results(0, 0, seed=0))
+    for k, child in enumerate(children):
+        store.set_tag(child, contract.TAG_BASE_MODEL, BASE_WEIGHTS)
+        log_benchmarks(store, child, planted_results(5 * k, 10 * k, seed=k))
     out = tmp_path / "out"
     nb = execute(
         NOTEBOOK,
@@ -65,6 +72,7 @@ def test_notebook_on_a_demo_sweep(store, store_file, tmp_path):
     assert len(rows) == len(children)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    # The report's figures, then the head-to-head cell's win-rate matrix.
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES) + 1
+    # The report's figures, then the head-to-head cell's win-rate matrix and learned/forgotten.
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES) + 2
     assert_real_image(out / "figures" / "pairwise_win_rates.png")
+    assert_real_image(out / "figures" / "forgetting.png")

@@ -470,31 +470,43 @@ def findings_markdown(
     items: pd.DataFrame | None,
     stats: StatsConfig | None = None,
     pairwise: pd.DataFrame | None = None,
+    beyond: Sequence[Finding] = (),
 ) -> str:
     """The findings section: per judge and eval set, each claim, its verdict and its pairs
-    (with `pairwise` verdicts, each pair judged head to head with its win rate too)."""
+    (with `pairwise` verdicts, each pair judged head to head with its win rate too); then the
+    `beyond` findings, which no judge decides (the benchmarks' learned and forgotten)."""
     stats = stats or StatsConfig()
     lines = _preamble(stats)
     if pairwise is not None and len(pairwise):
         lines += [_HEAD_TO_HEAD_NOTE, ""]
     evaluated = [s for s in sections(runs) if s.evaluated]
     if not evaluated:
-        return "\n".join([*lines, "No run has evaluation metrics: nothing to check.", ""])
+        lines += ["No run has evaluation metrics: nothing to check.", ""]
     for section in evaluated:
         if len(evaluated) > 1:
             lines += [f"### {_title(section)}", ""]
         findings = check_findings(section.runs, items, stats, pairwise)
         lines += _resolution_note(findings, stats)
         for number, finding in enumerate(findings):
-            label = "0." if number == 0 else f"{number}."
-            lines.append(f"{label} {finding.claim}: **{finding.verdict}**")
-            if finding.missing:
-                lines.append(f"   - {finding.missing}")
-            for check in finding.checks:
-                lines.append(f"   - {check.verdict}: {check.text}")
-                lines += [f"     - {line}" for line in check.head_to_head]
+            lines += _finding_lines("0." if number == 0 else f"{number}.", finding)
+        lines.append("")
+    if beyond:
+        lines += ["Beyond the paper (benchmarks, whatever the judge):", ""]
+        for finding in beyond:
+            lines += _finding_lines("-", finding)
         lines.append("")
     return "\n".join(lines)
+
+
+def _finding_lines(label: str, finding: Finding) -> list[str]:
+    """A claim with its verdict, then what is missing or each pair's check."""
+    lines = [f"{label} {finding.claim}: **{finding.verdict}**"]
+    if finding.missing:
+        lines.append(f"   - {finding.missing}")
+    for check in finding.checks:
+        lines.append(f"   - {check.verdict}: {check.text}")
+        lines += [f"     - {line}" for line in check.head_to_head]
+    return lines
 
 
 def _title(section: Section) -> str:
@@ -507,10 +519,12 @@ def write_findings(
     out_dir: str | Path,
     stats: StatsConfig | None = None,
     pairwise: pd.DataFrame | None = None,
+    beyond: Sequence[Finding] = (),
 ) -> str:
     """Write `findings.md` into `out_dir`; returns its text (the report's section). `pairwise`:
-    item verdicts of head-to-head judging, shown under the pairs they judged."""
-    text = findings_markdown(runs, items, stats, pairwise)
+    item verdicts of head-to-head judging, shown under the pairs they judged; `beyond`:
+    findings no judge decides, after the paper's."""
+    text = findings_markdown(runs, items, stats, pairwise, beyond)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.md").write_text(text, encoding="utf-8")

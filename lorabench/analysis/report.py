@@ -14,10 +14,11 @@ directory receives `report.md` (tables and figures in one page), `table4.{md,csv
 `"pairs=['A vs B','C vs D']"` adds comparisons to the paper's) and, for runs whose weight
 update was measured (`anatomy/layers.csv`), the anatomy section with `figures/anatomy_*`; for
 sweeps that judged their runs head to head (`sweep.pairwise=true`: `pairwise/verdicts.csv` on
-the sweep's parent), the head-to-head section with `figures/pairwise_*`; the judge-cost section
-from the runs' and the sweeps' cost ledgers (`judge/<judge>/*`); with
-`parent_run` it is also logged as artifacts (`analysis/`) of that run, the sweep's parent
-(`log_to=none` to skip).
+the sweep's parent), the head-to-head section with `figures/pairwise_*`; for runs
+with benchmark results (`benchmarks/` artifacts, `eval.benchmarks`), the learned/forgotten
+section with `figures/forgetting` and `forgetting/*.csv`; the judge-cost section from the runs'
+and the sweeps' cost ledgers (`judge/<judge>/*`); with `parent_run` it is also logged as
+artifacts (`analysis/`) of that run, the sweep's parent (`log_to=none` to skip).
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lorabench.analysis.anatomy import load_anatomy_layers
 from lorabench.analysis.anatomy_section import write_anatomy
+from lorabench.analysis.benchmarks import load_subjects
 from lorabench.analysis.cost_section import costs_markdown, load_judge_costs
 from lorabench.analysis.figures import FigureFiles, log_to_run, write_figures
 from lorabench.analysis.findings import write_findings
+from lorabench.analysis.forgetting import Forgetting, analyse
+from lorabench.analysis.forgetting_section import has_results, write_forgetting
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import shared_learning_rate_warnings
 from lorabench.analysis.pairwise_section import load_pairwise_verdicts, write_pairwise
@@ -81,6 +86,7 @@ def write_report(
     stats: StatsConfig | None = None,
     anatomy: pd.DataFrame | None = None,
     pairwise: pd.DataFrame | None = None,
+    forgetting: Forgetting | None = None,
     costs: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write every table and figure of `runs` (runs.load_runs or paper_runs.paper_frame) into
@@ -89,8 +95,10 @@ def write_report(
     per-matrix weight-update measurements, `anatomy.load_anatomy_layers`) and rows in it, the
     anatomy section and its figures; with `pairwise` (head-to-head item verdicts,
     `pairwise_section.load_pairwise_verdicts`) the head-to-head section (saying none was judged
-    when it is empty), its figures, and the pairs' win rates under the findings; with `costs`
-    (the runs' judge cost ledgers, `cost_section.load_judge_costs`) the judge-cost section."""
+    when it is empty), its figures, and the pairs' win rates under the findings; with
+    `forgetting` (`forgetting.analyse`) and a run with benchmark results in it, the
+    learned/forgotten section, its figure, and its finding after the paper's; with `costs` (the
+    runs' judge cost ledgers, `cost_section.load_judge_costs`) the judge-cost section."""
     out = Path(out_dir)
     tables = write_tables(runs, out, paper_model=paper_model)
     figures = write_figures(runs, out / "figures", overlay_paper=overlay_paper)
@@ -99,24 +107,20 @@ def write_report(
     if warnings:
         lines += ["", "## Learning rates", "", *(f"- {w}" for w in warnings)]
     lines += ["", tables["table4.md"].read_text(encoding="utf-8")]
-    lines += [write_findings(runs, items, out, stats, pairwise)]
+    benchmarked = forgetting is not None and has_results(forgetting)
+    beyond = [forgetting.finding] if benchmarked else []
+    lines += [write_findings(runs, items, out, stats, pairwise, beyond)]
     lines += [tables["appendix.md"].read_text(encoding="utf-8"), "## Figures", ""]
     lines += figures.markdown_lines()
     if pairwise is not None:
-        head_to_head = write_pairwise(pairwise, runs, out, stats)
-        lines += ["", head_to_head.markdown]
-        # As the anatomy's below: listed with the report's figures, shown by the section. With
-        # no verdicts at all the section says so once; no figure is reported missing.
-        figures.files += head_to_head.figures.files
-        if len(pairwise):
-            figures.skipped.update(head_to_head.figures.skipped)
+        # With no verdicts at all the section says so once; no figure is reported missing.
+        _section(lines, figures, write_pairwise(pairwise, runs, out, stats), bool(len(pairwise)))
     if anatomy is not None and len(anatomy):
-        part = write_anatomy(anatomy, runs, out)
-        lines += ["", part.markdown]
-        # Listed with the others (the files logged, the reasons printed) once the report's own
-        # figures section above is written: the anatomy section shows its figures itself.
-        figures.files += part.figures.files
-        figures.skipped.update(part.figures.skipped)
+        _section(lines, figures, write_anatomy(anatomy, runs, out))
+    if benchmarked:
+        part = write_forgetting(forgetting, out)
+        _section(lines, figures, part)
+        tables.update(part.tables)
     if costs is not None:
         lines += ["", costs_markdown(costs)]
     statistics = None
@@ -126,6 +130,16 @@ def write_report(
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return ReportFiles(out, report, tables, figures, warnings, statistics)
+
+
+def _section(lines: list[str], figures: FigureFiles, part: Any, skipped: bool = True) -> None:
+    """Add a section (`part.markdown`) to the report's lines and its figures (`part.figures`) to
+    the report's: listed with the others (the files logged, the reasons printed) once the
+    report's own figures section is written, since the section shows its figures itself."""
+    lines += ["", part.markdown]
+    figures.files += part.figures.files
+    if skipped:
+        figures.skipped.update(part.figures.skipped)
 
 
 def _header(runs: pd.DataFrame, title: str, paper_model: PaperModel) -> list[str]:
@@ -192,6 +206,7 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
         title += f", sweep {options.parent_run}"
     ours = runs[runs["source"] != "paper"]
     tuned = ours[ours["method"] != BASE_METHOD]  # a base row has no weight update to measure
+    stats = StatsConfig(pairs=list(options.pairs))
     return write_report(
         runs,
         options.out or f"reports/{options.experiment}",
@@ -199,8 +214,9 @@ def _report_of_runs(options: ReportOptions, uri: str) -> ReportFiles:
         overlay_paper=options.overlay,
         paper_model=paper_model,
         items=load_item_scores(uri, list(ours["run_id"])) if options.statistics else None,
-        stats=StatsConfig(pairs=list(options.pairs)),
+        stats=stats,
         anatomy=load_anatomy_layers(uri, tuned["run_id"]),
         pairwise=load_pairwise_verdicts(uri, options.experiment, options.parent_run),
+        forgetting=analyse(load_subjects(uri, tuned), stats),
         costs=load_judge_costs(uri, options.experiment, ours, options.parent_run),
     )

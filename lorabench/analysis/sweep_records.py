@@ -1,19 +1,32 @@
 """What a sweep logs to its parent run when it closes (`lorabench.tracking.parents`): the
 learning rates its methods were compared at (and, on request, the pick per method), the
-statistics of its runs, and (`sweep.pairwise=true`) their head-to-head verdicts."""
+statistics of its runs, (`sweep.pairwise=true`) their head-to-head verdicts, and (for runs with
+benchmark results) what each learned and forgot against the model it started from."""
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
+from mlflow.entities import Metric, Run
 from mlflow.tracking import MlflowClient
 
 from lorabench import contract
+from lorabench.analysis.benchmarks import load_subjects
+from lorabench.analysis.forgetting import (
+    MEASURES,
+    Estimate,
+    Forgetting,
+    analyse,
+    change_table,
+    pair_table,
+)
+from lorabench.analysis.forgetting_section import has_results
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.learning_rates import best_learning_rates, shared_learning_rate_warnings
 from lorabench.analysis.pairwise_judging import head_to_head, record_head_to_head
@@ -124,4 +137,70 @@ def record_pairwise(
         f"head to head: {len(result.pairs)} pairs judged by {result.judge} "
         f"({len(result.skipped)} skipped): artifacts {contract.ARTIFACT_PAIRWISE_DIR}/ of the "
         f"sweep's run {parent_id}"
+    )
+
+
+def forgetting_metrics(forgetting: Forgetting) -> list[Metric]:
+    """The parent's `forgetting/*` metrics: per run each measure with its interval
+    (`contract.forgetting_metric`, `_ci_low`, `_ci_high`), per LoRA-vs-FT pair its two
+    differences; a measure without an estimate is not logged (never a 0)."""
+    now = int(time.time() * 1000)
+    values: list[tuple[str, str, Estimate | str | None]] = [
+        (c.subject.run_name, measure, getattr(c, attribute))
+        for c in forgetting.changes
+        for measure, attribute in MEASURES.items()
+    ]
+    for p in forgetting.pairs:
+        values += [
+            (p.label, contract.FORGETTING_LEARNED_DIFFERENCE, p.learned),
+            (p.label, contract.FORGETTING_FORGOTTEN_DIFFERENCE, p.forgotten),
+        ]
+    metrics = []
+    for subject, measure, part in values:
+        if not isinstance(part, Estimate):
+            continue
+        for key, value in (
+            (contract.forgetting_metric(subject, measure), part.value),
+            (contract.forgetting_ci_low(subject, measure), part.ci_low),
+            (contract.forgetting_ci_high(subject, measure), part.ci_high),
+        ):
+            if math.isfinite(value):
+                metrics.append(Metric(key, float(value), now, 0))
+    return metrics
+
+
+def record_forgetting(
+    client: MlflowClient, parent_id: str, runs: Sequence[Run], stats: StatsConfig
+) -> None:
+    """What each of the sweep's finished `runs` learned and forgot against the run it started
+    from (`analysis.forgetting`), logged to its parent: the `forgetting/*` metrics and the
+    tables `contract.ARTIFACT_FORGETTING_RUNS` and `_COMPARISONS`. Nothing when no run has
+    benchmark results; results that cannot be read are logged and the sweep still closes."""
+    try:
+        forgetting = analyse(load_subjects(client.tracking_uri, run_frame(runs)), stats)
+    except (LorabenchError, ValueError) as err:  # said, and the sweep still closes
+        log.error("sweep learned/forgotten: %s", err)
+        return
+    if not has_results(forgetting):
+        return
+    client.log_text(
+        parent_id, change_table(forgetting.changes).to_csv(index=False),
+        contract.ARTIFACT_FORGETTING_RUNS,
+    )  # fmt: skip
+    client.log_text(
+        parent_id, pair_table(forgetting.pairs).to_csv(index=False),
+        contract.ARTIFACT_FORGETTING_COMPARISONS,
+    )  # fmt: skip
+    metrics = forgetting_metrics(forgetting)
+    for start in range(0, len(metrics), 1000):  # MLflow's largest batch
+        client.log_batch(parent_id, metrics=metrics[start : start + 1000])
+    for change in forgetting.changes:
+        if change.skipped:
+            log.warning(
+                "learned/forgotten: %s not analysed: %s", change.subject.run_name, change.skipped
+            )
+    print(
+        f"learned/forgotten: {len(forgetting.analysed)} runs, {len(forgetting.pairs)} LoRA-vs-FT "
+        f"pairs, at equal learning LoRA forgets less: {forgetting.finding.verdict} (artifacts "
+        f"{contract.ARTIFACT_FORGETTING_DIR}/ of the sweep's run {parent_id})"
     )

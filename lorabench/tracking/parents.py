@@ -114,7 +114,8 @@ def close_parent(
 ) -> None:
     """FINISHED when every grid point (and base row) finished, else FAILED naming the others;
     the finished points' learning rates are checked (and, with `pick_learning_rate`, picked),
-    their statistics and (with `pairwise`) their head-to-head verdicts logged on the way
+    their statistics, (with `pairwise`) their head-to-head verdicts and (with benchmark
+    results) what each learned and forgot logged on the way
     (`lorabench.analysis.sweep_records`; base rows train nothing, so they have none). `failed`:
     the points that failed; those that failed before opening a run of their own (a preflight)
     count as grid points too."""
@@ -128,6 +129,7 @@ def close_parent(
         # Imported here: the analysis package brings pandas and matplotlib, which only a sweep's
         # end needs.
         from lorabench.analysis.sweep_records import (
+            record_forgetting,
             record_learning_rates,
             record_pairwise,
             record_statistics,
@@ -138,6 +140,7 @@ def close_parent(
         record_statistics(client, run_id, finished, stats)
         if pairwise is not None:
             record_pairwise(client, run_id, finished, pairwise, stats)
+        record_forgetting(client, run_id, finished, stats)
     _record_costs(client, run_id, children)
     runless = set(failed) - {r.info.run_name for r in children}
     unfinished = sorted(
