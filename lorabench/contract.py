@@ -191,6 +191,36 @@ def anatomy_metric(module: str, measure: str) -> str:
     return f"{ANATOMY_PREFIX}{module}/{measure}"
 
 
+# Benchmarks (lm-evaluation-harness), per run and per base row: what a run learned and what it forgot.
+BENCH_PREFIX = "bench/"
+BENCH_ROLE_RETENTION = "retention"
+"""A base ability tuning may lose (C-Eval, CMMLU, HellaSwag, ARC, WinoGrande; the demo's world facts)."""
+BENCH_ROLE_TARGET = "target"
+"""The skill the tuning should teach (GSM8K; the demo's held-out math)."""
+BENCH_WORLD_PERPLEXITY_TASK = "world_perplexity"
+BENCH_WORLD_PERPLEXITY = "bench/world_perplexity"
+"""Perplexity on held-out pretraining-style world text: forgetting in loss terms (demo bases)."""
+ARTIFACT_BENCH_DIR = "benchmarks"
+ARTIFACT_BENCH_SUMMARY = "benchmarks/summary.csv"
+BENCH_SUMMARY_COLUMNS = ("task", "role", "metric", "value", "stderr", "items")
+
+
+def bench_metric(task: str, metric: str) -> str:
+    """A benchmark's score on a run: `bench/<lm-eval task>/<metric>`."""
+    return f"{BENCH_PREFIX}{task}/{metric}"
+
+
+def bench_stderr(task: str, metric: str) -> str:
+    """lm-eval's standard error of `bench_metric(task, metric)`."""
+    return f"{bench_metric(task, metric)}_stderr"
+
+
+def bench_items_artifact(task: str) -> str:
+    """Per-item values of a task's primary metric (`{"item", "value"}` rows; the perplexity's
+    rows are `{"item", "nll", "tokens"}`)."""
+    return f"{ARTIFACT_BENCH_DIR}/{task}/items.jsonl"
+
+
 # ---- tags -------------------------------------------------------------------------------------
 TAG_CONFIG_HASH = "config_hash"
 """Hash of the run's identity (`lorabench.identity`; a chained run's with its base run's weights
@@ -239,6 +269,9 @@ TAG_EVAL_SET = "eval_set"
 TAG_EVAL_ITEMS = "eval_items"
 TAG_EVAL_HASH = "eval_hash"
 """Hash of the evaluation config (eval + judge) and the evaluated model's identity."""
+TAG_BENCH_HASH = "bench_hash"
+"""The digest of the benchmark settings (`eval.benchmarks` and how they run) and the evaluated
+weights its `bench/*` metrics measured: a run without it, or with another, is benchmarked again."""
 TAG_ANATOMY_HASH = "anatomy_hash"
 """The digest of the anatomy settings and the run's weights its `anatomy/*` metrics measured."""
 TAG_SWEEP = "sweep"

@@ -131,6 +131,7 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     overrides = list(hydra.overrides.task)
     if hydra.mode != RunMode.MULTIRUN:
         config = validate(cfg)
+        _check_benchmarks(config)
         set_cpu_threads(config.hardware)
         if config.sweep.rows:
             outcomes = run_rows(config, overrides, train_script)
@@ -140,6 +141,7 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
         return int(any(o.failed for o in outcomes))
     try:
         config = validate(cfg)
+        _check_benchmarks(config)
         set_cpu_threads(config.hardware)
     except LorabenchError as err:  # this point's config; the sweep's other points go on
         label = " ".join(overrides)
@@ -152,6 +154,14 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     outcome = _point(config, overrides, train_script)
     record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
     return 0
+
+
+def _check_benchmarks(config: Config) -> None:
+    """Unknown benchmark names stop a sweep that evaluates before anything trains."""
+    if config.sweep.evaluate and not config.sweep.plan:
+        from lorabench.benchmarks import check_benchmarks
+
+        check_benchmarks(config)
 
 
 def _point(config: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:
