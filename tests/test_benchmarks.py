@@ -25,6 +25,7 @@ from lorabench.benchmarks import BenchmarkIncomplete, run_benchmarks
 from lorabench.benchmarks.tasks import include_paths
 from lorabench.config import compose, validate
 from lorabench.evaluation.targets import resolve_target
+from lorabench.planning.benchmarks import estimate_benchmarks
 from lorabench.tracking.runs import tracked_run
 from tests.helpers.cli import run_cli
 from tests.helpers.models import base_model
@@ -220,3 +221,15 @@ def test_an_unknown_task_stops_a_sweep_before_training(tmp_path: Path) -> None:
     assert "lorabench_retentoin" in result.stderr + result.stdout
     assert "nearest: lorabench_retention" in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_the_plan_line_times_c_eval_and_cmmlu_for_a_7b_on_one_gpu() -> None:
+    cfg = validate(compose(["benchmarks=retention_zh", "hardware.gpu=a100-40gb"]))
+    estimate = estimate_benchmarks(cfg, 6_738_415_616, cfg.gpus["a100-40gb"])  # LLaMA-7B
+
+    assert estimate.items == 1346 + 11582 and not estimate.unsized
+    assert 60 < estimate.seconds < 30 * 60  # the budget for C-Eval + CMMLU
+    assert "benchmarks ceval-valid+cmmlu 12,928 items ≈ " in estimate.describe()
+    unsized = validate(compose(["eval.benchmarks=[mmlu]", "+eval.benchmark_roles.mmlu=retention"]))
+    line = estimate_benchmarks(unsized, 6_738_415_616, None).describe()
+    assert "not sized: mmlu (plan.benchmark_items)" in line

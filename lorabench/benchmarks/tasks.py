@@ -78,7 +78,9 @@ def check_benchmarks(cfg: Config) -> None:
     known = task_manager(cfg).all_tasks
     for task in e.benchmarks:
         if task not in known:
-            nearest = difflib.get_close_matches(task, known, n=NEAREST, cutoff=0.5)
+            # The demo's tasks are named too (their directory is written only when used).
+            names = [*known, *panel.TASKS]
+            nearest = difflib.get_close_matches(task, names, n=NEAREST, cutoff=0.5)
             hint = f"nearest: {', '.join(nearest)}" if nearest else "no similar name"
             raise ConfigError(
                 f"eval.benchmarks: {task!r} is not an lm-eval task, group or tag ({hint}); "

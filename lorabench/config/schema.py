@@ -549,6 +549,14 @@ class PlanConfig:
     """Share added to the estimated tensors for memory the caching allocator holds but cannot
     reuse (batches of varying length fragment it)."""
     anatomy_svd_seconds: dict[str, float] = field(default_factory=dict)
+    benchmark_items: dict[str, int] = field(default_factory=dict)
+    """Questions per benchmark (`eval.benchmarks` names; `conf/config.yaml` gives lm-eval's
+    sizes of the presets' tasks): the benchmark stage's part of a plan line."""
+    benchmark_tokens_per_item: int = 300
+    """Tokens of one item's forward pass (its prompt; lm-eval scores a multiple-choice item's
+    one-token answers from one pass)."""
+    benchmark_mfu: float = 0.35
+    """Assumed share of the GPU's peak FLOP/s a benchmark's forward passes reach."""
     """With `sweep.anatomy`: seconds of one float32 SVD (with its singular vectors) of a
     4096×4096 matrix, by where it runs (`cpu`, `gpu`; `conf/config.yaml` gives the measured
     ones); an m×n matrix costs m·n·min(m, n) / 4096³ of it, three decompositions a matrix."""
@@ -1092,6 +1100,11 @@ def _check_optimized_metric(metric: str | None, data: DataConfig) -> None:
 
 def _check_plan(p: PlanConfig) -> None:
     _positive("plan.mean_tokens_per_sample", p.mean_tokens_per_sample)
+    _positive("plan.benchmark_tokens_per_item", p.benchmark_tokens_per_item)
+    if not 0 < p.benchmark_mfu <= 1:
+        _fail("plan.benchmark_mfu", p.benchmark_mfu, "must be in (0, 1]")
+    for task, items in p.benchmark_items.items():
+        _positive(f"plan.benchmark_items.{task}", items)
     if not 0 < p.grouped_nonpad_share <= 1:
         _fail("plan.grouped_nonpad_share", p.grouped_nonpad_share, "must be in (0, 1]")
     for method, shares in p.mfu.items():
