@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import string
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -153,24 +155,30 @@ def score_target(doc: dict, results: list[str]) -> dict[str, float]:
 
 
 def write_panel(root: Path, retention_rounds: int, retention_choices: int, math_items: int) -> Path:
-    """The panel's directory under `root` (written once per panel config, atomically enough:
-    each file is written whole before its YAML names it); an lm-eval include path."""
+    """The panel's directory under `root`, an lm-eval include path: written once per panel
+    config, whole (staged, then renamed into place: a process that finds it reads all of it)."""
     key = digest([PANEL_VERSION, retention_rounds, retention_choices, math_items])[:12]
-    directory = root / f"demo-panel-{key}"
-    if (directory / f"{TARGET_TASK}.yaml").is_file():
+    directory = (root / f"demo-panel-{key}").resolve()
+    if directory.is_dir():
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".demo-panel-"))
     data = {
         RETENTION_TASK: retention_items(retention_rounds, retention_choices),
         TARGET_TASK: target_items(math_items),
     }
     for task, rows in data.items():
-        path = directory / f"{task}.jsonl"
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        yaml = string.Template(TASK_YAML).substitute(
-            template=TEMPLATES / f"{task}.yaml", task=task, data=path.resolve()
+        (staging / f"{task}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         )
-        (directory / f"{task}.yaml").write_text(yaml)
+        yaml = string.Template(TASK_YAML).substitute(
+            template=TEMPLATES / f"{task}.yaml", task=task, data=directory / f"{task}.jsonl"
+        )
+        (staging / f"{task}.yaml").write_text(yaml)
+    try:
+        staging.rename(directory)
+    except OSError:  # another process put the same panel there first
+        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
