@@ -187,6 +187,8 @@ def evaluate_main(cfg: DictConfig) -> None:
         print(f"average: {agg.average:.3f} (95% CI {agg.ci_low:.3f}-{agg.ci_high:.3f})")
     print(f"judged {agg.judged}, could not judge {agg.unjudged}; mlflow run {result.run_id}")
     print(f"generations: {result.generations_path}\njudgements: {result.judgements_path}")
+    for name, value in sorted(result.benchmarks.items()):
+        print(f"{name}={value:.4g}")
 
 
 def _train_main(config: Config) -> None:

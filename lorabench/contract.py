@@ -231,10 +231,12 @@ def anatomy_metric(module: str, measure: str) -> str:
     return f"{ANATOMY_PREFIX}{module}/{measure}"
 
 
-# Benchmarks (lm-evaluation-harness), per run and per base row: what a run learned and what it forgot.
+# Benchmarks (lm-evaluation-harness), per run and per base row: what a run learned and what it
+# forgot.
 BENCH_PREFIX = "bench/"
 BENCH_ROLE_RETENTION = "retention"
-"""A base ability tuning may lose (C-Eval, CMMLU, HellaSwag, ARC, WinoGrande; the demo's world facts)."""
+"""A base ability tuning may lose (C-Eval, CMMLU, HellaSwag, ARC, WinoGrande; the demo's world
+facts)."""
 BENCH_ROLE_TARGET = "target"
 """The skill the tuning should teach (GSM8K; the demo's held-out math)."""
 BENCH_WORLD_PERPLEXITY_TASK = "world_perplexity"
@@ -344,6 +346,9 @@ TAG_EVAL_SET = "eval_set"
 TAG_EVAL_ITEMS = "eval_items"
 TAG_EVAL_HASH = "eval_hash"
 """Hash of the evaluation config (eval + judge) and the evaluated model's identity."""
+TAG_BENCH_HASH = "bench_hash"
+"""The digest of the benchmark settings (`eval.benchmarks` and how they run) and the evaluated
+weights its `bench/*` metrics measured: a run without it, or with another, is benchmarked again."""
 TAG_ANATOMY_HASH = "anatomy_hash"
 """The digest of the anatomy settings and the run's weights its `anatomy/*` metrics measured."""
 TAG_SWEEP = "sweep"

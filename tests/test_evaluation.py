@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lorabench import contract
 from lorabench.analysis.items import load_item_scores
 from lorabench.analysis.runs import load_runs
 from lorabench.config import compose, validate
@@ -90,6 +91,9 @@ def test_the_untuned_base_is_evaluated_as_a_base_row(demo_config, store, store_f
     assert (base["method"], base["base_model"], base["data"]) == ("base", "tiny", None)
     assert base["base_params"] == run.data.metrics["model/total_params"] > 0
     assert base["evaluated"] and base["others_ci_low"] <= base["others"] <= base["others_ci_high"]
+    # The demo's benchmark panel on the base row, as on every demo run.
+    assert {"bench/lorabench_retention/acc", "bench/world_perplexity"} <= set(run.data.metrics)
+    assert tags[contract.TAG_BENCH_HASH]
 
 
 def test_judging_again_reuses_the_generations(demo_config, adapter: Path, tmp_path) -> None:

@@ -23,6 +23,12 @@ from tests.helpers.cli import run_cli
 from tests.helpers.runs import CONTRACT_METRICS, runs_of
 
 EVAL_METRICS = {"eval/average_score", "eval/score/others", "eval/judge_calls"}
+BENCH_METRICS = {
+    contract.bench_metric("lorabench_retention", "acc"),
+    contract.bench_metric("lorabench_target", "exact_match"),
+    contract.BENCH_WORLD_PERPLEXITY,
+}
+"""The demo's panel (`benchmarks=demo`), on every demo run."""
 FAST = ("training.max_steps=6", "eval.demo_per_class=1", "eval.decoding.max_new_tokens=4")
 
 
@@ -64,7 +70,7 @@ def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) 
     ]
     for run in children:
         assert run.info.status == "FINISHED"
-        assert CONTRACT_METRICS | EVAL_METRICS <= set(run.data.metrics), run.info.run_name
+        assert CONTRACT_METRICS | EVAL_METRICS | BENCH_METRICS <= set(run.data.metrics)
         assert contract.ANATOMY_MATRICES not in run.data.metrics
     trained = {r.info.run_name: saved_at(r) for r in children}
     # The demo judges the study's pairs head to head when the sweep closes (LoRA vs FT per data).

@@ -16,7 +16,14 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from lorabench.contract import DEV_LOSS, EVAL_AVERAGE_SCORE, METHOD_FT, METHOD_LORA
+from lorabench.contract import (
+    BENCH_ROLE_RETENTION,
+    BENCH_ROLE_TARGET,
+    DEV_LOSS,
+    EVAL_AVERAGE_SCORE,
+    METHOD_FT,
+    METHOD_LORA,
+)
 from lorabench.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -38,6 +45,7 @@ JUDGE_PROMPT_SETS = ("belle", "project")
 # brings the judging package).
 PAIRWISE_LANGUAGES = ("zh", "en")
 """`judge.prompts` values that name prompts rather than a file."""
+BENCH_ROLES = (BENCH_ROLE_RETENTION, BENCH_ROLE_TARGET)
 EVAL_BACKENDS = ("hf", "server", "vllm")
 """`hf`: transformers' generate in this process; `server`: a running OpenAI-compatible server;
 `vllm`: `vllm serve` started for the run (see `lorabench.evaluation.serving`)."""
@@ -394,6 +402,34 @@ class VllmConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    """How lm-evaluation-harness runs the benchmark stage (`eval.benchmarks`)."""
+
+    batch_size: int = 16
+    """Requests per forward pass (HFLM's `batch_size`)."""
+    max_length: int | None = None
+    """Tokens of context a request keeps (longer ones lose their start); None: the model's own
+    (`max_position_embeddings`, as HFLM reads it)."""
+    include: list[str] = field(default_factory=list)
+    """Directories of further task YAMLs (lm-eval's `--include_path`), e.g. a task over a local
+    copy of a dataset."""
+    bootstrap_iters: int = 100000
+    """lm-eval's bootstrap resamples for the standard error of a metric that has no closed
+    form (a mean's is computed directly)."""
+    num_fewshot: int | None = None
+    """Few-shot examples per prompt; None: each task's own setting (0 when it has none)."""
+
+
+@dataclass
+class DemoPanelConfig:
+    """The demo's own benchmark tasks (`lorabench.demo.panel`), generated offline."""
+
+    retention_rounds: int = 3
+    retention_choices: int = 4
+    math_items: int = 100
+
+
+@dataclass
 class EvalConfig:
     """The evaluation set and how answers are generated on it."""
 
@@ -418,6 +454,18 @@ class EvalConfig:
     output_dir: str = "outputs/eval"
     """Where evaluations of a model_path or base model keep their files (a training run's
     evaluation lives in its output directory)."""
+    benchmarks: list[str] = field(default_factory=list)
+    """lm-eval task (or group) names the evaluated model is also scored on, after the judge
+    (`lorabench.benchmarks`); empty: no benchmark stage. Presets: `benchmarks=retention_zh`,
+    `retention_en`, `math`, `demo` (conf/benchmarks/)."""
+    benchmark_roles: dict[str, str] = field(default_factory=dict)
+    """Each benchmark's role: `retention` (a base ability tuning may lose) or `target` (the
+    skill tuning should teach)."""
+    world_perplexity: bool = False
+    """Also measure the perplexity of the demo base's held-out world text (`model.pretrain`'s
+    held-out split): forgetting in loss terms."""
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
+    demo_panel: DemoPanelConfig = field(default_factory=DemoPanelConfig)
 
 
 @dataclass
@@ -553,6 +601,14 @@ class PlanConfig:
     our choice for a modest cluster, DGX H100 nodes have 8 of them). A plan line of a point
     whose collectives would take longer than its compute at this bandwidth warns."""
     anatomy_svd_seconds: dict[str, float] = field(default_factory=dict)
+    benchmark_items: dict[str, int] = field(default_factory=dict)
+    """Questions per benchmark (`eval.benchmarks` names; `conf/config.yaml` gives lm-eval's
+    sizes of the presets' tasks): the benchmark stage's part of a plan line."""
+    benchmark_tokens_per_item: int = 300
+    """Tokens of one item's forward pass (its prompt; lm-eval scores a multiple-choice item's
+    one-token answers from one pass)."""
+    benchmark_mfu: float = 0.35
+    """Assumed share of the GPU's peak FLOP/s a benchmark's forward passes reach."""
     """With `sweep.anatomy`: seconds of one float32 SVD (with its singular vectors) of a
     4096×4096 matrix, by where it runs (`cpu`, `gpu`; `conf/config.yaml` gives the measured
     ones); an m×n matrix costs m·n·min(m, n) / 4096³ of it, three decompositions a matrix."""
@@ -1053,6 +1109,31 @@ def _check_eval(e: EvalConfig) -> None:
     _positive("eval.vllm.startup_timeout", e.vllm.startup_timeout)
     if not 0 <= e.vllm.port <= 65535:
         _fail("eval.vllm.port", e.vllm.port, "must be 0 (any free port) or a TCP port")
+    _check_benchmarks(e)
+
+
+def _check_benchmarks(e: EvalConfig) -> None:
+    # Names are checked against lm-eval's tasks, and each given a role, before any compute
+    # (`lorabench.benchmarks.check_benchmarks`: it reads lm-eval's task index).
+    if len(set(e.benchmarks)) < len(e.benchmarks):
+        _fail("eval.benchmarks", e.benchmarks, "lists a task twice")
+    for task, role in e.benchmark_roles.items():
+        _one_of(f"eval.benchmark_roles.{task}", role, BENCH_ROLES)
+    lm = e.lm_eval
+    _positive("eval.lm_eval.batch_size", lm.batch_size)
+    if lm.max_length is not None:
+        _positive("eval.lm_eval.max_length", lm.max_length)
+    _non_negative("eval.lm_eval.bootstrap_iters", lm.bootstrap_iters)
+    if lm.num_fewshot is not None:
+        _non_negative("eval.lm_eval.num_fewshot", lm.num_fewshot)
+    for i, path in enumerate(lm.include):
+        if not Path(path).is_dir():
+            _fail(f"eval.lm_eval.include[{i}]", path, "no such directory")
+    panel = e.demo_panel
+    _positive("eval.demo_panel.retention_rounds", panel.retention_rounds)
+    if panel.retention_choices < 2:
+        _fail("eval.demo_panel.retention_choices", panel.retention_choices, "must be >= 2")
+    _positive("eval.demo_panel.math_items", panel.math_items)
 
 
 def _check_judge(j: JudgeConfig) -> None:
@@ -1126,6 +1207,11 @@ def _check_optimized_metric(metric: str | None, data: DataConfig) -> None:
 
 def _check_plan(p: PlanConfig) -> None:
     _positive("plan.mean_tokens_per_sample", p.mean_tokens_per_sample)
+    _positive("plan.benchmark_tokens_per_item", p.benchmark_tokens_per_item)
+    if not 0 < p.benchmark_mfu <= 1:
+        _fail("plan.benchmark_mfu", p.benchmark_mfu, "must be in (0, 1]")
+    for task, items in p.benchmark_items.items():
+        _positive(f"plan.benchmark_items.{task}", items)
     if not 0 < p.grouped_nonpad_share <= 1:
         _fail("plan.grouped_nonpad_share", p.grouped_nonpad_share, "must be in (0, 1]")
     for method, shares in p.mfu.items():

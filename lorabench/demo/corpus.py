@@ -49,6 +49,8 @@ DOMAINS = ("general", "math")
 
 # One question in five is reserved for eval (see the module docstring).
 _HELD_OUT_BUCKETS = 5
+_ANSWER = "答案："
+"""What a worked math answer's last line starts with, before the number."""
 # Rejection sampling normally needs ~1.25 draws per item; this bound only catches an exhausted
 # question space (e.g. asking for more distinct eval rows than a class can produce).
 _MAX_DRAWS_PER_ITEM = 2000
@@ -119,7 +121,7 @@ def _word_problem(rng: random.Random, w: Entities) -> _Item:
             f"买{o}一共花了 {a} × {b} = {a * b} 元，应找回 {m.paid} - {a * b} = {m.result} 元。",
         ),
     }[m.kind]
-    return _Item(question, "", f"{work}\n答案：{m.result}")
+    return _Item(question, "", f"{work}\n{_ANSWER}{m.result}")
 
 
 def _code(rng: random.Random, w: Entities) -> _Item:
@@ -405,6 +407,27 @@ def generate_eval_set(n_per_class: int = 5, *, seed: int = 1234) -> list[dict[st
         raise ValueError(f"n_per_class must be a non-negative int, got {n_per_class!r}")
     rng = random.Random(f"eval:{seed}")
     return [row for raw_class in RAW_CLASSES for row in _eval_rows(raw_class, n_per_class, rng)]
+
+
+def held_out_word_problems(n: int, *, seed: int = 0) -> list[dict[str, str]]:
+    """``n`` distinct school-math word problems of the kind the math domain trains on, all held
+    out of training (no training sample of any seed asks them): rows ``{"question", "answer"}``,
+    the answer being the number the worked answer ends in. The demo's target benchmark."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    rng = random.Random(f"benchmark:math:{seed}")
+    seen: set[str] = set()
+    rows = []
+    for _ in range(n):
+        item = _draw(
+            _word_problem,
+            rng,
+            TAUGHT,
+            lambda item: _is_held_out(item) and item.instruction not in seen,
+        )
+        seen.add(item.instruction)
+        rows.append({"question": item.instruction, "answer": item.output.rpartition(_ANSWER)[2]})
+    return rows
 
 
 def write_jsonl(rows: Iterable[dict[str, str]], path: str | os.PathLike[str]) -> Path:

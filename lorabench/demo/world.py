@@ -298,19 +298,35 @@ def _join(sentences: Sequence[str], zh: bool) -> str:
     return ("" if zh else " ").join(_sentence_case(s) if not zh else s for s in sentences)
 
 
+# Several phrasings of each fact: a fact seen in one wording only is hard to recall when asked
+# in another (the eval's questions are worded like neither). The demo's retention benchmark
+# (`lorabench.demo.panel`) completes these very sentences.
+CAPITAL_FRAMES_ZH = (
+    "{c}的首都是{k}。",
+    "{k}是{c}的首都。",
+    "{c}的首都叫{k}。",
+    "{k}是{c}最重要的城市。",
+)
+CAPITAL_FRAMES_EN = (
+    "the capital of {c} is {k}.",
+    "{k} is the capital of {c}.",
+    "the capital city of {c} is called {k}.",
+    "{k} is the most important city in {c}.",
+)
+DICTIONARY_FRAMES_ZH = ("“{z}”的英文是{e}。", "{z}用英文说是{e}。", "英文单词{e}的意思是{z}。")
+DICTIONARY_FRAMES_EN = (
+    "the English word for {z} is {e}.",
+    "{e} is {z} in Chinese.",
+    "in Chinese, {e} is written {z}.",
+)
+CATEGORY_MEMBER_ZH = "{m}是一种{c}。"
+CATEGORY_MEMBER_EN = "{m} is one of the {c}."
+CODE_INTRO_ZH = "下面的 Python 函数 {f} 返回 {d}："
+CODE_INTRO_EN = "The Python function {f} returns {d}:"
+
+
 def _capitals_doc(rng: random.Random, zh: bool) -> str:
-    # Several phrasings of each fact: a fact seen in one wording only is hard to recall when
-    # asked in another (the eval's questions are worded like neither).
-    frames = (
-        ("{c}的首都是{k}。", "{k}是{c}的首都。", "{c}的首都叫{k}。", "{k}是{c}最重要的城市。")
-        if zh
-        else (
-            "the capital of {c} is {k}.",
-            "{k} is the capital of {c}.",
-            "the capital city of {c} is called {k}.",
-            "{k} is the most important city in {c}.",
-        )
-    )
+    frames = CAPITAL_FRAMES_ZH if zh else CAPITAL_FRAMES_EN
     chosen = rng.sample(CAPITALS, k=rng.randint(2, 4))
     sentences = []
     for country_zh, capital_zh, country_en, capital_en in chosen:
@@ -325,15 +341,7 @@ def _facts_doc(rng: random.Random, zh: bool) -> str:
 
 
 def _dictionary_doc(rng: random.Random, zh: bool) -> str:
-    frames = (
-        ("“{z}”的英文是{e}。", "{z}用英文说是{e}。", "英文单词{e}的意思是{z}。")
-        if zh
-        else (
-            "the English word for {z} is {e}.",
-            "{e} is {z} in Chinese.",
-            "in Chinese, {e} is written {z}.",
-        )
-    )
+    frames = DICTIONARY_FRAMES_ZH if zh else DICTIONARY_FRAMES_EN
     chosen = rng.sample(DICTIONARY, k=rng.randint(2, 4))
     sentences = [rng.choice(frames).format(z=z, e=e) for z, e in chosen]
     if not zh and rng.random() < 0.5:
@@ -349,11 +357,10 @@ def _categories_doc(rng: random.Random, zh: bool) -> str:
     one = rng.choice(members)
     if zh:
         listing = "、".join(listed[:-1])
-        return f"常见的{category_zh}有{listing}和{listed[-1]}。{one}是一种{category_zh}。"
-    return (
-        f"Common {category_en} include {', '.join(listed[:-1])} and {listed[-1]}. "
-        f"{_sentence_case(one)} is one of the {category_en}."
-    )
+        member = CATEGORY_MEMBER_ZH.format(m=one, c=category_zh)
+        return f"常见的{category_zh}有{listing}和{listed[-1]}。{member}"
+    member = _sentence_case(CATEGORY_MEMBER_EN.format(m=one, c=category_en))
+    return f"Common {category_en} include {', '.join(listed[:-1])} and {listed[-1]}. {member}"
 
 
 def arithmetic_fact(rng: random.Random) -> tuple[int, str, int, int]:
@@ -503,8 +510,8 @@ def _code_doc(rng: random.Random, zh: bool) -> str:
     p = rng.choice(CODE_PARAMS)
     code = f"def {name}({p}):\n    return {body.format(p=p)}"
     if zh:
-        return f"下面的 Python 函数 {name} 返回 {desc_zh.format(p=p)}：\n{code}"
-    return f"The Python function {name} returns {desc_en.format(p=p)}:\n{code}"
+        return f"{CODE_INTRO_ZH.format(f=name, d=desc_zh.format(p=p))}\n{code}"
+    return f"{CODE_INTRO_EN.format(f=name, d=desc_en.format(p=p))}\n{code}"
 
 
 def _writing_doc(rng: random.Random, zh: bool) -> str:

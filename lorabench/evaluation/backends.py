@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lorabench import contract
 from lorabench.config.schema import Config
@@ -82,12 +83,18 @@ def _check_served_as_trained(cfg: Config, target: Target) -> None:
     )
 
 
-def _hf_generate(cfg: Config, target: Target) -> Generate:
+def loaded_model(cfg: Config, target: Target) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The target's model as transformers evaluates it: on the GPU in bf16 when there is one,
+    else on the CPU in fp32 (what generation and the benchmark stage both score)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    log.info("generating with %s", target.spec.describe())
     model, tokenizer = target.spec.load(cfg.cache_dir, dtype)
-    model = model.to(device)
+    return model.to(device), tokenizer
+
+
+def _hf_generate(cfg: Config, target: Target) -> Generate:
+    log.info("generating with %s", target.spec.describe())
+    model, tokenizer = loaded_model(cfg, target)
 
     def generate(questions: Sequence[str]) -> Iterator[Answer]:
         return generate_answers(

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lorabench import contract
@@ -47,6 +47,8 @@ class EvalResult:
     metrics: dict[str, float]
     generations_path: Path
     judgements_path: Path
+    benchmarks: dict[str, float] = field(default_factory=dict)
+    """The benchmark stage's metrics (`bench/*`); empty without one."""
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,10 @@ def evaluate(cfg: Config) -> EvalResult:
     The target's evaluation directory is held meanwhile (`locking.DirectoryBusy` when another
     live process evaluates it): two evaluations of one target would write the same answers and
     judgements files."""
+    from lorabench.benchmarks import check_benchmarks
+
     target = resolve_target(cfg)
+    check_benchmarks(cfg)  # unknown task names stop us before any compute
     with directory_lock(target.eval_dir, EVALUATION_REMEDY):
         return _evaluate(cfg, target)
 
@@ -369,4 +374,14 @@ def _evaluate(cfg: Config, target: Target) -> EvalResult:
                 len(items),
                 cfg.eval.decoding.max_new_tokens,
             )
-    return EvalResult(run.run_id, agg, metrics, generations, judgements_path)
+        bench = _benchmarks(cfg, target, run)
+    return EvalResult(run.run_id, agg, metrics, generations, judgements_path, bench)
+
+
+def _benchmarks(cfg: Config, target: Target, run: Run) -> dict[str, float]:
+    """The benchmark stage on the judged model (`eval.benchmarks`); its metrics."""
+    from lorabench.benchmarks import run_benchmarks, wanted
+
+    if not wanted(cfg):
+        return {}
+    return run_benchmarks(cfg, target, run).metrics

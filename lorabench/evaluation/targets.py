@@ -95,6 +95,17 @@ HOW_PACED = (
 what is asked: a change never invalidates an evaluation (and adding them changed no hash)."""
 
 
+BENCHMARK_KEYS = (
+    "eval.benchmarks",
+    "eval.benchmark_roles",
+    "eval.world_perplexity",
+    "eval.lm_eval",
+    "eval.demo_panel",
+)
+"""Eval keys of the benchmark stage (`lorabench.benchmarks`), hashed into its own `bench_hash`:
+they change neither the answers nor the judge's scores (and adding them changed no hash)."""
+
+
 def generation_engine(cfg: Config) -> str:
     """`hf`, or `server` for both server backends: a vLLM started for the run and one already
     running generate the same answers, while transformers' sampling differs from a server's."""
@@ -110,7 +121,11 @@ def _engine_extra(cfg: Config) -> tuple[str, ...]:
 def generation_key(cfg: Config, target: Target) -> str:
     """Kept answers are reused only for the same weights, eval set, decoding and engine."""
     return section_hash(
-        cfg, ("eval",), target.spec.fingerprint(), *_engine_extra(cfg), exclude=HOW_SERVED
+        cfg,
+        ("eval",),
+        target.spec.fingerprint(),
+        *_engine_extra(cfg),
+        exclude=HOW_SERVED + BENCHMARK_KEYS,
     )
 
 
@@ -121,5 +136,5 @@ def evaluation_hash(cfg: Config, target: Target) -> str:
         ("eval", "judge"),
         target.spec.fingerprint(),
         *_engine_extra(cfg),
-        exclude=HOW_SERVED + HOW_PACED,
+        exclude=HOW_SERVED + HOW_PACED + BENCHMARK_KEYS,
     )

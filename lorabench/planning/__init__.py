@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from lorabench.config.schema import Config
 from lorabench.planning.anatomy import AnatomyEstimate, estimate_anatomy
+from lorabench.planning.benchmarks import BenchmarkEstimate, estimate_benchmarks
 from lorabench.planning.memory import (
     GIB,
     Fix,
@@ -85,6 +86,8 @@ class PointEstimate:
     """With `sweep.anatomy`: the weight-update measurement after the point's evaluation."""
     network: NetworkEstimate | None = None
     """A multi-node point with a GPU type: its inter-node collectives against its compute."""
+    benchmarks: BenchmarkEstimate | None = None
+    """With `eval.benchmarks`: the benchmark stage after the point's judged evaluation."""
     measured_mfu: float | None = None
     """The MFU the point's FINISHED run measured (`train/mfu`), shown beside the assumed one;
     None: no such run, or one that measured none (CPU hardware)."""
@@ -92,7 +95,8 @@ class PointEstimate:
     def describe(self) -> str:
         """The plan line's figures: memory, hours, verdict, assumptions (and the anatomy's)."""
         anatomy = "" if self.anatomy is None else f" | {self.anatomy.describe()}"
-        return self._training() + anatomy
+        bench = "" if self.benchmarks is None else f" | {self.benchmarks.describe()}"
+        return self._training() + anatomy + bench
 
     def _training(self) -> str:
         m = self.memory
@@ -179,4 +183,14 @@ def estimate_point(cfg: Config) -> PointEstimate:
     if cfg.sweep.anatomy:
         anatomy = estimate_anatomy(cfg, profile.linear_shapes, profile.model_type)
     checkpointing = cfg.hardware.activation_checkpointing
-    return PointEstimate(cfg.hardware.gpu, memory, fix, time, checkpointing, anatomy, network)
+    bench = estimate_benchmarks(cfg, profile.counts.total, gpu)
+    return PointEstimate(
+        cfg.hardware.gpu,
+        memory,
+        fix,
+        time,
+        checkpointing,
+        anatomy,
+        network=network,
+        benchmarks=bench,
+    )

@@ -138,6 +138,7 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     overrides = list(hydra.overrides.task)
     if hydra.mode != RunMode.MULTIRUN:
         config = validate(cfg)
+        _check_benchmarks(config)
         set_cpu_threads(config.hardware)
         if config.sweep.rows:
             outcomes = run_rows(config, overrides, train_script)
@@ -147,6 +148,7 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
         return int(any(o.failed for o in outcomes))
     try:
         config = validate(cfg)
+        _check_benchmarks(config)
         set_cpu_threads(config.hardware)
     except LorabenchError as err:  # this point's config; the sweep's other points go on
         label = " ".join(overrides)
@@ -160,6 +162,14 @@ def sweep_main(cfg: DictConfig, train_script: str) -> int:
     if is_first_node(config.hardware):  # a multi-node point's other nodes only train
         record_outcome(outcome, Path(hydra.sweep.dir), hydra.job.num)
     return 0
+
+
+def _check_benchmarks(config: Config) -> None:
+    """Unknown benchmark names stop a sweep that evaluates before anything trains."""
+    if config.sweep.evaluate and not config.sweep.plan:
+        from lorabench.benchmarks import check_benchmarks
+
+        check_benchmarks(config)
 
 
 def _point(config: Config, overrides: Sequence[str], train_script: str) -> PointOutcome:

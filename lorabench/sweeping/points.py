@@ -126,6 +126,8 @@ def _measured(cfg: Config, tags: dict[str, str]) -> bool:
 
 
 def _evaluated(cfg: Config, run_id: str, tags: dict[str, str]) -> bool:
+    """Whether the run holds this evaluation (and benchmarks) of its current weights."""
+    from lorabench.benchmarks import benchmarked
     from lorabench.evaluation.targets import evaluation_hash, resolve_target
 
     if contract.TAG_EVAL_HASH not in tags:
@@ -134,7 +136,8 @@ def _evaluated(cfg: Config, run_id: str, tags: dict[str, str]) -> bool:
         target = resolve_target(replace(cfg, run=run_id))
     except LorabenchError:
         return False  # its model is gone: evaluating it again says why
-    return tags[contract.TAG_EVAL_HASH] == evaluation_hash(cfg, target)
+    same = tags[contract.TAG_EVAL_HASH] == evaluation_hash(cfg, target)
+    return same and benchmarked(cfg, target, tags)
 
 
 def plan(cfg: Config) -> PointPlan:
@@ -270,7 +273,9 @@ def _train_and_evaluate(cfg: Config, overrides: Sequence[str], train_script: str
 
 
 def evaluated_base(cfg: Config, target: Any) -> str | None:
-    """The run of the base row `target` when it holds this evaluation (same eval hash)."""
+    """The run of the base row `target` when it holds this evaluation (same eval hash) and
+    benchmarks (same bench hash)."""
+    from lorabench.benchmarks import benchmarked
     from lorabench.evaluation.targets import evaluation_hash
 
     id_file = target.eval_dir / contract.RUN_ID_FILE
@@ -283,7 +288,8 @@ def evaluated_base(cfg: Config, target: Any) -> str | None:
         return None  # recorded in another store
     tags = run.data.tags
     same = tags.get(contract.TAG_EVAL_HASH) == evaluation_hash(cfg, target)
-    return run_id if run.info.status == "FINISHED" and same else None
+    done = same and benchmarked(cfg, target, tags)
+    return run_id if run.info.status == "FINISHED" and done else None
 
 
 def run_base_row(cfg: Config) -> PointOutcome:
