@@ -1,6 +1,5 @@
-"""The benchmark stage (`eval.benchmarks`, issue 23): lm-evaluation-harness scores the model
-the judge scored on base abilities tuning may lose (`retention`) and the skill it should teach
-(`target`), logged as `bench/<task>/<metric>` (`lorabench.contract`).
+"""The benchmark stage (`eval.benchmarks`): lm-evaluation-harness scores the judged model on
+what tuning may make it lose (`retention`) and should teach (`target`): `bench/<task>/<metric>`.
 
     check_benchmarks(cfg)              # before any compute: names known, roles given
     run_benchmarks(cfg, target, run)   # after the judge, in the target's run
