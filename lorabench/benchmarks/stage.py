@@ -14,7 +14,9 @@ stage again rather than taking the run as done.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import logging
 import shutil
@@ -88,7 +90,10 @@ def run_benchmarks(cfg: Config, target: Target, run: Run) -> BenchResult:
     rows: list[dict[str, Any]] = []
     if tasks:
         cache = _request_cache(directory, weights)
-        output = _lm_eval(cfg, model, tokenizer, [t for _, t in tasks], manager, cache)
+        log.info("%s: benchmarks %s", target.name, ", ".join(n for n, _ in tasks))
+        # lm-eval's own progress bars (several per task) would bury the sweep's summary lines.
+        with contextlib.redirect_stderr(io.StringIO()):
+            output = _lm_eval(cfg, model, tokenizer, [t for _, t in tasks], manager, cache)
         metrics, rows = _record(cfg, output, tasks, directory, logged)
     if cfg.eval.world_perplexity:
         metrics[contract.BENCH_WORLD_PERPLEXITY] = _world(cfg, model, tokenizer, directory, weights)
