@@ -178,8 +178,9 @@ LEDGER_MEASURES = (
     LEDGER_COST_USD,
 )
 SWEEP_JUDGE_COST_USD = "sweep/judge_cost_usd"
-"""A sweep's judging cost: its runs' (base rows included) and its head-to-head judge's; absent
-when any of them is unpriced (the tag `sweep_judge_cost` says which)."""
+"""A sweep's judging cost: its grid points' runs' and its head-to-head judge's (a base row is
+shared by sweeps, with its own ledger); absent when any of them is unpriced (the tag
+`sweep_judge_cost` says which)."""
 SWEEP_JUDGE_TOKENS = "sweep/judge_tokens"
 """The tokens a sweep's judging bought (prompt + completion), priced or not."""
 TAG_SWEEP_JUDGE_COST = "sweep_judge_cost"

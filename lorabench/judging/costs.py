@@ -97,8 +97,8 @@ def ledger(judge: Judge, prices: Mapping[str, PriceConfig]) -> Ledger:
 
 
 def sweep_total(runs: Sequence[Run]) -> Ledger:
-    """A sweep's judging total over `runs`' ledgers (every judge of every run: its points, base
-    rows and the parent's head-to-head judge): `sweep/judge_tokens` always, `sweep/judge_cost_usd`
+    """A sweep's judging total over `runs`' ledgers (every judge of every run: its grid points and
+    the parent's head-to-head judge): `sweep/judge_tokens` always, `sweep/judge_cost_usd`
     only when every ledger is priced, and the tag `sweep_judge_cost` saying which are not."""
     usd_total, tokens, unpriced, ledgers = 0.0, 0.0, [], 0
     for run in runs:
