@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from lorabench.config import Config, compose, validate
 from lorabench.config.schema import TrackingConfig
+from tests.helpers.benchmarks import NO_PANEL
 from tests.helpers.checkout import REPO_ROOT, changes, folder_state
 from tests.helpers.fake_openai_server import JUDGE_KEY_ENV
 
@@ -125,7 +126,8 @@ def tracking(tmp_path: Path, store_file: Path) -> TrackingConfig:
 
 @pytest.fixture
 def isolated(tmp_path: Path, store_file: Path) -> list[str]:
-    """Overrides that send every output of a run into tmp_path."""
+    """Overrides that send every output of a run into tmp_path; the demo's benchmark panel
+    left out (seconds at every evaluation): the tests of the panel add `PANEL` after these."""
     return [
         f"training.output_dir={tmp_path}/out",
         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
@@ -133,6 +135,7 @@ def isolated(tmp_path: Path, store_file: Path) -> list[str]:
         f"cache_dir={tmp_path}/cache",
         f"eval.output_dir={tmp_path}/eval",
         "training.progress_bar=false",
+        *NO_PANEL,
     ]
 
 

@@ -18,6 +18,7 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.eval_set import CATEGORIES
 from lorabench.methods import ADAPTER_CONFIG_FILE
 from lorabench.training import train
+from tests.helpers.benchmarks import PANEL
 from tests.helpers.cli import run_cli
 from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
 from tests.helpers.fake_openai_server import FakeOpenAIServer
@@ -75,7 +76,7 @@ def test_training_run_is_evaluated_into_the_same_run(demo_config, store) -> None
 def test_the_untuned_base_is_evaluated_as_a_base_row(demo_config, store, store_file) -> None:
     """evaluate.py with no run=: the pretrained base itself, as the row tuned runs are read
     against (`tiny (base)`), recognised as such by the analysis."""
-    cfg = demo_config(*SMALL_EVAL)
+    cfg = demo_config(*SMALL_EVAL, *PANEL)
     result = evaluate(cfg)
     again = evaluate(cfg)
 

@@ -40,7 +40,8 @@ def test_seed_sweep_judged_twice_gives_every_statistics_section(
     assert {"statistics/replicates.csv", "statistics/comparisons.csv"} <= stats
     # The offline judge's runs cost nothing, and the sweep's total says so.
     assert parent.data.metrics["sweep/judge_cost_usd"] == 0
-    assert parent.data.tags["sweep_judge_cost"] == "$0.0000 over 6 judge ledgers"
+    # Its 6 runs' judge and its head-to-head judge.
+    assert parent.data.tags["sweep_judge_cost"] == "$0.0000 over 7 judge ledgers"
 
     monkeypatch.setenv(KEY_ENV, "sk-test")
     children = [r for r in runs_of(store) if "sweep" not in r.data.tags]

@@ -18,6 +18,7 @@ from lorabench.console import outcome_line
 from lorabench.sweeping.multirun import SweepCallback, record_outcome
 from lorabench.sweeping.points import PointOutcome, print_plan
 from lorabench.training import train
+from tests.helpers.benchmarks import PANEL
 from tests.helpers.checkout import REPO_ROOT
 from tests.helpers.cli import run_cli
 from tests.helpers.runs import CONTRACT_METRICS, runs_of
@@ -49,6 +50,7 @@ def saved_at(run) -> dict[str, int]:
 @pytest.mark.slow
 def test_grid_runs_nested_then_skips_when_done(tmp_path: Path, isolated, store) -> None:
     args = ["-m", "profile=demo", "method=lora,ft", "data=0.6m,math_0.25m", *isolated, *FAST]
+    args += PANEL  # every demo run has its benchmarks
     args = [a for a in args if not a.startswith("training.output_dir=")]
     args.append(f"training.output_dir={tmp_path}/out/${{run_name}}")
     # The first sweep without the anatomy: the second measures it without training again.

@@ -380,8 +380,13 @@ def _evaluate(cfg: Config, target: Target) -> EvalResult:
 
 def _benchmarks(cfg: Config, target: Target, run: Run) -> dict[str, float]:
     """The benchmark stage on the judged model (`eval.benchmarks`); its metrics."""
-    from lorabench.benchmarks import run_benchmarks, wanted
+    from lorabench.benchmarks import benchmarked, run_benchmarks, wanted
 
     if not wanted(cfg):
         return {}
+    if benchmarked(cfg, target, run.client.get_run(run.run_id).data.tags):
+        # Judged again (another judge, more repeats): the same weights' benchmarks are logged.
+        log.info("%s: benchmarks already logged for these weights", target.name)
+        metrics = run.latest_metrics()
+        return {k: v for k, v in metrics.items() if k.startswith(contract.BENCH_PREFIX)}
     return run_benchmarks(cfg, target, run).metrics

@@ -18,6 +18,10 @@ from tests.helpers.analysis import demo_run, log_run
 
 RETENTION_TASK = "lorabench_retention"
 TARGET_TASK = "lorabench_target"
+NO_PANEL = ("eval.benchmarks=[]", "eval.world_perplexity=false")
+"""Overrides that leave the demo's benchmark panel out (the `isolated` fixture's default)."""
+PANEL = (f"eval.benchmarks=[{RETENTION_TASK},{TARGET_TASK}]", "eval.world_perplexity=true")
+"""Overrides, after `isolated`'s, that put it back: the tests of the panel itself."""
 BASE_WEIGHTS = "/pretrained/tiny-abc"
 """The `base_model` tag the synthetic runs and base row share (the weights they loaded)."""
 
