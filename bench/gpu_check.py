@@ -304,7 +304,9 @@ def measure_training(cfg: Config, args: argparse.Namespace, prefix: str) -> int:
     gpu = cfg.gpus[args.gpu]
     mfu = Utilisation(flops_per_position(cfg, params), peak_flops(gpu, cfg.precision))
     print(f"{prefix}_tokens_per_second_per_gpu={tokens_per_second:.0f}")
-    print(f"{prefix}_mfu={mfu.mfu(tokens_per_second):.3f}")
+    # Against a GPU's peak, a CPU's throughput is no utilisation: absent, as in runs (train/mfu).
+    shown = "absent (cpu)" if args.device == "cpu" else f"{mfu.mfu(tokens_per_second):.3f}"
+    print(f"{prefix}_mfu={shown}")
     print(f"{prefix}_step_seconds={seconds / args.steps:.3f}")
     print(f"{prefix}_peak_memory_gb={peak_memory_gb(args.device):.1f}", flush=True)
     del trainer, model
