@@ -18,6 +18,7 @@ from lorabench import contract
 from lorabench.analysis.benchmarks import BenchmarkError, Subject, load_subjects
 from lorabench.analysis.findings import AGREES, CANNOT_TELL, DISAGREES
 from lorabench.analysis.forgetting import (
+    UNMOVED,
     Estimate,
     analyse,
     contrasts,
@@ -276,6 +277,17 @@ def test_nothing_differing_cannot_tell():
     # No world documents on either side: no perplexity change, and nothing said about it.
     assert result.changes[0].world is None
     assert "no Δ world perplexity" not in forgetting_markdown(result)
+
+
+def test_a_target_no_run_moved_cannot_tell_even_when_lora_forgets_less():
+    """Neither run changes a target item (a target task beyond the models): equal learning at
+    zero is no reading, however the forgetting differs."""
+    base = in_memory("base", BASE)
+    lora = subject("tiny+lora(2m)", in_memory("l", planted_results(10, 0, 1)), base)
+    ft = subject("tiny+ft(2m)", in_memory("f", planted_results(90, 0, 2)), base, method="ft")
+    (pair,) = analyse([lora, ft], FAST).pairs
+    assert pair.forgotten.ci_high < 0  # LoRA forgets less: without the rule, "agrees"
+    assert pair.verdict == CANNOT_TELL and pair.reading.startswith(UNMOVED)
 
 
 def test_learning_less_and_forgetting_less_is_no_win():

@@ -272,8 +272,23 @@ def compare_pair(kind: str, lora: RunChange, ft: RunChange, stats: StatsConfig) 
     if isinstance(learned, str) or isinstance(forgotten, str):
         why = "; ".join(p for p in (learned, forgotten) if isinstance(p, str))
         return PairChange(kind, lora, ft, learned, forgotten, reading=f"cannot compare ({why})")
+    if _target_unmoved(lora, ft):
+        text = f"{UNMOVED}: there is no learning to be equal at"
+        return PairChange(kind, lora, ft, learned, forgotten, CANNOT_TELL, text)
     verdict, text = reading(learned, forgotten)
     return PairChange(kind, lora, ft, learned, forgotten, verdict, text)
+
+
+UNMOVED = "neither run changed a single target item against its start"
+
+
+def _target_unmoved(*changes: RunChange) -> bool:
+    """Whether every run's learned interval is [0, 0]: no target item changed at all (a target
+    task the models cannot do, or one that no tuning reaches), so "equal learning" says nothing."""
+    return all(
+        isinstance(c.learned, Estimate) and c.learned.ci_low == c.learned.ci_high == 0
+        for c in changes
+    )
 
 
 def pair_changes(
