@@ -22,6 +22,7 @@ from tests.helpers.benchmarks import PANEL
 from tests.helpers.cli import run_cli
 from tests.helpers.fake_openai_server import JUDGE_KEY_ENV as KEY_ENV
 from tests.helpers.fake_openai_server import FakeOpenAIServer
+from tests.helpers.models import untracked_adapter
 from tests.helpers.runs import runs_of
 
 SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
@@ -30,21 +31,7 @@ SMALL_EVAL = ("eval.demo_per_class=2", "eval.decoding.max_new_tokens=6")
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LoRA adapter, trained once for the module (no tracking)."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg = validate(
-        compose(
-            [
-                "profile=demo",
-                "data=math_0.25m",
-                "training.max_steps=4",
-                f"training.output_dir={root}/out",
-                f"cache_dir={root}/cache",
-                "tracking.enabled=false",
-                "training.progress_bar=false",
-            ]
-        )
-    )
-    return train(cfg).model_path
+    return untracked_adapter(tmp_path_factory.mktemp("trained"), steps=4)
 
 
 def openai_judge(server: FakeOpenAIServer) -> list[str]:

@@ -19,9 +19,9 @@ from lorabench.errors import ConfigError
 from lorabench.evaluation import evaluate
 from lorabench.judging.base import JudgeStats
 from lorabench.judging.costs import OFFLINE_NOTE, cost_of, sweep_total
-from lorabench.training import train
 from tests.helpers.cli import run_cli
 from tests.helpers.fake_openai_server import DEFAULT_REPLY, FakeOpenAIServer
+from tests.helpers.models import untracked_adapter
 
 KEY_ENV = "LORABENCH_TEST_COST_KEY"
 PRICE = PriceConfig(input=0.5, output=1.5, batch_discount=0.5, read_on="2026-12-03")
@@ -59,17 +59,7 @@ def test_a_price_without_its_date_is_refused_naming_the_key() -> None:
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LoRA adapter, trained once for the module (no tracking)."""
-    root = tmp_path_factory.mktemp("trained")
-    overrides = [
-        "profile=demo",
-        "data=math_0.25m",
-        "training.max_steps=2",
-        f"training.output_dir={root}/out",
-        f"cache_dir={root}/cache",
-        "tracking.enabled=false",
-        "training.progress_bar=false",
-    ]
-    return train(validate(compose(overrides))).model_path
+    return untracked_adapter(tmp_path_factory.mktemp("trained"))
 
 
 def _server_counts(server: FakeOpenAIServer) -> tuple[int, int]:

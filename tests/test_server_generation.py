@@ -20,9 +20,9 @@ from lorabench.evaluation import evaluate
 from lorabench.evaluation.backends import served_name
 from lorabench.evaluation.targets import evaluation_hash, generation_key, resolve_target
 from lorabench.modeling.base import build_model, build_tokenizer
-from lorabench.training import train
 from tests.helpers.checkout import REPO_ROOT
 from tests.helpers.completions_server import CompletionsServer
+from tests.helpers.models import untracked_adapter
 
 ITEMS = ("eval.demo_per_class=1", "eval.decoding.max_new_tokens=8")
 """10 items (one per raw class), short answers."""
@@ -61,18 +61,7 @@ def on_base(base_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
     """A LoRA adapter trained a few steps on the saved base (no tracking)."""
-    root = tmp_path_factory.mktemp("adapter")
-    overrides = [
-        "profile=demo",
-        *on_base(base_dir),
-        "data=math_0.25m",
-        "training.max_steps=2",
-        f"training.output_dir={root}/out",
-        f"cache_dir={root}/cache",
-        "tracking.enabled=false",
-        "training.progress_bar=false",
-    ]
-    return train(validate(compose(overrides))).model_path
+    return untracked_adapter(tmp_path_factory.mktemp("adapter"), *on_base(base_dir))
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
-"""The tiny model a demo config trains from, and a fixed batch's loss to compare it before and
-after training."""
+"""The tiny model a demo config trains from, a fixed batch's loss to compare it before and
+after training, and a LoRA adapter trained a few steps for the evaluation tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from lorabench.config import Config
+from lorabench.config import Config, compose, validate
 from lorabench.data import build_train_dataset, make_collator
 from lorabench.demo.pretraining import resolved_model
 from lorabench.modeling.base import build_model, build_tokenizer
@@ -26,3 +28,21 @@ def base_model(cfg: Config) -> torch.nn.Module:
     model_cfg = resolved_model(cfg)  # the pretrained tiny base training starts from
     tokenizer = build_tokenizer(model_cfg, cfg.cache_dir)
     return build_model(model_cfg, tokenizer, seed=cfg.training.seed)
+
+
+def untracked_adapter(root: Path, *overrides: str, steps: int = 2) -> Path:
+    """A demo LoRA adapter trained `steps` steps on the math data under `root`, without
+    tracking (a module's fixture: the evaluation tests' model)."""
+    from lorabench.training import train
+
+    cfg = [
+        "profile=demo",
+        *overrides,
+        "data=math_0.25m",
+        f"training.max_steps={steps}",
+        f"training.output_dir={root}/out",
+        f"cache_dir={root}/cache",
+        "tracking.enabled=false",
+        "training.progress_bar=false",
+    ]
+    return train(validate(compose(cfg))).model_path
