@@ -194,13 +194,12 @@ def record_forgetting(
     metrics = forgetting_metrics(forgetting)
     for start in range(0, len(metrics), 1000):  # MLflow's largest batch
         client.log_batch(parent_id, metrics=metrics[start : start + 1000])
-    for change in forgetting.changes:
-        if change.skipped:
-            log.warning(
-                "learned/forgotten: %s not analysed: %s", change.subject.run_name, change.skipped
-            )
+    skipped = [c for c in forgetting.changes if c.skipped]
+    for change in skipped:  # in the log and in forgetting/runs.csv; counted on the console
+        log.info("learned/forgotten: %s not analysed: %s", change.subject.run_name, change.skipped)
     print(
-        f"learned/forgotten: {len(forgetting.analysed)} runs, {len(forgetting.pairs)} LoRA-vs-FT "
-        f"pairs, at equal learning LoRA forgets less: {forgetting.finding.verdict} (artifacts "
-        f"{contract.ARTIFACT_FORGETTING_DIR}/ of the sweep's run {parent_id})"
+        f"learned/forgotten: {len(forgetting.analysed)} runs ({len(skipped)} not analysed), "
+        f"{len(forgetting.pairs)} LoRA-vs-FT pairs, at equal learning LoRA forgets less: "
+        f"{forgetting.finding.verdict} (artifacts {contract.ARTIFACT_FORGETTING_DIR}/ of the "
+        f"sweep's run {parent_id})"
     )
