@@ -26,10 +26,12 @@ profile=demo`, cold (a new store, an empty cache), with every output in the temp
 directory. `demo_sweep_seconds` is its wall time (target <= 360 s on a 2-core CPU); the run
 lines split each point into training (from its run's start to its summary metrics, data
 preparation and the model build included) and evaluation (generation and judging, until the run
-closes), read back from MLflow. Cold includes the demo's tiny base: the sweep pretrains it
-first (about 1.5 min, within `demo_other_seconds`; `demo_pretraining_seconds` is its run's time),
-unless LORABENCH_PRETRAINED_DIR holds it (then `demo_pretraining_seconds=0.0`). Without that
-variable the overhead part's untimed warm-up pretrains one of its own as well.
+closes), read back from MLflow; `demo_bench_seconds` is the benchmark panel's part of the
+evaluations (`bench/seconds` summed over the sweep's runs). Cold includes the demo's tiny base:
+the sweep pretrains it first (about 1.5 min, within `demo_other_seconds`;
+`demo_pretraining_seconds` is its run's time), unless LORABENCH_PRETRAINED_DIR holds it (then
+`demo_pretraining_seconds=0.0`). Without that variable the overhead part's untimed warm-up
+pretrains one of its own as well.
 
 Prints `name=value` lines. Everything is written to a temporary directory, removed at the end
 unless `--keep` names one. About 8-10 minutes with the defaults on a 2-core CPU. `--smoke` checks
@@ -214,6 +216,7 @@ def report_demo(store: str, seconds: float) -> None:
     kind = contract.TAG_RUN_KIND
     pretraining = [r for r in runs if r.data.tags.get(kind) == contract.RUN_KIND_PRETRAINING]
     totals = {"train": 0.0, "eval": 0.0}
+    bench = sum(r.data.metrics.get(contract.BENCH_SECONDS, 0.0) for r in runs)
     for run in filter(is_point, runs):
         trained = client.get_metric_history(run.info.run_id, "model/total_params")[-1].timestamp
         split = {
@@ -231,6 +234,7 @@ def report_demo(store: str, seconds: float) -> None:
     pretrained = sum((r.info.end_time - r.info.start_time) / 1000 for r in pretraining)
     print(f"demo_train_seconds={totals['train']:.1f}")
     print(f"demo_eval_seconds={totals['eval']:.1f}")
+    print(f"demo_bench_seconds={bench:.1f}")
     print(f"demo_pretraining_seconds={pretrained:.1f}")
     print(f"demo_other_seconds={seconds - totals['train'] - totals['eval']:.1f}")
 

@@ -243,6 +243,9 @@ BENCH_ROLE_TARGET = "target"
 BENCH_WORLD_PERPLEXITY_TASK = "world_perplexity"
 BENCH_WORLD_PERPLEXITY = "bench/world_perplexity"
 """Perplexity on held-out pretraining-style world text: forgetting in loss terms (demo bases)."""
+BENCH_SECONDS = "bench/seconds"
+"""Wall-clock seconds of the benchmark stage (the model's load and the world text included; a
+rerun that reads lm-eval's kept responses is quick): what the panel adds to an evaluation."""
 ARTIFACT_BENCH_DIR = "benchmarks"
 ARTIFACT_BENCH_SUMMARY = "benchmarks/summary.csv"
 BENCH_SUMMARY_COLUMNS = ("task", "role", "metric", "value", "stderr", "items")

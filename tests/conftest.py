@@ -74,6 +74,26 @@ def shared_pretrained_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     del os.environ[PRETRAINED_DIR_ENV]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `datasets` cache the session's lm-eval tasks write their prepared data to: under the
+    session's temporary root (HF_DATASETS_CACHE, which subprocesses inherit), never the user's
+    ~/.cache. `datasets` reads the variable once, at import: its config is set too."""
+    import datasets.config
+
+    path = tmp_path_factory.getbasetemp() / "hf-datasets"
+    path.mkdir(exist_ok=True)
+    before = os.environ.get("HF_DATASETS_CACHE"), datasets.config.HF_DATASETS_CACHE
+    os.environ["HF_DATASETS_CACHE"] = str(path)
+    datasets.config.HF_DATASETS_CACHE = path
+    yield path
+    if before[0] is None:
+        del os.environ["HF_DATASETS_CACHE"]
+    else:
+        os.environ["HF_DATASETS_CACHE"] = before[0]
+    datasets.config.HF_DATASETS_CACHE = before[1]
+
+
 @pytest.fixture(scope="session")
 def belle_dir() -> Path:
     """BELLE's eval set and judge prompts (`eval_set.json`, `eval_prompt.json`) from

@@ -1,5 +1,6 @@
 """The benchmark stage (`lorabench.benchmarks`) on the tiny demo base: lm-eval through the project
-equals lm-eval's own `simple_evaluate`, an adapter's scores are its own, a missing dataset fails
+equals lm-eval's own `simple_evaluate`, the demo's target task is the log-likelihood of the worked
+answers computed by hand, an adapter's scores are its own, a missing dataset fails
 its task and the run, a rerun asks the model nothing, and an unknown task stops a sweep before
 training."""
 
@@ -21,9 +22,11 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaForCausalLM
 
 from lorabench import contract
-from lorabench.benchmarks import BenchmarkIncomplete, run_benchmarks
+from lorabench.benchmarks import BenchmarkIncomplete, bench_hash, run_benchmarks
 from lorabench.benchmarks.tasks import include_paths
 from lorabench.config import compose, validate
+from lorabench.demo import panel
+from lorabench.demo.panel import target_items
 from lorabench.evaluation.targets import resolve_target
 from lorabench.planning.benchmarks import estimate_benchmarks
 from lorabench.tracking.runs import tracked_run
@@ -31,6 +34,7 @@ from tests.helpers.cli import run_cli
 from tests.helpers.models import base_model
 
 RETENTION = "lorabench_retention"
+TARGET = "lorabench_target"
 SMALL_PANEL = ("eval.demo_panel.retention_rounds=1", "eval.lm_eval.batch_size=32")
 """One round of the 148 pretraining-only statements: enough to tell models apart, in seconds."""
 MISSING_TASK = """\
@@ -157,6 +161,50 @@ def test_an_adapter_is_scored_with_the_adapter_applied(root: Path, base_run, pla
     base_items, tuned_items = items_of(base, RETENTION, root), items_of(tuned, RETENTION, root)
     assert base_items.keys() == tuned_items.keys()
     assert base_items != tuned_items
+
+
+def test_the_demo_target_is_the_worked_answers_log_likelihood_per_character(root: Path) -> None:
+    cfg = config(root, f"eval.benchmarks=[{TARGET}]", "eval.demo_panel.math_items=12")
+    _, run = benchmark(cfg, "target")
+    model, tokenizer = resolve_target(cfg).spec.load(cfg.cache_dir)
+
+    def logprob_per_char(prompt: str, solution: str) -> float:
+        # lm-eval's request, by hand: BOS, then the prompt whose trailing space it moves to the
+        # answer's side; the answer's tokens scored after the prompt's.
+        context = prompt.rstrip(" ")
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + solution, add_special_tokens=False)["input_ids"]
+        ids, full = [tokenizer.bos_token_id, *ids], [tokenizer.bos_token_id, *full]
+        with torch.no_grad():
+            logits = model(torch.tensor([full])).logits[0].float()
+        picked = torch.log_softmax(logits[:-1], -1)[torch.arange(len(full) - 1), full[1:]]
+        return float(picked[len(ids) - 1 :].sum()) / len(solution)
+
+    expected = {r["id"]: logprob_per_char(r["prompt"], r["solution"]) for r in target_items(12)}
+    ours = items_of(run, TARGET, root)
+    assert ours.keys() == expected.keys()
+    assert ours == pytest.approx(expected, abs=1e-4)
+    metric = run.data.metrics[contract.bench_metric(TARGET, "logprob_per_char")]
+    assert metric == pytest.approx(sum(expected.values()) / 12, abs=1e-4) and metric < 0
+
+
+def test_a_new_demo_panel_version_measures_the_runs_again(root: Path, monkeypatch) -> None:
+    demo, world_only = (
+        config(root),
+        config(root, "eval.benchmarks=[]", "eval.world_perplexity=true"),
+    )
+    before = {
+        name: bench_hash(c, resolve_target(c))
+        for name, c in (("demo", demo), ("world", world_only))
+    }
+    monkeypatch.setattr(panel, "PANEL_VERSION", panel.PANEL_VERSION + 1)
+    after = {
+        name: bench_hash(c, resolve_target(c))
+        for name, c in (("demo", demo), ("world", world_only))
+    }
+
+    assert after["demo"] != before["demo"]  # a run benchmarked on the old panel is not done
+    assert after["world"] == before["world"]  # no panel task: nothing to measure again
 
 
 def test_a_rerun_asks_the_model_nothing(root: Path, base_run, monkeypatch) -> None:

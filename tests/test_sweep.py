@@ -26,7 +26,7 @@ from tests.helpers.runs import CONTRACT_METRICS, runs_of
 EVAL_METRICS = {"eval/average_score", "eval/score/others", "eval/judge_calls"}
 BENCH_METRICS = {
     contract.bench_metric("lorabench_retention", "acc"),
-    contract.bench_metric("lorabench_target", "exact_match"),
+    contract.bench_metric("lorabench_target", "logprob_per_char"),
     contract.BENCH_WORLD_PERPLEXITY,
 }
 """The demo's panel (`benchmarks=demo`), on every demo run."""

@@ -111,6 +111,11 @@ def _recipe(subject: Subject) -> str:
     )
 
 
+def _labelled(label: str, tasks: set[str]) -> str:
+    """An axis label naming the tasks it averages (their metrics are its units)."""
+    return f"{label}\n{', '.join(sorted(tasks))}"
+
+
 def plot_forgetting(forgetting: Forgetting, *, title: str = FIGURE_TITLE) -> Figure:
     """Learned (x) against forgotten (y) per run with both intervals (`stats.level`), a panel
     per base model: LoRA (blue) and FT (red) first-stage runs as filled circles connected in
@@ -125,8 +130,8 @@ def plot_forgetting(forgetting: Forgetting, *, title: str = FIGURE_TITLE) -> Fig
     for ax, model in zip(axes, models, strict=True):
         _panel(ax, [c for c in changes if c.subject.base_model == model])
         ax.set_title(f"base model {model}", fontsize=10)
-        ax.set_xlabel(LEARNED_LABEL)
-    axes[0].set_ylabel(FORGOTTEN_LABEL)
+        ax.set_xlabel(_labelled(LEARNED_LABEL, {t for c in changes for t in c.learned.tasks}))
+    axes[0].set_ylabel(_labelled(FORGOTTEN_LABEL, {t for c in changes for t in c.forgotten.tasks}))
     fig.suptitle(f"{title}\n({forgetting.stats.level:.0%} paired-bootstrap intervals)", fontsize=12)
     methods = dict.fromkeys(c.subject.method for c in changes)
     handles = [

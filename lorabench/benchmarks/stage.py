@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from lorabench import contract
 from lorabench.benchmarks import perplexity, results
 from lorabench.benchmarks.tasks import TaskFailure, load_tasks, task_manager
 from lorabench.config.schema import Config
+from lorabench.demo import panel
 from lorabench.errors import LorabenchError
 from lorabench.evaluation.backends import loaded_model
 from lorabench.evaluation.targets import BENCHMARK_KEYS, Target
@@ -65,7 +67,10 @@ def bench_hash(cfg: Config, target: Target) -> str:
     """The `bench_hash` tag: the benchmark settings and the weights they measured."""
     pretrain = cfg.model.pretrain if cfg.eval.world_perplexity else None
     world = None if pretrain is None else (pretrain.heldout_documents, pretrain.corpus_seed)
-    return section_hash(cfg, BENCHMARK_KEYS, target.spec.fingerprint(), world, exclude=HOW_RUN)
+    # The demo panel's items and scoring are the repository's: a new version measures anew.
+    demo = [f"panel-{panel.PANEL_VERSION}"] if set(cfg.eval.benchmarks) & set(panel.TASKS) else []
+    weights = target.spec.fingerprint()
+    return section_hash(cfg, BENCHMARK_KEYS, weights, world, *demo, exclude=HOW_RUN)
 
 
 def benchmarked(cfg: Config, target: Target, tags: Mapping[str, str]) -> bool:
@@ -76,6 +81,7 @@ def benchmarked(cfg: Config, target: Target, tags: Mapping[str, str]) -> bool:
 def run_benchmarks(cfg: Config, target: Target, run: Run) -> BenchResult:
     """Score the target on `eval.benchmarks` (and the world text), log it into `run`; raises
     BenchmarkIncomplete, after logging the rest, when a task could not run."""
+    started = time.monotonic()
     directory = target.eval_dir / BENCH_DIR
     logged = directory / "logged"
     shutil.rmtree(logged, ignore_errors=True)
@@ -101,6 +107,7 @@ def run_benchmarks(cfg: Config, target: Target, run: Run) -> BenchResult:
         items.parent.mkdir(parents=True)
         shutil.copy(directory / contract.BENCH_WORLD_PERPLEXITY_TASK / "items.jsonl", items)
     _write_summary(rows, logged / Path(contract.ARTIFACT_BENCH_SUMMARY).name)
+    metrics[contract.BENCH_SECONDS] = time.monotonic() - started
     run.log_metrics(metrics)
     run.log_artifacts(logged, contract.ARTIFACT_BENCH_DIR)
     if failures:

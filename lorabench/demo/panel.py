@@ -7,8 +7,11 @@ text a base's held-out perplexity is measured on.
   completed (a capital, a country, a word, a category, a function's description). A base knows
   them from pretraining alone, so a tuned model's loss of them is forgetting.
 - `lorabench_target` (role target): school-math word problems of the kind `data=math_0.25m`
-  trains on, all held out of every training sample (`corpus.held_out_word_problems`), answered
-  greedily in the instruction format; exact match of the worked answer's `答案：N` number.
+  trains on, all held out of every training sample (`corpus.held_out_word_problems`), in the
+  instruction format; scored in loss terms: the log-probability of the worked answer, per
+  character (lm-eval's loglikelihood request). The tiny models never get a sum right, so an
+  exact match of the answer's number reads 0 before and after tuning and cannot show learning;
+  how much likelier the worked solutions became can.
 
 The task YAMLs are the repository's (`lorabench/demo/benchmarks/*.yaml`); `write_panel` writes the
 data and, beside it, one YAML per task that includes the repository's and names its data file,
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 import string
 import tempfile
@@ -36,7 +38,7 @@ TARGET_TASK = "lorabench_target"
 TASKS = (RETENTION_TASK, TARGET_TASK)
 TEMPLATES = Path(__file__).parent / "benchmarks"
 """The repository's task YAMLs (everything but the data file)."""
-PANEL_VERSION = 1
+PANEL_VERSION = 2
 """Raised when the generated items change: part of the panel's directory name."""
 
 
@@ -136,22 +138,19 @@ def retention_items(rounds: int, choices: int, seed: int = 0) -> list[dict]:
 
 
 def target_items(n: int, seed: int = 0) -> list[dict]:
-    """Held-out word problems as rows `{"id", "prompt", "answer"}`: the instruction format's
-    prompt (as training formats it) and the number the answer must end in."""
+    """Held-out word problems as rows `{"id", "prompt", "solution"}`: the instruction format's
+    prompt and the worked answer, each as training formats them."""
     return [
-        {"id": f"m{i}", "prompt": format_prompt(row["question"]), "answer": row["answer"]}
+        {"id": f"m{i}", "prompt": format_prompt(row["question"]), "solution": row["solution"]}
         for i, row in enumerate(held_out_word_problems(n, seed=seed))
     ]
 
 
-ANSWER_LINE = re.compile(r"答案[：:]\s*(-?\d+)")
-
-
-def score_target(doc: dict, results: list[str]) -> dict[str, float]:
-    """lm-eval's `process_results` of `lorabench_target`: 1.0 when the generation's `答案：N`
-    line gives the problem's number (the trained answer's last line), else 0.0."""
-    match = ANSWER_LINE.search(results[0])
-    return {"exact_match": float(match is not None and match.group(1) == doc["answer"])}
+def score_target(doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
+    """lm-eval's `process_results` of `lorabench_target`: the worked answer's log-likelihood
+    given the prompt (nats), per character of the answer (higher: likelier)."""
+    loglikelihood, _greedy = results[0]
+    return {"logprob_per_char": loglikelihood / len(doc["solution"])}
 
 
 def write_panel(root: Path, retention_rounds: int, retention_choices: int, math_items: int) -> Path:
