@@ -1,17 +1,20 @@
 """GPU check: tokens/s per GPU and MFU of LoRA and full fine-tuning of a ~1B LLaMA-architecture
 model, and answers/s of generation, on one GPU, the way the project trains and generates.
 
-    python bench/gpu_check.py [--gpu h200-141gb] [--micro-batch 4] [--warmup 3] [--steps 5]
-        [--items 64] [--new-tokens 256] [--smoke]
+    python bench/gpu_check.py [--gpu h200-141gb] [--micro-batch 4] [--warmup 2] [--steps 3]
+        [--items 32] [--new-tokens 128] [--smoke]
 
 Run it on a GPU machine from the repository root, in the project's environment (flash-attn,
 liger-kernel and vLLM are optional: each is measured when present). Nothing is downloaded and
 nothing is kept: the model is TinyLlama-1.1B's shape (hidden 2,048, 22 layers, 32 heads with 4
 key-value heads, MLP 5,632, vocabulary 32,000) built from its config with random weights; the
 tokenizer is the demo's own (made locally in a second); every file goes to a temporary
-directory, removed at the end. About 4-6 minutes on one H200 (within 8): a minute of imports and
-model builds, under half a minute per training measurement, under a minute of HF generation, and
-up to two minutes for vLLM to start.
+directory, removed at the end. Sized for 8 minutes on one H200, from a run there (2026-12-04)
+with 3 warm-up and 5 timed steps and 64 answers of 256 tokens: its six training measurements
+(a LoRA step of 128 sequences took about 5 s, an FT step of 32 about 1 s) took most of 7
+minutes, and HF generation of 64 × 256 tokens in batches of 8 did not finish in the 2.5 minutes
+left to it; the defaults now time 3 steps after 2 and generate 32 × 128 tokens (a quarter of
+the decoding steps), which was not run on a GPU again. vLLM adds up to two minutes to start.
 
 Training, for `method=lora` and `method=ft` (the paper's presets: LoRA r=8 on q, k, v and the
 MLP; their global batches, 128 and 32 sequences an optimiser step) at 1,024 tokens a sequence,
@@ -46,10 +49,11 @@ message),
 `hf_items=`, `hf_new_tokens=`, `hf_seconds=`, `hf_answers_per_second=`, then
 `vllm_startup_seconds=`, `vllm_seconds=`, `vllm_answers_per_second=` or `vllm_skipped=<reason>`,
 and `total_seconds=`. A measurement that fails prints its error and the others still run; the
-exit status is then 1. Expected on one H200 (989 dense bf16 TFLOP/s): FT 35-55k tokens/s at an
-MFU of 0.25-0.40, LoRA more tokens/s at a lower MFU (0.2-0.3; its FLOPs count 4 a token and
-parameter against FT's 6); flash-attention within a few percent of sdpa at 1,024 tokens, eager
-slower than both.
+exit status is then 1. Measured on one H200 (989 dense bf16 TFLOP/s; torch 2.11, liger-kernel
+0.8.5, no flash-attn or vLLM): sdpa FT 37,011 tokens/s at an MFU of 0.247, LoRA 26,984 at 0.121
+(fewer tokens/s than FT: at this size the adapters' small matmuls and dropout copies cost more
+than the frozen weights' gradients save); eager 0.65× (FT) and 0.78× (LoRA) of sdpa; Liger
+0.82× (FT) and 0.71× (LoRA) of sdpa at 12% and 23% less peak memory.
 
 `--smoke` runs it in seconds on a CPU (a tiny model of the same architecture, short sequences,
 two steps; the same lines, whose values mean nothing: the MFU is against `--gpu`'s peak).
@@ -161,10 +165,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sequences an optimiser step (default: "
         "the method preset's, 128 for LoRA and 32 for FT)",
     )
-    parser.add_argument("--warmup", type=int, default=3, help="optimiser steps not timed")
-    parser.add_argument("--steps", type=int, default=5, help="optimiser steps timed")
-    parser.add_argument("--items", type=int, default=64, help="questions to answer")
-    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=2, help="optimiser steps not timed")
+    parser.add_argument("--steps", type=int, default=3, help="optimiser steps timed")
+    parser.add_argument("--items", type=int, default=32, help="questions to answer")
+    parser.add_argument("--new-tokens", type=int, default=128)
     args = parse_with_smoke(parser, argv, SMOKE)
     sizes = (args.seq_len, args.micro_batch, args.warmup, args.steps, args.items, args.new_tokens)
     if min(sizes) < 1:
@@ -493,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpu not in cfg.gpus:
             raise SystemExit(f"--gpu {args.gpu}: not in conf/gpus.yaml ({', '.join(cfg.gpus)})")
         print_settings(args, cfg)
-        training_checks(args, folder, errors)
+        # Generation first: Liger (`training.liger_kernel`) patches transformers' LLaMA code for
+        # the rest of the process, so a model built after it would not generate as `eval` does.
         generation_checks(args, folder, errors)
+        training_checks(args, folder, errors)
     print(f"total_seconds={time.perf_counter() - start:.0f}")
     if errors:
         print(f"failed={','.join(errors)}", file=sys.stderr)
