@@ -181,6 +181,8 @@ def test_demo_report_leaves_out_the_sweep_and_the_pretraining_run(
         run = client.create_run(experiment, tags=tags, run_name=name, start_time=1_000)
         for step, metric in enumerate(("model/total_params", "train/loss")):
             client.log_metric(run.info.run_id, metric, 1.0, timestamp=4_000, step=step)
+        if name == "tiny+lora(2m)[steps=1]":  # its evaluation's benchmark stage
+            client.log_metric(run.info.run_id, contract.BENCH_SECONDS, 1.5, timestamp=5_000)
         client.set_terminated(run.info.run_id, end_time=6_000)
 
     sweep_overhead.report_demo(store, seconds=10.0)
@@ -192,6 +194,7 @@ def test_demo_report_leaves_out_the_sweep_and_the_pretraining_run(
         "demo_lora_2m_eval_seconds=2.0",
         "demo_train_seconds=3.0",
         "demo_eval_seconds=2.0",
+        "demo_bench_seconds=1.5",
         "demo_pretraining_seconds=5.0",
         "demo_other_seconds=5.0",
     ]
