@@ -27,9 +27,10 @@ $(NOTEBOOK_STAMP): pyproject.toml $(LOCK) $(STAMP)
 
 install: $(STAMP)  ## create .venv and install lorabench with its dev tools, at the lock's versions
 
-# After changing a dependency in pyproject.toml: pins what is new and keeps every other pin
+# After changing pyproject.toml: pins what is new and keeps every other pin
 # (LOCK_FLAGS=--upgrade moves every package to its newest allowed version). torch's pin drops the
-# local `+cpu` label so the same lock takes a CUDA build of that version on a GPU machine.
+# local `+cpu` label so the same lock takes a CUDA build of that version on a GPU machine. Its last
+# line records the pyproject.toml it was made from: install refuses a lock older than an edit.
 LOCK_FLAGS ?=
 lock:  ## refresh requirements.lock from pyproject.toml (then commit it)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +38,7 @@ lock:  ## refresh requirements.lock from pyproject.toml (then commit it)
 	$(VENV)/bin/pip-compile --quiet --all-extras --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) -o $(LOCK) pyproject.toml
 	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' $(LOCK)
+	$(PY) scripts/check_lock.py --stamp pyproject.toml $(LOCK)
 
 # The demo's stages: the pretrained tiny bases (cached: once per machine), the user's grid, the
 # paper's Table 4 rows with the untuned base rows, then the report with the findings section.

@@ -1,15 +1,20 @@
 """Check that requirements.lock still says what pyproject.toml asks for.
 
     python scripts/check_lock.py [pyproject.toml] [requirements.lock]
+    python scripts/check_lock.py --stamp [pyproject.toml] [requirements.lock]
 
 Every dependency of the project (its extras included) must be pinned in the lock at a version
 its specifier allows; otherwise `make install` would install something the lock never
-recorded, and a clone made on another day would train with other libraries. Exits 1 naming
-each requirement that does not match, with the command that refreshes the lock.
+recorded, and a clone made on another day would train with other libraries. The lock's last
+line records the digest of the pyproject.toml it was made from (`--stamp`, which `make lock`
+runs): a pyproject.toml edited since is refused until the lock is made again, whatever the edit
+(pip-compile reads the whole file). Exits 1 naming each problem, with the command that
+refreshes the lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import tomllib
@@ -20,6 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REFRESH = "make lock"
+STAMP = "# made from pyproject.toml with sha256 "
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 
 
@@ -43,10 +49,32 @@ def declared(pyproject: Path) -> list[Requirement]:
     return [r for r in map(Requirement, texts) if canonicalize_name(r.name) != own]
 
 
+def digest(pyproject: Path) -> str:
+    """The sha256 of pyproject.toml's bytes, as the lock's stamp records it."""
+    return hashlib.sha256(pyproject.read_bytes()).hexdigest()
+
+
+def stamp(pyproject: Path, lock: Path) -> None:
+    """Record in `lock` (its last line; an earlier stamp is dropped) the pyproject it came from."""
+    lines = [x for x in lock.read_text(encoding="utf-8").splitlines() if not x.startswith(STAMP)]
+    lock.write_text("\n".join([*lines, STAMP + digest(pyproject)]) + "\n", encoding="utf-8")
+
+
+def staleness(pyproject: Path, lock: Path) -> str | None:
+    """Why `lock` was not made from this `pyproject`, or None when it was."""
+    stamps = [x for x in lock.read_text(encoding="utf-8").splitlines() if x.startswith(STAMP)]
+    if not stamps:
+        return f"{lock.name} does not record the {pyproject.name} it was made from"
+    if stamps[-1] != STAMP + digest(pyproject):
+        return f"{pyproject.name} changed since {lock.name} was made"
+    return None
+
+
 def mismatches(pyproject: Path, lock: Path) -> list[str]:
-    """One line per requirement of `pyproject` that `lock` does not satisfy."""
+    """One line per requirement of `pyproject` that `lock` does not satisfy, after the reason
+    the lock is stale (if it is)."""
     pins = locked_versions(lock)
-    problems = []
+    problems = [p for p in [staleness(pyproject, lock)] if p]
     for req in declared(pyproject):
         pin = pins.get(canonicalize_name(req.name))
         if pin is None:
@@ -57,11 +85,16 @@ def mismatches(pyproject: Path, lock: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    pyproject = Path(argv[0] if argv else "pyproject.toml")
-    lock = Path(argv[1] if len(argv) > 1 else "requirements.lock")
+    stamping = argv[:1] == ["--stamp"]
+    paths = argv[1:] if stamping else argv
+    pyproject = Path(paths[0] if paths else "pyproject.toml")
+    lock = Path(paths[1] if len(paths) > 1 else "requirements.lock")
     if not lock.is_file():
         print(f"{lock}: no such lock; create it with `{REFRESH}`", file=sys.stderr)
         return 1
+    if stamping:
+        stamp(pyproject, lock)
+        return 0
     problems = mismatches(pyproject, lock)
     if problems:
         print(f"{lock} does not match {pyproject}:", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""The lock every install uses says what pyproject.toml asks for; a lock that does not is
-refused with the package, the lock's line and the command that refreshes it."""
+"""The lock every install uses says what pyproject.toml asks for and was made from it as it is; a
+lock that does not is refused with the package, the lock's line (or the edit it predates) and the
+command that refreshes it."""
 
 from __future__ import annotations
 
@@ -41,6 +42,24 @@ def test_a_lock_missing_a_dependency_or_pinning_outside_its_range_is_refused(
     assert "scipy>=1.11: not in requirements.lock" in result.stderr
     assert f"requirements.lock line {mlflow + 1} pins mlflow==2.22.0" in result.stderr
     assert "make lock" in result.stderr
+
+
+def test_a_pyproject_edited_after_the_lock_was_made_is_refused(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text((ROOT / "pyproject.toml").read_text(encoding="utf-8") + "# edited\n")
+
+    result = check(pyproject, ROOT / "requirements.lock")
+
+    assert result.returncode == 1
+    assert "pyproject.toml changed since requirements.lock was made" in result.stderr
+    assert "make lock" in result.stderr
+    unstamped = tmp_path / "requirements.lock"
+    lines = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
+    unstamped.write_text("\n".join(x for x in lines if not x.startswith("# made from")) + "\n")
+    subprocess.run(
+        [sys.executable, str(CHECK), "--stamp", str(pyproject), str(unstamped)], check=True
+    )
+    assert check(pyproject, unstamped).returncode == 0  # `make lock`'s stamp: the lock is current
 
 
 def test_torch_is_locked_at_the_version_pyproject_pins() -> None:
