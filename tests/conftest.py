@@ -83,15 +83,10 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.getbasetemp() / "hf-datasets"
     path.mkdir(exist_ok=True)
-    before = os.environ.get("HF_DATASETS_CACHE"), datasets.config.HF_DATASETS_CACHE
-    os.environ["HF_DATASETS_CACHE"] = str(path)
-    datasets.config.HF_DATASETS_CACHE = path
-    yield path
-    if before[0] is None:
-        del os.environ["HF_DATASETS_CACHE"]
-    else:
-        os.environ["HF_DATASETS_CACHE"] = before[0]
-    datasets.config.HF_DATASETS_CACHE = before[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_CACHE", str(path))
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", path)
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ from lorabench.benchmarks import BenchmarkIncomplete, bench_hash, run_benchmarks
 from lorabench.benchmarks.tasks import include_paths
 from lorabench.config import compose, validate
 from lorabench.demo import panel
-from lorabench.demo.panel import target_items
 from lorabench.evaluation.targets import resolve_target
 from lorabench.planning.benchmarks import estimate_benchmarks
 from lorabench.tracking.runs import tracked_run
@@ -180,7 +179,8 @@ def test_the_demo_target_is_the_worked_answers_log_likelihood_per_character(root
         picked = torch.log_softmax(logits[:-1], -1)[torch.arange(len(full) - 1), full[1:]]
         return float(picked[len(ids) - 1 :].sum()) / len(solution)
 
-    expected = {r["id"]: logprob_per_char(r["prompt"], r["solution"]) for r in target_items(12)}
+    rows = panel.target_items(12)
+    expected = {r["id"]: logprob_per_char(r["prompt"], r["solution"]) for r in rows}
     ours = items_of(run, TARGET, root)
     assert ours.keys() == expected.keys()
     assert ours == pytest.approx(expected, abs=1e-4)

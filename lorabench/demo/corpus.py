@@ -411,9 +411,8 @@ def generate_eval_set(n_per_class: int = 5, *, seed: int = 1234) -> list[dict[st
 
 def held_out_word_problems(n: int, *, seed: int = 0) -> list[dict[str, str]]:
     """``n`` distinct school-math word problems of the kind the math domain trains on, all held
-    out of training (no training sample of any seed asks them): rows ``{"question", "solution",
-    "answer"}``, the worked answer as training writes one and the number it ends in. The demo's
-    target benchmark."""
+    out of training (no training sample of any seed asks them): rows ``{"question", "solution"}``,
+    the worked answer as training writes one. The demo's target benchmark."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     rng = random.Random(f"benchmark:math:{seed}")
@@ -427,13 +426,7 @@ def held_out_word_problems(n: int, *, seed: int = 0) -> list[dict[str, str]]:
             lambda item: _is_held_out(item) and item.instruction not in seen,
         )
         seen.add(item.instruction)
-        rows.append(
-            {
-                "question": item.instruction,
-                "solution": item.output,
-                "answer": item.output.rpartition(_ANSWER)[2],
-            }
-        )
+        rows.append({"question": item.instruction, "solution": item.output})
     return rows
 
 
